@@ -1,0 +1,110 @@
+package config
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+func lookup(env map[string]string) func(string) (string, bool) {
+	return func(k string) (string, bool) { v, ok := env[k]; return v, ok }
+}
+
+func TestBadConfigs(t *testing.T) {
+	files, err := filepath.Glob("testdata/*.bad.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(files) < 15 {
+		t.Fatalf("only %d bad fixtures", len(files))
+	}
+	for _, f := range files {
+		t.Run(filepath.Base(f), func(t *testing.T) {
+			data, err := os.ReadFile(f)
+			if err != nil {
+				t.Fatal(err)
+			}
+			want, err := os.ReadFile(strings.TrimSuffix(f, ".bad.yaml") + ".want")
+			if err != nil {
+				t.Fatal(err)
+			}
+			_, err = Parse(filepath.Base(f), data, lookup(nil))
+			if err == nil {
+				t.Fatal("config was accepted")
+			}
+			if got := err.Error(); got != strings.TrimSpace(string(want)) {
+				t.Errorf("error:\n%s\nwant:\n%s", got, strings.TrimSpace(string(want)))
+			}
+		})
+	}
+}
+
+func TestGoodConfig(t *testing.T) {
+	data, err := os.ReadFile("testdata/good.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := Parse("good.yaml", data, lookup(map[string]string{"LOG_DIR": "/var/log/app"}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := c.Sinks[0]
+	if got := c.Sources[0].File.Paths[0]; got != "/var/log/app/*.ndjson" {
+		t.Errorf("expanded path = %q", got)
+	}
+	if s.Buffer.MaxBytes != 8<<20 || s.Buffer.Interval.D() != 30*time.Second || s.Buffer.MaxRecords != 500000 {
+		t.Errorf("buffer = %+v", s.Buffer)
+	}
+	if s.Compression != "snappy" || s.ExtraColumn != "_extra" || s.MaxOpenPartitions != 500 {
+		t.Errorf("defaults: compression %q extra %q open %d", s.Compression, s.ExtraColumn, s.MaxOpenPartitions)
+	}
+	if c.Service.ShutdownTimeout.D() != 25*time.Second || c.Service.HTTPListen != ":8080" {
+		t.Errorf("service defaults = %+v", c.Service)
+	}
+	if len(s.PartitionKeys) != 2 || s.PartitionKeys[0].Key != "project_id" || s.PartitionKeys[1].Key != "year" {
+		t.Errorf("partition key order lost: %+v", s.PartitionKeys)
+	}
+	tr := c.Routes[0].Transforms
+	if len(tr) != 7 || tr[0].EpochToUTC.Unit != "auto" || tr[0].EpochToUTC.Timezone != "UTC" || tr[2].Explode.Envelope != "event" {
+		t.Errorf("transforms = %+v", tr)
+	}
+	if tr[3].Set[1].Key != "meta.owner" || tr[4].Rename[0].Value != "message" || tr[5].Drop[0] != "debug" || tr[6].JQ != ".x = 1" {
+		t.Errorf("set/rename/drop/jq decoded wrong: %+v", tr[3:])
+	}
+	if got := c.Line("routes[0].transforms[1].severity.min"); got != 16 {
+		t.Errorf("line of severity.min = %d, want 16", got)
+	}
+}
+
+func TestErrorsAreCollected(t *testing.T) {
+	data := []byte(`service: {error_sink: nowhere, shutdown_timeout: 0s}
+sources:
+  - {name: a, type: file, file: {paths: [x]}, max_pending: 0}
+  - {name: a, type: file, file: {paths: [x]}}
+routes:
+  - {name: r, from: [b], to: [c]}
+sinks: []
+`)
+	_, err := Parse("multi.yaml", data, lookup(nil))
+	errs, ok := err.(Errors)
+	if !ok || len(errs) < 5 {
+		t.Fatalf("want at least 5 errors, got %v", err)
+	}
+}
+
+func TestParseSize(t *testing.T) {
+	tests := []struct {
+		give string
+		want Size
+	}{
+		{"64MiB", 64 << 20}, {"10KiB", 10 << 10}, {"1GiB", 1 << 30}, {"1.5MiB", 3 << 19}, {"1000", 1000}, {"2MB", 2e6},
+	}
+	for _, tt := range tests {
+		got, err := ParseSize(tt.give)
+		if err != nil || got != tt.want {
+			t.Errorf("ParseSize(%q) = %d, %v; want %d", tt.give, got, err, tt.want)
+		}
+	}
+}

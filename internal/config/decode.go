@@ -1,0 +1,359 @@
+package config
+
+import (
+	"fmt"
+	"os"
+	"reflect"
+	"regexp"
+	"slices"
+	"strconv"
+	"strings"
+
+	"go.yaml.in/yaml/v3"
+)
+
+// Load reads, expands, decodes, defaults and validates one configuration
+// file. The error, when not nil, is Errors listing every problem found.
+func Load(path string) (*Config, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	return Parse(path, data, os.LookupEnv)
+}
+
+// Parse is Load on bytes already read; lookup resolves ${VAR}.
+func Parse(file string, data []byte, lookup func(string) (string, bool)) (*Config, error) {
+	d := &decoder{file: file, pos: map[string]int{}}
+	expanded := d.expand(data, lookup)
+	if len(d.errs) > 0 {
+		return nil, d.errs
+	}
+	var root yaml.Node
+	if err := yaml.Unmarshal(expanded, &root); err != nil {
+		line := 0
+		msg := err.Error()
+		if m := yamlLine.FindStringSubmatch(msg); m != nil {
+			line, _ = strconv.Atoi(m[1])
+			msg = strings.TrimSpace(yamlLine.ReplaceAllString(msg, ""))
+		}
+		msg = strings.TrimPrefix(msg, "yaml: ")
+		if strings.HasPrefix(msg, "did not find expected") && line > 0 {
+			// yaml.v3 reports the zero-based line where the unclosed
+			// list or mapping starts; name it one-based.
+			line++
+			msg += " (in the list or mapping that starts here)"
+		}
+		return nil, Errors{{File: file, Line: line, Msg: "invalid YAML: " + msg}}
+	}
+	cfg := &Config{File: file}
+	if len(root.Content) == 0 {
+		return nil, Errors{{File: file, Line: 1, Msg: "empty configuration"}}
+	}
+	d.decode(root.Content[0], cfg, "")
+	cfg.pos = d.pos
+	if len(d.errs) > 0 {
+		return nil, d.errs
+	}
+	if errs := cfg.Validate(); len(errs) > 0 {
+		return nil, errs
+	}
+	return cfg, nil
+}
+
+var yamlLine = regexp.MustCompile(`(?:yaml: )?line (\d+):\s*`)
+
+// envRef matches ${VAR} and ${VAR:-default}; $${ is a literal ${.
+var envRef = regexp.MustCompile(`\$\$\{|\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}`)
+
+// expand replaces environment references before parsing. An unset variable
+// without a default is an error: a silent empty broker list or bucket name is
+// worse than refusing to start.
+func (d *decoder) expand(data []byte, lookup func(string) (string, bool)) []byte {
+	lines := strings.SplitAfter(string(data), "\n")
+	var out strings.Builder
+	for i, line := range lines {
+		if strings.HasPrefix(strings.TrimSpace(line), "#") {
+			out.WriteString(line)
+			continue
+		}
+		out.WriteString(envRef.ReplaceAllStringFunc(line, func(ref string) string {
+			if ref == "$${" {
+				return "${"
+			}
+			m := envRef.FindStringSubmatch(ref)
+			if v, ok := lookup(m[1]); ok && v != "" {
+				return v
+			}
+			if strings.Contains(ref, ":-") {
+				return m[2]
+			}
+			d.errs = append(d.errs, &Error{File: d.file, Line: i + 1, Msg: fmt.Sprintf("environment variable %s is not set (write ${%s:-default} for a default)", m[1], m[1])})
+			return ""
+		}))
+	}
+	return []byte(out.String())
+}
+
+type decoder struct {
+	file string
+	errs Errors
+	pos  map[string]int
+}
+
+func (d *decoder) errorf(n *yaml.Node, path, format string, args ...any) {
+	line := 0
+	if n != nil {
+		line = n.Line
+	}
+	d.errs = append(d.errs, &Error{File: d.file, Line: line, Path: path, Msg: fmt.Sprintf(format, args...)})
+}
+
+func (d *decoder) record(path string, line int) {
+	if _, ok := d.pos[path]; !ok {
+		d.pos[path] = line
+	}
+}
+
+// recordTree records the line of every key inside a free-form subtree, so
+// errors found later (in an event pattern, say) can name their line.
+func (d *decoder) recordTree(n *yaml.Node, path string) {
+	d.record(path, n.Line)
+	switch n.Kind {
+	case yaml.MappingNode:
+		for i := 0; i+1 < len(n.Content); i += 2 {
+			p := joinPath(path, n.Content[i].Value)
+			d.record(p, n.Content[i].Line)
+			d.recordTree(n.Content[i+1], p)
+		}
+	case yaml.SequenceNode:
+		for i, c := range n.Content {
+			d.recordTree(c, fmt.Sprintf("%s[%d]", path, i))
+		}
+	}
+}
+
+func joinPath(path, key string) string {
+	if path == "" {
+		return key
+	}
+	return path + "." + key
+}
+
+// scalar reports whether n is a scalar, recording an error if not.
+func (d *decoder) scalar(n *yaml.Node, path string) bool {
+	if n.Kind == yaml.ScalarNode {
+		return true
+	}
+	d.errorf(n, path, "must be a single value, not a %s", kindName(n))
+	return false
+}
+
+func kindName(n *yaml.Node) string {
+	switch n.Kind {
+	case yaml.MappingNode:
+		return "mapping"
+	case yaml.SequenceNode:
+		return "list"
+	default:
+		return "value"
+	}
+}
+
+var decoderType = reflect.TypeFor[nodeDecoder]()
+
+// decode fills out (a pointer) from n.
+func (d *decoder) decode(n *yaml.Node, out any, path string) {
+	d.value(n, reflect.ValueOf(out).Elem(), path, reflect.StructField{})
+}
+
+func (d *decoder) value(n *yaml.Node, v reflect.Value, path string, field reflect.StructField) {
+	if n.Kind == yaml.AliasNode {
+		n = n.Alias
+	}
+	d.record(path, n.Line)
+	if v.CanAddr() && v.Addr().Type().Implements(decoderType) {
+		v.Addr().Interface().(nodeDecoder).decodeNode(d, n, path)
+		return
+	}
+	switch v.Kind() {
+	case reflect.Struct:
+		d.structValue(n, v, path)
+	case reflect.Slice:
+		items := n.Content
+		switch {
+		case n.Kind == yaml.ScalarNode && n.Tag == "!!null":
+			return
+		case n.Kind == yaml.ScalarNode && v.Type().Elem().Kind() == reflect.String:
+			items = []*yaml.Node{n} // a single name where a list is expected
+		case n.Kind != yaml.SequenceNode:
+			d.errorf(n, path, "must be a list, not a %s", kindName(n))
+			return
+		}
+		s := reflect.MakeSlice(v.Type(), len(items), len(items))
+		for i, c := range items {
+			d.value(c, s.Index(i), fmt.Sprintf("%s[%d]", path, i), field)
+		}
+		v.Set(s)
+	case reflect.String:
+		if !d.scalar(n, path) {
+			return
+		}
+		if n.Tag == "!!null" {
+			v.SetString("")
+			return
+		}
+		if enum := field.Tag.Get("enum"); enum != "" && !slices.Contains(strings.Split(enum, "|"), n.Value) {
+			d.errorf(n, path, "invalid value %q (want one of: %s)", n.Value, strings.ReplaceAll(enum, "|", ", "))
+			return
+		}
+		v.SetString(n.Value)
+	case reflect.Bool:
+		if !d.scalar(n, path) {
+			return
+		}
+		b, err := strconv.ParseBool(n.Value)
+		if err != nil {
+			d.errorf(n, path, "invalid boolean %q (want true or false)", n.Value)
+			return
+		}
+		v.SetBool(b)
+	case reflect.Int, reflect.Int64:
+		if !d.scalar(n, path) {
+			return
+		}
+		i, err := strconv.ParseInt(n.Value, 10, 64)
+		if err != nil {
+			d.errorf(n, path, "invalid integer %q", n.Value)
+			return
+		}
+		v.SetInt(i)
+	default:
+		panic(fmt.Sprintf("config: no decoder for %s at %s", v.Type(), path))
+	}
+}
+
+func (d *decoder) structValue(n *yaml.Node, v reflect.Value, path string) {
+	if n.Kind == yaml.ScalarNode && n.Tag == "!!null" {
+		d.applyDefaults(v.Addr().Interface(), path, nil)
+		return
+	}
+	if n.Kind != yaml.MappingNode {
+		d.errorf(n, path, "must be a mapping, not a %s", kindName(n))
+		return
+	}
+	t := v.Type()
+	byName := map[string]int{}
+	var known []string
+	for i := 0; i < t.NumField(); i++ {
+		name := t.Field(i).Tag.Get("yaml")
+		if name == "" || name == "-" {
+			continue
+		}
+		byName[name] = i
+		known = append(known, name)
+	}
+	seen := map[string]bool{}
+	for i := 0; i+1 < len(n.Content); i += 2 {
+		k, c := n.Content[i], n.Content[i+1]
+		p := joinPath(path, k.Value)
+		idx, ok := byName[k.Value]
+		if !ok {
+			d.errorf(k, p, "unknown key %q%s", k.Value, suggest(k.Value, known))
+			continue
+		}
+		if seen[k.Value] {
+			d.errorf(k, p, "duplicate key %q", k.Value)
+			continue
+		}
+		seen[k.Value] = true
+		d.record(p, k.Line)
+		d.value(c, v.Field(idx), p, t.Field(idx))
+	}
+	for name, idx := range byName {
+		if seen[name] {
+			continue
+		}
+		f := t.Field(idx)
+		if f.Tag.Get("required") == "true" {
+			d.errorf(n, path, "missing required key %q", name)
+		}
+	}
+	d.applyDefaults(v.Addr().Interface(), path, seen)
+}
+
+// applyDefaults sets the default of every field of the struct out points to
+// whose key was not in the file (seen), recursing into nested structs.
+func (d *decoder) applyDefaults(out any, path string, seen map[string]bool) {
+	v := reflect.ValueOf(out).Elem()
+	t := v.Type()
+	for i := 0; i < t.NumField(); i++ {
+		f := t.Field(i)
+		name := f.Tag.Get("yaml")
+		if name == "" || name == "-" || seen[name] {
+			continue
+		}
+		fv := v.Field(i)
+		if def, ok := f.Tag.Lookup("default"); ok {
+			node := &yaml.Node{Kind: yaml.ScalarNode, Value: def, Tag: "!!str"}
+			d.value(node, fv, joinPath(path, name), f)
+			delete(d.pos, joinPath(path, name)) // not in the file
+			continue
+		}
+		if fv.Kind() == reflect.Struct && !fv.Addr().Type().Implements(decoderType) {
+			d.applyDefaults(fv.Addr().Interface(), joinPath(path, name), nil)
+		}
+	}
+}
+
+// suggest returns ` (did you mean "x"?)` for a near miss, else the list of
+// known keys.
+func suggest(key string, known []string) string {
+	best, bestDist := "", 3
+	for _, k := range known {
+		if dist := editDistance(key, k); dist < bestDist {
+			best, bestDist = k, dist
+		}
+	}
+	if best != "" {
+		return fmt.Sprintf(" (did you mean %q?)", best)
+	}
+	sorted := slices.Clone(known)
+	slices.Sort(sorted)
+	return " (known keys: " + strings.Join(sorted, ", ") + ")"
+}
+
+func editDistance(a, b string) int {
+	prev := make([]int, len(b)+1)
+	cur := make([]int, len(b)+1)
+	for j := range prev {
+		prev[j] = j
+	}
+	for i := 1; i <= len(a); i++ {
+		cur[0] = i
+		for j := 1; j <= len(b); j++ {
+			cost := 1
+			if a[i-1] == b[j-1] {
+				cost = 0
+			}
+			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
+		}
+		prev, cur = cur, prev
+	}
+	return prev[len(b)]
+}
+
+// Line returns the line of path in the file, or of its nearest ancestor.
+func (c *Config) Line(path string) int {
+	for p := path; p != ""; {
+		if l, ok := c.pos[p]; ok {
+			return l
+		}
+		i := strings.LastIndexAny(p, ".[")
+		if i < 0 {
+			break
+		}
+		p = p[:i]
+	}
+	return 0
+}

@@ -1,0 +1,103 @@
+package config
+
+import (
+	"sort"
+	"strings"
+
+	"go.yaml.in/yaml/v3"
+)
+
+// Transform is one step of a route. Exactly one of the kind fields is set;
+// Kind names it.
+type Transform struct {
+	Kind string
+	Path string // e.g. routes[1].transforms[0]
+
+	Explode    *Explode
+	Severity   *Severity
+	EpochToUTC *EpochToUTC
+	JSONToCSV  *JSONToCSV
+	Set        KeyNodes
+	Rename     KeyMap
+	Drop       []string
+	JQ         string
+}
+
+// Explode emits one record per element of an array field.
+type Explode struct {
+	Field    string `yaml:"field" required:"true" doc:"Dotted path of the array."`
+	Envelope string `yaml:"envelope" default:"event" doc:"Key under which the rest of the original record is kept; \"\" drops it."`
+}
+
+// Severity keeps records whose severity is within [min, max].
+type Severity struct {
+	Field   string `yaml:"field" required:"true" doc:"Dotted path of the severity value."`
+	Min     string `yaml:"min" doc:"Lowest severity kept (a label or a number on the field's scale)."`
+	Max     string `yaml:"max" doc:"Highest severity kept."`
+	Scale   string `yaml:"scale" default:"auto" enum:"auto|asff|asff_normalized|guardduty|log_level" doc:"How values are read; auto picks by min/max and the value's type."`
+	Target  string `yaml:"target" doc:"Write the normalised label here (e.g. HIGH, WARN)."`
+	Missing string `yaml:"missing" default:"error" enum:"error|drop|keep" doc:"A record without the field: error output, filtered, or kept."`
+}
+
+// EpochToUTC renders an epoch or RFC 3339 time as RFC 3339 with milliseconds.
+type EpochToUTC struct {
+	Field    string `yaml:"field" required:"true" doc:"Dotted path of the time value."`
+	Target   string `yaml:"target" doc:"Where to write the result; default overwrites field."`
+	Unit     string `yaml:"unit" default:"auto" enum:"s|ms|us|ns|auto" doc:"Epoch unit; auto: <1e11 s, <1e14 ms, <1e17 us, else ns."`
+	Timezone string `yaml:"timezone" default:"UTC" doc:"IANA zone for the rendered offset, e.g. Asia/Seoul."`
+	Missing  string `yaml:"missing" default:"event_time" enum:"event_time|error|skip" doc:"A record without the field: use its event time, error output, or leave it."`
+}
+
+// JSONToCSV renders the record as one CSV line.
+type JSONToCSV struct {
+	Columns   []string `yaml:"columns" required:"true" doc:"Dotted paths, one per column; nested values render as JSON."`
+	Header    bool     `yaml:"header" doc:"Write a header line at the top of each object."`
+	Delimiter string   `yaml:"delimiter" default:"," doc:"One-character field delimiter."`
+}
+
+var transformKinds = []string{"drop", "epoch_to_utc", "explode", "jq", "json_to_csv", "rename", "set", "severity"}
+
+func (t *Transform) decodeNode(d *decoder, n *yaml.Node, path string) {
+	t.Path = path
+	if n.Kind != yaml.MappingNode || len(n.Content) != 2 {
+		d.errorf(n, path, "a transform is a mapping with exactly one key, one of: %s", strings.Join(transformKinds, ", "))
+		return
+	}
+	k, v := n.Content[0], n.Content[1]
+	t.Kind = k.Value
+	p := path + "." + k.Value
+	d.record(p, k.Line)
+	switch k.Value {
+	case "explode":
+		t.Explode = &Explode{}
+		if v.Kind == yaml.ScalarNode {
+			t.Explode.Field = v.Value
+			d.applyDefaults(t.Explode, p, map[string]bool{"field": true})
+			return
+		}
+		d.decode(v, t.Explode, p)
+	case "severity":
+		t.Severity = &Severity{}
+		d.decode(v, t.Severity, p)
+	case "epoch_to_utc":
+		t.EpochToUTC = &EpochToUTC{}
+		d.decode(v, t.EpochToUTC, p)
+	case "json_to_csv":
+		t.JSONToCSV = &JSONToCSV{}
+		d.decode(v, t.JSONToCSV, p)
+	case "set":
+		d.decode(v, &t.Set, p)
+	case "rename":
+		d.decode(v, &t.Rename, p)
+	case "drop":
+		d.decode(v, &t.Drop, p)
+	case "jq":
+		if d.scalar(v, p) {
+			t.JQ = v.Value
+		}
+	default:
+		kinds := append([]string(nil), transformKinds...)
+		sort.Strings(kinds)
+		d.errorf(k, p, "unknown transform %q (want one of: %s)", k.Value, strings.Join(kinds, ", "))
+	}
+}

@@ -1,0 +1,130 @@
+package config
+
+// The structs below are the configuration contract of ../shared/CONFIG.md.
+// Their tags drive decoding (yaml), defaults (default), allowed values (enum),
+// required keys (required) and the reference in docs/config-reference.md
+// (doc), so the three cannot drift apart.
+
+// Config is one configuration file.
+type Config struct {
+	Service Service  `yaml:"service" doc:"Process-wide settings."`
+	Sources []Source `yaml:"sources" required:"true" doc:"Where records are read from."`
+	Routes  []Route  `yaml:"routes" required:"true" doc:"Evaluated in order; a record may take several routes."`
+	Sinks   []Sink   `yaml:"sinks" required:"true" doc:"Where records are written."`
+
+	// File is the path the configuration was read from.
+	File string `yaml:"-"`
+	pos  map[string]int
+}
+
+// Service holds process-wide settings.
+type Service struct {
+	Name            string   `yaml:"name" default:"sluice" doc:"Service name, used in logs and metrics."`
+	HTTPListen      string   `yaml:"http_listen" default:":8080" doc:"Address for /healthz, /readyz and /metrics; empty disables the server."`
+	LogLevel        string   `yaml:"log_level" default:"info" enum:"debug|info|warn|error" doc:"zap JSON log level."`
+	ShutdownTimeout Duration `yaml:"shutdown_timeout" default:"25s" doc:"Time to stop reading, flush, ack and checkpoint on SIGTERM; must fit ECS stopTimeout."`
+	ErrorSink       string   `yaml:"error_sink" doc:"Default error output (an s3 sink) for failures with no closer error sink."`
+	Workers         int      `yaml:"workers" doc:"Decode/route/transform workers; 0 means one per CPU."`
+}
+
+// Source is one configured input.
+type Source struct {
+	Name       string     `yaml:"name" required:"true" doc:"Unique source name."`
+	Type       string     `yaml:"type" required:"true" enum:"kafka|kinesis|file|firehose_http|archive" doc:"Source kind."`
+	Format     string     `yaml:"format" default:"json" enum:"app_log|eventbridge|metric_stream|json|raw" doc:"How messages are decoded into records."`
+	ErrorSink  string     `yaml:"error_sink" doc:"Where records that fail to decode go; defaults to service.error_sink."`
+	EventTime  EventTime  `yaml:"event_time" doc:"Override the format's event-time field."`
+	MaxPending int        `yaml:"max_pending" default:"200000" doc:"Records read but not yet durably written, per partition, before reading blocks."`
+	BatchSize  int        `yaml:"batch_size" default:"1024" doc:"Messages per batch handed to the pipeline."`
+	File       FileSource `yaml:"file" doc:"Settings for type: file."`
+}
+
+// EventTime names the field holding a record's event time.
+type EventTime struct {
+	Field string `yaml:"field" doc:"Dotted path of the event-time field."`
+	Unit  string `yaml:"unit" default:"auto" enum:"s|ms|us|ns|auto" doc:"Epoch unit; auto also accepts RFC 3339 strings."`
+}
+
+// FileSource reads local files or stdin.
+type FileSource struct {
+	Paths []string `yaml:"paths" doc:"Files or globs; \"-\" is stdin; .gz files are decompressed."`
+}
+
+// Route sends records from sources through transforms to sinks.
+type Route struct {
+	Name       string      `yaml:"name" required:"true" doc:"Unique route name."`
+	From       []string    `yaml:"from" required:"true" doc:"Source names."`
+	To         []string    `yaml:"to" required:"true" doc:"Sink names."`
+	ErrorSink  string      `yaml:"error_sink" doc:"Where records that fail a transform go; defaults to the source's, then service.error_sink."`
+	Match      Node        `yaml:"match" doc:"EventBridge event pattern; absent matches every record."`
+	Transforms []Transform `yaml:"transforms" doc:"Applied in order."`
+}
+
+// Sink is one configured output.
+type Sink struct {
+	Name              string   `yaml:"name" required:"true" doc:"Unique sink name."`
+	Type              string   `yaml:"type" required:"true" enum:"s3|opensearch" doc:"Sink kind."`
+	URL               string   `yaml:"url" doc:"s3://bucket/prefix, file:///abs/path or file:relative/path."`
+	Format            string   `yaml:"format" default:"parquet" enum:"parquet|ndjson|csv|raw" doc:"Object format."`
+	Compression       string   `yaml:"compression" enum:"snappy|zstd|gzip|none" doc:"parquet: snappy (default), zstd, gzip, none; ndjson/csv/raw: gzip or none (default none; raw gzip)."`
+	PartitionKeys     KeyMap   `yaml:"partition_keys" doc:"Firehose dynamic-partitioning jq, evaluated per record, in order."`
+	Prefix            string   `yaml:"prefix" doc:"Object key prefix template; default Hive-style k=v/ from partition_keys in order."`
+	ErrorPrefix       string   `yaml:"error_prefix" default:"errors/!{error-output-type}/" doc:"Prefix template for error records written by this sink."`
+	Schema            []Column `yaml:"schema" doc:"Parquet columns; fields not listed go to extra_column."`
+	ExtraColumn       string   `yaml:"extra_column" default:"_extra" doc:"JSON column for fields not in schema; \"\" drops them (counted in a metric)."`
+	Buffer            Buffer   `yaml:"buffer" doc:"Per-partition buffering hints."`
+	MaxOpenPartitions int      `yaml:"max_open_partitions" default:"500" doc:"Open partition buffers; opening one more flushes the oldest."`
+	OnPartitionLimit  string   `yaml:"on_partition_limit" default:"flush_oldest" enum:"flush_oldest|error" doc:"At max_open_partitions: flush the oldest partition, or send the record to the error output as partition-limit."`
+	MaxBufferedBytes  Size     `yaml:"max_buffered_bytes" default:"256MiB" doc:"Bytes buffered across all partitions before the largest is flushed."`
+	Concurrency       int      `yaml:"concurrency" default:"8" doc:"Objects encoded and written at once."`
+	KMSKeyID          string   `yaml:"kms_key_id" doc:"SSE-KMS key for S3 objects."`
+	Region            string   `yaml:"region" doc:"AWS region."`
+	Endpoint          string   `yaml:"endpoint" doc:"Endpoint override for S3-compatible servers."`
+	StorageClass      string   `yaml:"storage_class" doc:"S3 storage class."`
+
+	// OpenSearch sinks.
+	Endpoints []string       `yaml:"endpoints" doc:"OpenSearch endpoints."`
+	Auth      OpenSearchAuth `yaml:"auth" doc:"OpenSearch authentication."`
+	Index     string         `yaml:"index" doc:"Index name template."`
+	ID        string         `yaml:"id" doc:"jq for the document _id; default derived from the source position."`
+	Bulk      Bulk           `yaml:"bulk" doc:"Bulk request limits."`
+	Retry     Retry          `yaml:"retry" doc:"Retry limits."`
+	ErrorSink string         `yaml:"error_sink" doc:"Where documents OpenSearch rejects go (an s3 sink)."`
+}
+
+// Column is one Parquet column.
+type Column struct {
+	Name     string `yaml:"name" required:"true" doc:"Dotted path of the field in the record."`
+	Column   string `yaml:"column" doc:"Column name; defaults to name."`
+	Type     string `yaml:"type" required:"true" enum:"string|int64|double|bool|timestamp_ms|timestamp_us|date|json" doc:"Column type."`
+	Required bool   `yaml:"required" doc:"A record without the field fails as schema-mismatch."`
+}
+
+// Buffer holds Firehose-style buffering hints, per partition.
+type Buffer struct {
+	MaxBytes   Size     `yaml:"max_bytes" default:"64MiB" doc:"Flush a partition at this many encoded bytes."`
+	MaxRecords int      `yaml:"max_records" default:"500000" doc:"Flush a partition at this many records."`
+	Interval   Duration `yaml:"interval" default:"60s" doc:"Flush a partition this long after its first record."`
+}
+
+// OpenSearchAuth is how an OpenSearch sink authenticates.
+type OpenSearchAuth struct {
+	Type     string `yaml:"type" default:"none" enum:"sigv4|basic|none" doc:"Authentication kind."`
+	Service  string `yaml:"service" default:"es" enum:"es|aoss" doc:"SigV4 service."`
+	Region   string `yaml:"region" doc:"SigV4 region."`
+	Username string `yaml:"username" doc:"Basic auth user."`
+	Password string `yaml:"password" doc:"Basic auth password."`
+}
+
+// Bulk holds OpenSearch bulk request limits.
+type Bulk struct {
+	MaxBytes    Size     `yaml:"max_bytes" default:"10MiB" doc:"Bulk body size limit."`
+	MaxDocs     int      `yaml:"max_docs" default:"5000" doc:"Documents per bulk request."`
+	Interval    Duration `yaml:"interval" default:"5s" doc:"Send a partial bulk after this long."`
+	Concurrency int      `yaml:"concurrency" default:"4" doc:"Bulk requests in flight."`
+}
+
+// Retry limits retries.
+type Retry struct {
+	MaxElapsed Duration `yaml:"max_elapsed" default:"300s" doc:"Give up retrying an item after this long."`
+}

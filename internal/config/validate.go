@@ -1,0 +1,407 @@
+package config
+
+import (
+	"fmt"
+	"net/url"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/sluice-data/sluice/internal/jq"
+	"github.com/sluice-data/sluice/internal/jsonx"
+	"github.com/sluice-data/sluice/internal/routing"
+	"github.com/sluice-data/sluice/internal/severity"
+	"github.com/sluice-data/sluice/internal/template"
+)
+
+// Available lists the source and sink types this build can run. The
+// configuration contract names more; a config using one not yet built is
+// refused by Validate rather than failing at run time.
+var Available = struct {
+	Sources []string
+	Sinks   []string
+}{
+	Sources: []string{"file"},
+	Sinks:   []string{"s3"},
+}
+
+type validator struct {
+	c    *Config
+	errs Errors
+}
+
+func (v *validator) errorf(path, format string, args ...any) {
+	v.errs = append(v.errs, &Error{File: v.c.File, Line: v.c.Line(path), Path: path, Msg: fmt.Sprintf(format, args...)})
+}
+
+// Validate checks everything decoding cannot: references between
+// components, expressions, templates, and that every failure has somewhere
+// to go. It returns every problem, sorted by line.
+func (c *Config) Validate() Errors {
+	v := &validator{c: c}
+	sources := v.uniqueNames("sources", len(c.Sources), func(i int) string { return c.Sources[i].Name })
+	sinks := v.uniqueNames("sinks", len(c.Sinks), func(i int) string { return c.Sinks[i].Name })
+	v.uniqueNames("routes", len(c.Routes), func(i int) string { return c.Routes[i].Name })
+
+	if c.Service.ShutdownTimeout.D() <= 0 {
+		v.errorf("service.shutdown_timeout", "must be greater than 0")
+	}
+	if c.Service.ErrorSink != "" {
+		v.errorSinkRef("service.error_sink", c.Service.ErrorSink, sinks)
+	}
+	for i := range c.Sources {
+		v.source(i, sinks)
+	}
+	for i := range c.Routes {
+		v.route(i, sources, sinks)
+	}
+	for i := range c.Sinks {
+		v.sink(i, sinks)
+	}
+	slices.SortStableFunc(v.errs, func(a, b *Error) int { return a.Line - b.Line })
+	return v.errs
+}
+
+func (v *validator) uniqueNames(kind string, n int, name func(int) string) map[string]int {
+	seen := map[string]int{}
+	for i := 0; i < n; i++ {
+		nm := name(i)
+		p := fmt.Sprintf("%s[%d].name", kind, i)
+		if nm == "" {
+			continue // reported as missing while decoding
+		}
+		if strings.ContainsAny(nm, " /\\\t") {
+			v.errorf(p, "name %q must not contain spaces or slashes", nm)
+		}
+		if j, dup := seen[nm]; dup {
+			v.errorf(p, "duplicate name %q (also %s[%d], line %d)", nm, kind, j, v.c.Line(fmt.Sprintf("%s[%d].name", kind, j)))
+			continue
+		}
+		seen[nm] = i
+	}
+	return seen
+}
+
+func (v *validator) errorSinkRef(path, name string, sinks map[string]int) bool {
+	i, ok := sinks[name]
+	if !ok {
+		v.errorf(path, "unknown sink %q%s", name, known(sinks))
+		return false
+	}
+	if v.c.Sinks[i].Type != "s3" {
+		v.errorf(path, "error sink %q must be type s3, not %s", name, v.c.Sinks[i].Type)
+		return false
+	}
+	return true
+}
+
+func known(m map[string]int) string {
+	names := make([]string, 0, len(m))
+	for k := range m {
+		names = append(names, k)
+	}
+	slices.Sort(names)
+	if len(names) == 0 {
+		return " (none are defined)"
+	}
+	return " (defined: " + strings.Join(names, ", ") + ")"
+}
+
+func (v *validator) source(i int, sinks map[string]int) {
+	s := &v.c.Sources[i]
+	p := fmt.Sprintf("sources[%d]", i)
+	if s.Type != "" && !slices.Contains(Available.Sources, s.Type) {
+		v.errorf(p+".type", "source type %q is not available in this build (available: %s)", s.Type, strings.Join(Available.Sources, ", "))
+	}
+	if s.ErrorSink != "" {
+		v.errorSinkRef(p+".error_sink", s.ErrorSink, sinks)
+	} else if s.Format != "raw" && v.c.Service.ErrorSink == "" {
+		v.errorf(p, "records that fail to decode have nowhere to go: set error_sink here or service.error_sink")
+	}
+	if s.EventTime.Field != "" && !jsonx.ParsePath(s.EventTime.Field).Valid() {
+		v.errorf(p+".event_time.field", "invalid field path %q", s.EventTime.Field)
+	}
+	if s.MaxPending <= 0 {
+		v.errorf(p+".max_pending", "must be greater than 0")
+	}
+	if s.BatchSize <= 0 {
+		v.errorf(p+".batch_size", "must be greater than 0")
+	}
+	if s.Type == "file" && len(s.File.Paths) == 0 {
+		v.errorf(p+".file.paths", "a file source needs at least one path (\"-\" for stdin)")
+	}
+}
+
+func (v *validator) route(i int, sources, sinks map[string]int) {
+	r := &v.c.Routes[i]
+	p := fmt.Sprintf("routes[%d]", i)
+	for j, from := range r.From {
+		if _, ok := sources[from]; !ok {
+			v.errorf(fmt.Sprintf("%s.from[%d]", p, j), "unknown source %q%s", from, known(sources))
+		}
+	}
+	for j, to := range r.To {
+		if _, ok := sinks[to]; !ok {
+			v.errorf(fmt.Sprintf("%s.to[%d]", p, j), "unknown sink %q%s", to, known(sinks))
+		}
+	}
+	if r.ErrorSink != "" {
+		v.errorSinkRef(p+".error_sink", r.ErrorSink, sinks)
+	}
+	if r.Match.Node != nil {
+		x, err := r.Match.Value()
+		if err != nil {
+			v.errorf(p+".match", "%v", err)
+		} else if _, err := routing.CompilePattern(x); err != nil {
+			path := p + ".match"
+			if pe, ok := err.(*routing.PatternError); ok && pe.Path != "" {
+				path += "." + pe.Path
+				err = fmt.Errorf("%s", pe.Msg)
+			}
+			v.errorf(path, "invalid event pattern: %v", err)
+		}
+	}
+	canFail, csv := false, false
+	for j, t := range r.Transforms {
+		if v.transform(fmt.Sprintf("%s.transforms[%d]", p, j), &t) {
+			canFail = true
+		}
+		if t.Kind == "json_to_csv" {
+			csv = true
+		}
+	}
+	if canFail && r.ErrorSink == "" && v.c.Service.ErrorSink == "" {
+		for j, from := range r.From {
+			if si, ok := sources[from]; ok && v.c.Sources[si].ErrorSink == "" {
+				v.errorf(fmt.Sprintf("%s.from[%d]", p, j), "records that fail a transform in route %q have nowhere to go: set error_sink on the route, on source %q, or service.error_sink", r.Name, from)
+			}
+		}
+	}
+	for j, to := range r.To {
+		if si, ok := sinks[to]; ok && v.c.Sinks[si].Format == "csv" && !csv {
+			v.errorf(fmt.Sprintf("%s.to[%d]", p, j), "sink %q writes csv: add a json_to_csv transform to route %q to choose the columns", to, r.Name)
+		}
+	}
+}
+
+// transform checks one transform and reports whether it can fail a record.
+func (v *validator) transform(p string, t *Transform) bool {
+	field := func(path, s string) {
+		if !jsonx.ParsePath(s).Valid() {
+			v.errorf(path, "invalid field path %q", s)
+		}
+	}
+	kp := p + "." + t.Kind
+	switch t.Kind {
+	case "explode":
+		field(kp+".field", t.Explode.Field)
+		return false
+	case "severity":
+		field(kp+".field", t.Severity.Field)
+		for _, b := range []struct{ key, val string }{{"min", t.Severity.Min}, {"max", t.Severity.Max}} {
+			if b.val == "" {
+				continue
+			}
+			if err := CheckSeverity(t.Severity.Scale, b.val); err != nil {
+				v.errorf(kp+"."+b.key, "%v", err)
+			}
+		}
+		if t.Severity.Min == "" && t.Severity.Max == "" && t.Severity.Target == "" {
+			v.errorf(kp, "set min, max or target")
+		}
+		return true
+	case "epoch_to_utc":
+		field(kp+".field", t.EpochToUTC.Field)
+		if t.EpochToUTC.Target != "" {
+			field(kp+".target", t.EpochToUTC.Target)
+		}
+		if _, err := time.LoadLocation(t.EpochToUTC.Timezone); err != nil {
+			v.errorf(kp+".timezone", "unknown time zone %q (want an IANA name such as UTC or Asia/Seoul)", t.EpochToUTC.Timezone)
+		}
+		return true
+	case "json_to_csv":
+		if len(t.JSONToCSV.Columns) == 0 {
+			v.errorf(kp+".columns", "needs at least one column")
+		}
+		for j, c := range t.JSONToCSV.Columns {
+			field(fmt.Sprintf("%s.columns[%d]", kp, j), c)
+		}
+		if d := t.JSONToCSV.Delimiter; len(d) != 1 || d == "\"" || d == "\n" || d == "\r" {
+			v.errorf(kp+".delimiter", "must be one character other than a quote or line break")
+		}
+		return false
+	case "set":
+		for _, kn := range t.Set {
+			field(kp+"."+kn.Key, kn.Key)
+		}
+		return false
+	case "rename":
+		for _, kv := range t.Rename {
+			field(kp+"."+kv.Key, kv.Key)
+			field(kp+"."+kv.Key, kv.Value)
+		}
+		return false
+	case "drop":
+		for j, d := range t.Drop {
+			field(fmt.Sprintf("%s[%d]", kp, j), d)
+		}
+		return false
+	case "jq":
+		if _, err := jq.Compile(t.JQ); err != nil {
+			v.errorf(kp, "%v", err)
+		}
+		return true
+	}
+	return false
+}
+
+var compressions = map[string][]string{
+	"parquet": {"snappy", "zstd", "gzip", "none"},
+	"ndjson":  {"gzip", "none"},
+	"csv":     {"gzip", "none"},
+	"raw":     {"gzip", "none"},
+}
+
+// DefaultCompression is the compression a format gets when none is set.
+func DefaultCompression(format string) string {
+	switch format {
+	case "parquet":
+		return "snappy"
+	case "raw":
+		return "gzip"
+	}
+	return "none"
+}
+
+func (v *validator) sink(i int, sinks map[string]int) {
+	s := &v.c.Sinks[i]
+	p := fmt.Sprintf("sinks[%d]", i)
+	if s.Type != "" && !slices.Contains(Available.Sinks, s.Type) {
+		v.errorf(p+".type", "sink type %q is not available in this build (available: %s)", s.Type, strings.Join(Available.Sinks, ", "))
+		return
+	}
+	if s.Type != "s3" {
+		return
+	}
+	if s.Compression == "" {
+		s.Compression = DefaultCompression(s.Format)
+	} else if !slices.Contains(compressions[s.Format], s.Compression) {
+		v.errorf(p+".compression", "compression %q does not apply to format %s (want one of: %s)", s.Compression, s.Format, strings.Join(compressions[s.Format], ", "))
+	}
+	switch {
+	case s.URL == "":
+		v.errorf(p, "missing required key \"url\"")
+	default:
+		if _, _, err := ParseObjectURL(s.URL); err != nil {
+			v.errorf(p+".url", "%v", err)
+		}
+	}
+	for _, kv := range s.PartitionKeys {
+		if _, err := jq.Compile(kv.Value); err != nil {
+			v.errorf(p+".partition_keys."+kv.Key, "%v", err)
+		}
+	}
+	checkTpl := func(key, src string, errorPrefix bool) {
+		tpl, err := template.Parse(src)
+		if err != nil {
+			v.errorf(p+"."+key, "%v", err)
+			return
+		}
+		for _, k := range tpl.Keys() {
+			if _, ok := s.PartitionKeys.Get(k); !ok {
+				v.errorf(p+"."+key, "!{partitionKeyFromQuery:%s} names a key not in partition_keys%s", k, keyList(s.PartitionKeys))
+			}
+		}
+		if errorPrefix && len(tpl.Keys()) > 0 {
+			v.errorf(p+"."+key, "error_prefix cannot use partition keys: a record that failed may have none")
+		}
+		if !errorPrefix && tpl.UsesErrorType() {
+			v.errorf(p+"."+key, "!{error-output-type} belongs in error_prefix")
+		}
+	}
+	if s.Prefix != "" {
+		checkTpl("prefix", s.Prefix, false)
+	}
+	checkTpl("error_prefix", s.ErrorPrefix, true)
+	if s.Format == "parquet" && len(s.Schema) == 0 {
+		v.errorf(p+".schema", "format parquet needs a schema")
+	}
+	cols := map[string]int{}
+	for j, c := range s.Schema {
+		cp := fmt.Sprintf("%s.schema[%d]", p, j)
+		if c.Name != "" && !jsonx.ParsePath(c.Name).Valid() {
+			v.errorf(cp+".name", "invalid field path %q", c.Name)
+		}
+		col := c.Column
+		if col == "" {
+			col = c.Name
+		}
+		if k, dup := cols[col]; dup {
+			v.errorf(cp, "duplicate column %q (also schema[%d])", col, k)
+		}
+		cols[col] = j
+	}
+	if s.ExtraColumn != "" {
+		if _, dup := cols[s.ExtraColumn]; dup {
+			v.errorf(p+".extra_column", "column %q is also in the schema", s.ExtraColumn)
+		}
+	}
+	if s.Buffer.MaxBytes <= 0 {
+		v.errorf(p+".buffer.max_bytes", "must be greater than 0")
+	}
+	if s.Buffer.MaxRecords <= 0 {
+		v.errorf(p+".buffer.max_records", "must be greater than 0")
+	}
+	if s.Buffer.Interval.D() <= 0 {
+		v.errorf(p+".buffer.interval", "must be greater than 0")
+	}
+	if s.MaxOpenPartitions <= 0 {
+		v.errorf(p+".max_open_partitions", "must be greater than 0")
+	}
+	if s.Concurrency <= 0 {
+		v.errorf(p+".concurrency", "must be greater than 0")
+	}
+	if s.MaxBufferedBytes <= 0 {
+		v.errorf(p+".max_buffered_bytes", "must be greater than 0")
+	}
+}
+
+func keyList(m KeyMap) string {
+	if len(m) == 0 {
+		return " (no partition_keys are defined)"
+	}
+	keys := make([]string, len(m))
+	for i, kv := range m {
+		keys[i] = kv.Key
+	}
+	return " (defined: " + strings.Join(keys, ", ") + ")"
+}
+
+// ParseObjectURL splits an object-store URL into its scheme ("file" or
+// "s3") and location: a directory for file, bucket/prefix for s3.
+func ParseObjectURL(raw string) (scheme, location string, err error) {
+	switch {
+	case strings.HasPrefix(raw, "file://"):
+		u, err := url.Parse(raw)
+		if err != nil || u.Host != "" && u.Host != "localhost" {
+			return "", "", fmt.Errorf("invalid file URL %q (want file:///absolute/path or file:relative/path)", raw)
+		}
+		return "file", u.Path, nil
+	case strings.HasPrefix(raw, "file:"):
+		rest := strings.TrimPrefix(raw, "file:")
+		if rest == "" {
+			return "", "", fmt.Errorf("invalid file URL %q: no path", raw)
+		}
+		return "file", rest, nil
+	case strings.HasPrefix(raw, "s3://"):
+		return "", "", fmt.Errorf("s3:// URLs are not available in this build yet (use file:PATH)")
+	default:
+		return "", "", fmt.Errorf("unsupported URL %q (want s3://bucket/prefix, file:///abs/path or file:relative/path)", raw)
+	}
+}
+
+// CheckSeverity reports whether s is a valid severity bound on scale.
+func CheckSeverity(scale, s string) error {
+	_, err := severity.ParseBound(scale, s)
+	return err
+}

@@ -1,0 +1,371 @@
+// Package jq compiles the jq expressions Firehose users already write for
+// dynamic partitioning (".project_id", ".event_timestamp|strftime(\"%Y\")",
+// ".time_utc|fromdateiso8601|strftime(\"%m\")") and evaluates them per record.
+//
+// Every expression is compiled with gojq. The common Firehose shapes — a field
+// path followed by strftime, fromdateiso8601/fromdate, ascii_downcase or
+// ascii_upcase — are also compiled to a native evaluator that reads the
+// fastjson tree directly, because converting each record to map[string]any
+// for gojq would cost more than the rest of the hot path together. Any input
+// the native evaluator does not cover exactly goes to gojq; a differential
+// test keeps both in agreement.
+//
+// One deliberate difference from jq 1.6: fromdateiso8601 (and fromdate)
+// accept any RFC 3339 time, including fractional seconds and numeric offsets
+// such as the output of the epoch_to_utc transform; jq rejects them.
+package jq
+
+import (
+	"errors"
+	"fmt"
+	"math"
+	"reflect"
+	"regexp"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/itchyny/gojq"
+	"github.com/itchyny/timefmt-go"
+	"github.com/valyala/fastjson"
+
+	"github.com/sluice-data/sluice/internal/jsonx"
+)
+
+// Expr is a compiled expression.
+type Expr struct {
+	src  string
+	code *gojq.Code
+	fast *fastExpr
+}
+
+const lenientDate = "sluice_fromdateiso8601"
+
+// Compile parses and compiles src.
+func Compile(src string) (*Expr, error) {
+	q, err := gojq.Parse(src)
+	if err != nil {
+		return nil, fmt.Errorf("invalid jq %q: %w", src, err)
+	}
+	renameFuncs(reflect.ValueOf(q), map[string]string{"fromdateiso8601": lenientDate, "fromdate": lenientDate})
+	code, err := gojq.Compile(q, gojq.WithFunction(lenientDate, 0, 0, func(v any, _ []any) any {
+		s, ok := v.(string)
+		if !ok {
+			return fmt.Errorf("fromdateiso8601 cannot be applied to %s", typeName(v))
+		}
+		f, err := parseISO(s)
+		if err != nil {
+			return err
+		}
+		return f
+	}))
+	if err != nil {
+		return nil, fmt.Errorf("invalid jq %q: %w", src, err)
+	}
+	e := &Expr{src: src, code: code}
+	e.fast = compileFast(q.String())
+	return e, nil
+}
+
+// String returns the source text.
+func (e *Expr) String() string { return e.src }
+
+// Native reports whether the expression has a native evaluator.
+func (e *Expr) Native() bool { return e.fast != nil }
+
+// renameFuncs rewrites calls to zero-argument builtins in a parsed query.
+// gojq lets no custom function shadow a builtin, so the lenient date parser
+// is swapped in on the syntax tree.
+func renameFuncs(v reflect.Value, names map[string]string) {
+	switch v.Kind() {
+	case reflect.Pointer, reflect.Interface:
+		if !v.IsNil() {
+			if f, ok := v.Interface().(*gojq.Func); ok && len(f.Args) == 0 {
+				if to, ok := names[f.Name]; ok {
+					f.Name = to
+				}
+			}
+			renameFuncs(v.Elem(), names)
+		}
+	case reflect.Struct:
+		for i := 0; i < v.NumField(); i++ {
+			if v.Type().Field(i).IsExported() {
+				renameFuncs(v.Field(i), names)
+			}
+		}
+	case reflect.Slice:
+		for i := 0; i < v.Len(); i++ {
+			renameFuncs(v.Index(i), names)
+		}
+	}
+}
+
+// Run evaluates the expression with gojq and returns every output.
+func (e *Expr) Run(v *fastjson.Value) ([]any, error) {
+	return e.runAny(jsonx.ToAny(v))
+}
+
+func (e *Expr) runAny(in any) ([]any, error) {
+	var out []any
+	iter := e.code.Run(in)
+	for {
+		x, ok := iter.Next()
+		if !ok {
+			return out, nil
+		}
+		if err, ok := x.(error); ok {
+			var halt *gojq.HaltError
+			if errors.As(err, &halt) && halt.Value() == nil {
+				return out, nil
+			}
+			return nil, fmt.Errorf("jq %s: %w", e.src, err)
+		}
+		out = append(out, x)
+	}
+}
+
+// AppendText evaluates the expression as a partition key or id: it must
+// produce exactly one string, number or boolean, which is appended to dst as
+// text (numbers in jq's notation).
+func (e *Expr) AppendText(dst []byte, v *fastjson.Value) ([]byte, error) {
+	if e.fast != nil {
+		if out, ok, err := e.fast.appendText(dst, v); ok {
+			if err != nil {
+				return dst, fmt.Errorf("jq %s: %w", e.src, err)
+			}
+			return out, nil
+		}
+	}
+	outs, err := e.Run(v)
+	if err != nil {
+		return dst, err
+	}
+	if len(outs) != 1 {
+		return dst, fmt.Errorf("jq %s: produced %d values, want exactly one", e.src, len(outs))
+	}
+	return appendScalar(dst, e.src, outs[0])
+}
+
+func appendScalar(dst []byte, src string, x any) ([]byte, error) {
+	switch t := x.(type) {
+	case string:
+		return append(dst, t...), nil
+	case nil:
+		return dst, fmt.Errorf("jq %s: produced null", src)
+	case map[string]any, []any:
+		return dst, fmt.Errorf("jq %s: produced %s, want a string or number", src, typeName(x))
+	default:
+		b, err := gojq.Marshal(t)
+		if err != nil {
+			return dst, err
+		}
+		return append(dst, b...), nil
+	}
+}
+
+func typeName(v any) string {
+	return gojq.TypeOf(v)
+}
+
+// parseISO reads an RFC 3339 time, with or without fractional seconds,
+// with Z, ±hh:mm or ±hhmm, and returns epoch seconds.
+func parseISO(s string) (float64, error) {
+	t, err := time.Parse(time.RFC3339Nano, s)
+	if err != nil {
+		if t2, err2 := time.Parse("2006-01-02T15:04:05.999999999-0700", s); err2 == nil {
+			t, err = t2, nil
+		}
+	}
+	if err != nil {
+		return 0, fmt.Errorf("fromdateiso8601: %q is not an RFC 3339 time", s)
+	}
+	return float64(t.Unix()) + float64(t.Nanosecond())/1e9, nil
+}
+
+// fastExpr is a field path followed by a chain of scalar functions.
+type fastExpr struct {
+	path  jsonx.Path
+	steps []step
+}
+
+type stepKind int
+
+const (
+	stepStrftime stepKind = iota
+	stepFromISO
+	stepDowncase
+	stepUpcase
+)
+
+type step struct {
+	kind   stepKind
+	format string
+}
+
+var (
+	fastKey  = `(?:\.[A-Za-z_][A-Za-z0-9_]*|\."(?:[^"\\]|\\.)*")`
+	fastStep = `(?:strftime\("(?:[^"\\]|\\.)*"\)|fromdateiso8601|fromdate|` + lenientDate + `|ascii_downcase|ascii_upcase)`
+	fastRe   = regexp.MustCompile(`^(` + fastKey + `+)((?: \| ` + fastStep + `)*)$`)
+	keyRe    = regexp.MustCompile(fastKey)
+	stepRe   = regexp.MustCompile(fastStep)
+)
+
+// compileFast recognises the canonical form gojq prints for a query.
+func compileFast(canon string) *fastExpr {
+	m := fastRe.FindStringSubmatch(canon)
+	if m == nil {
+		return nil
+	}
+	f := &fastExpr{}
+	for _, k := range keyRe.FindAllString(m[1], -1) {
+		k = k[1:]
+		if strings.HasPrefix(k, `"`) {
+			u, err := strconv.Unquote(k)
+			if err != nil {
+				return nil
+			}
+			k = u
+		}
+		f.path = append(f.path, k)
+	}
+	for _, s := range stepRe.FindAllString(m[2], -1) {
+		switch {
+		case strings.HasPrefix(s, "strftime("):
+			fmtStr, err := strconv.Unquote(s[len("strftime(") : len(s)-1])
+			if err != nil {
+				return nil
+			}
+			f.steps = append(f.steps, step{kind: stepStrftime, format: fmtStr})
+		case s == "ascii_downcase":
+			f.steps = append(f.steps, step{kind: stepDowncase})
+		case s == "ascii_upcase":
+			f.steps = append(f.steps, step{kind: stepUpcase})
+		default:
+			f.steps = append(f.steps, step{kind: stepFromISO})
+		}
+	}
+	return f
+}
+
+// scalar is the intermediate value of a fast evaluation.
+type scalar struct {
+	isNum bool
+	num   float64
+	str   []byte
+	v     *fastjson.Value // set while still a raw JSON value
+}
+
+// appendText evaluates natively. ok is false when the input needs gojq (a
+// type combination the native path does not mirror exactly).
+func (f *fastExpr) appendText(dst []byte, root *fastjson.Value) (out []byte, ok bool, err error) {
+	v := root
+	for _, k := range f.path {
+		if v == nil || v.Type() == fastjson.TypeNull {
+			v = nil
+			break
+		}
+		if v.Type() != fastjson.TypeObject {
+			return dst, false, nil // gojq words the error
+		}
+		v = v.Get(k)
+	}
+	if v == nil || v.Type() == fastjson.TypeNull {
+		if len(f.steps) == 0 {
+			return dst, true, errors.New("produced null")
+		}
+		return dst, false, nil
+	}
+	var s scalar
+	switch v.Type() {
+	case fastjson.TypeString:
+		s.str, _ = v.StringBytes()
+	case fastjson.TypeNumber:
+		n, err := v.Float64()
+		if err != nil {
+			return dst, false, nil
+		}
+		s.isNum, s.num, s.v = true, n, v
+	default:
+		return dst, false, nil
+	}
+	for _, st := range f.steps {
+		switch st.kind {
+		case stepStrftime:
+			if !s.isNum {
+				return dst, false, nil
+			}
+			t, ok := epochToTime(s.num)
+			if !ok {
+				return dst, false, nil
+			}
+			s = scalar{str: []byte(timefmt.Format(t, st.format))}
+		case stepFromISO:
+			if s.isNum {
+				return dst, false, nil
+			}
+			n, err := parseISO(string(s.str))
+			if err != nil {
+				return dst, true, err
+			}
+			s = scalar{isNum: true, num: n}
+		case stepDowncase, stepUpcase:
+			if s.isNum {
+				return dst, false, nil
+			}
+			b := make([]byte, len(s.str))
+			for i, c := range s.str {
+				switch {
+				case st.kind == stepDowncase && 'A' <= c && c <= 'Z':
+					c += 'a' - 'A'
+				case st.kind == stepUpcase && 'a' <= c && c <= 'z':
+					c -= 'a' - 'A'
+				}
+				b[i] = c
+			}
+			s.str = b
+		}
+	}
+	if !s.isNum {
+		return append(dst, s.str...), true, nil
+	}
+	if s.v != nil {
+		// A number straight from the record: render as gojq would after
+		// decoding it (integers exactly, others as float64).
+		raw := s.v.MarshalTo(nil)
+		if isInteger(raw) {
+			return append(dst, raw...), true, nil
+		}
+	}
+	if s.num == math.Trunc(s.num) && math.Abs(s.num) < 1<<53 {
+		return strconv.AppendInt(dst, int64(s.num), 10), true, nil
+	}
+	b, _ := gojq.Marshal(s.num)
+	return append(dst, b...), true, nil
+}
+
+func isInteger(b []byte) bool {
+	if len(b) > 0 && b[0] == '-' {
+		b = b[1:]
+	}
+	if len(b) == 0 || (b[0] == '0' && len(b) > 1) {
+		return false
+	}
+	for _, c := range b {
+		if c < '0' || c > '9' {
+			return false
+		}
+	}
+	return true
+}
+
+func epochToTime(v float64) (time.Time, bool) {
+	i, f := math.Floor(v), v-math.Floor(v)
+	if !(math.MinInt64 <= i && i < math.MaxInt64) {
+		return time.Time{}, false
+	}
+	t := time.Unix(int64(i), int64(f*1e9)).UTC()
+	if i < 0 && t.Year() > 1970 {
+		return time.Time{}, false
+	}
+	return t, true
+}

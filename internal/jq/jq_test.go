@@ -1,0 +1,120 @@
+package jq
+
+import (
+	"fmt"
+	"testing"
+
+	"github.com/valyala/fastjson"
+)
+
+var records = []string{
+	`{"project_id":"P-HMX-01","plan_ver":"v2024.11.03","event_timestamp":1730617200,"level":"INFO"}`,
+	`{"project_id":"P-SKS-07","plan_ver":7,"event_timestamp":1730620801.75,"time_utc":"2024-11-03T08:00:01.750Z"}`,
+	`{"project_id":null,"event_timestamp":"1730620801","time_utc":"2024-11-03T17:00:01+09:00","n":{"x":{"y":"deep"}}}`,
+	`{"event_timestamp":-1,"time_utc":"not a time","plan_ver":1.0,"big":123456789012345678901234567890}`,
+	`{"event_timestamp":[2024,10,3,7,0,0,0,0],"project_id":{"a":1},"time_utc":1730617200}`,
+	`{"project_id":"MiXeD","detail-type":"GuardDuty Finding","event_timestamp":1e9}`,
+	`[1,2,3]`,
+	`{"event_timestamp":1730617200,"n":"str"}`,
+}
+
+var exprs = []string{
+	`.project_id`,
+	`.plan_ver`,
+	`.event_timestamp| strftime("%Y")`,
+	`.event_timestamp|strftime("%Y-%m-%d %H:%M:%S")`,
+	`.event_timestamp | strftime("%H")`,
+	`.time_utc | fromdateiso8601 | strftime("%Y")`,
+	`.time_utc|fromdate|strftime("%m/%d %H")`,
+	`.n.x.y`,
+	`."detail-type"`,
+	`.project_id | ascii_downcase`,
+	`.project_id | ascii_upcase`,
+	`.big`,
+	`.missing`,
+	`.project_id + "-" + (.plan_ver|tostring)`,
+}
+
+// TestNativeMatchesGojq runs every expression both ways on every record:
+// the native evaluator must produce the same text or fail the same way.
+func TestNativeMatchesGojq(t *testing.T) {
+	native := 0
+	for _, src := range exprs {
+		e, err := Compile(src)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if e.Native() {
+			native++
+		}
+		slow := &Expr{src: e.src, code: e.code}
+		for _, rec := range records {
+			v := fastjson.MustParse(rec)
+			got, gerr := e.AppendText(nil, v)
+			want, werr := slow.AppendText(nil, v)
+			if (gerr != nil) != (werr != nil) || string(got) != string(want) {
+				t.Errorf("%s on %s: native %q, %v; gojq %q, %v", src, rec, got, gerr, want, werr)
+			}
+		}
+	}
+	if native < 10 {
+		t.Errorf("only %d expressions compiled natively; the Firehose shapes should", native)
+	}
+}
+
+func TestAppendText(t *testing.T) {
+	tests := []struct {
+		expr, rec, want, wantErr string
+	}{
+		{`.event_timestamp| strftime("%Y")`, `{"event_timestamp":1730617200}`, "2024", ""},
+		{`.event_timestamp| strftime("%m")`, `{"event_timestamp":1730617200}`, "11", ""},
+		{`.event_timestamp| strftime("%H")`, `{"event_timestamp":1730620801}`, "08", ""},
+		{`.time_utc | fromdateiso8601 | strftime("%d")`, `{"time_utc":"2024-11-03T23:59:59.999Z"}`, "03", ""},
+		{`.time_utc | fromdateiso8601 | strftime("%d")`, `{"time_utc":"2024-11-04T08:59:59.999+09:00"}`, "03", ""},
+		{`.project_id`, `{"project_id":"P-1"}`, "P-1", ""},
+		{`.project_id`, `{}`, "", "jq .project_id: produced null"},
+		{`.a[]`, `{"a":[1,2]}`, "", "jq .a[]: produced 2 values, want exactly one"},
+		{`.a`, `{"a":{"b":1}}`, "", "jq .a: produced object, want a string or number"},
+		{`.t | fromdateiso8601`, `{"t":"yesterday"}`, "", `jq .t | fromdateiso8601: fromdateiso8601: "yesterday" is not an RFC 3339 time`},
+	}
+	for _, tt := range tests {
+		e, err := Compile(tt.expr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, err := e.AppendText(nil, fastjson.MustParse(tt.rec))
+		gotErr := ""
+		if err != nil {
+			gotErr = err.Error()
+		}
+		if string(got) != tt.want || gotErr != tt.wantErr {
+			t.Errorf("%s on %s = %q, %q; want %q, %q", tt.expr, tt.rec, got, gotErr, tt.want, tt.wantErr)
+		}
+	}
+}
+
+func TestCompileError(t *testing.T) {
+	for _, src := range []string{`.a |`, `strftime(`, `.a | nosuchfunc`} {
+		if _, err := Compile(src); err == nil {
+			t.Errorf("Compile(%q) succeeded", src)
+		}
+	}
+}
+
+func BenchmarkPartitionKeys(b *testing.B) {
+	rec := fastjson.MustParse(records[0])
+	for _, mode := range []string{"native", "gojq"} {
+		b.Run(mode, func(b *testing.B) {
+			e, _ := Compile(`.event_timestamp| strftime("%Y")`)
+			if mode == "gojq" {
+				e.fast = nil
+			}
+			var buf []byte
+			b.ReportAllocs()
+			for b.Loop() {
+				buf, _ = e.AppendText(buf[:0], rec)
+			}
+			_ = fmt.Sprint(len(buf))
+		})
+	}
+}

@@ -1,0 +1,222 @@
+// Package jsonx holds the record-tree helpers every stage shares: dotted
+// field paths compiled once from the configuration and evaluated against
+// fastjson values, and conversions to and from plain Go values for gojq.
+//
+// Records are parsed with fastjson into a tree owned by the worker's parser,
+// so the hot path builds no map[string]any per record (see PERF-NOTES.md).
+package jsonx
+
+import (
+	"math"
+	"math/big"
+	"sort"
+	"strconv"
+	"strings"
+
+	"github.com/valyala/fastjson"
+)
+
+// Path is a dotted field path split into keys: "Severity.Label" is
+// {"Severity", "Label"}. A key that itself holds a dot cannot be named; use a
+// jq transform for such fields.
+type Path []string
+
+// ParsePath splits a dotted path. It returns nil for "" or "."; a leading dot
+// is allowed so jq-style ".a.b" works too.
+func ParsePath(s string) Path {
+	s = strings.TrimPrefix(s, ".")
+	if s == "" {
+		return nil
+	}
+	return Path(strings.Split(s, "."))
+}
+
+// String joins the path back with dots.
+func (p Path) String() string { return strings.Join(p, ".") }
+
+// Valid reports whether every key is non-empty.
+func (p Path) Valid() bool {
+	if len(p) == 0 {
+		return false
+	}
+	for _, k := range p {
+		if k == "" {
+			return false
+		}
+	}
+	return true
+}
+
+// Get returns the value at p, or nil when any step is missing or not an
+// object. A JSON null is returned as a value of type null.
+func Get(v *fastjson.Value, p Path) *fastjson.Value {
+	for _, k := range p {
+		if v == nil || v.Type() != fastjson.TypeObject {
+			return nil
+		}
+		v = v.Get(k)
+	}
+	return v
+}
+
+// Set stores val at p, creating objects along the way (and replacing
+// non-objects in the way). v must be an object.
+func Set(a *fastjson.Arena, v *fastjson.Value, p Path, val *fastjson.Value) {
+	for i, k := range p {
+		if i == len(p)-1 {
+			v.Set(k, val)
+			return
+		}
+		next := v.Get(k)
+		if next == nil || next.Type() != fastjson.TypeObject {
+			next = a.NewObject()
+			v.Set(k, next)
+		}
+		v = next
+	}
+}
+
+// Delete removes the value at p and returns it (nil if absent).
+func Delete(v *fastjson.Value, p Path) *fastjson.Value {
+	parent := Get(v, p[:len(p)-1])
+	if parent == nil || parent.Type() != fastjson.TypeObject {
+		return nil
+	}
+	old := parent.Get(p[len(p)-1])
+	if old != nil {
+		parent.Del(p[len(p)-1])
+	}
+	return old
+}
+
+// Text renders a scalar the way partition keys and CSV cells want it:
+// strings unquoted, numbers and booleans as their JSON text, null as "".
+// Objects and arrays render as compact JSON.
+func Text(dst []byte, v *fastjson.Value) []byte {
+	switch v.Type() {
+	case fastjson.TypeString:
+		b, _ := v.StringBytes()
+		return append(dst, b...)
+	case fastjson.TypeNull:
+		return dst
+	default:
+		return v.MarshalTo(dst)
+	}
+}
+
+// ToAny converts a value to the plain Go values gojq works on: integers
+// that fit an int stay ints, larger ones become *big.Int, other numbers
+// float64.
+func ToAny(v *fastjson.Value) any {
+	switch v.Type() {
+	case fastjson.TypeObject:
+		o, _ := v.Object()
+		m := make(map[string]any, o.Len())
+		o.Visit(func(k []byte, c *fastjson.Value) { m[string(k)] = ToAny(c) })
+		return m
+	case fastjson.TypeArray:
+		arr, _ := v.Array()
+		out := make([]any, len(arr))
+		for i, c := range arr {
+			out[i] = ToAny(c)
+		}
+		return out
+	case fastjson.TypeString:
+		b, _ := v.StringBytes()
+		return string(b)
+	case fastjson.TypeNumber:
+		raw := v.MarshalTo(nil)
+		if i, err := strconv.ParseInt(string(raw), 10, 64); err == nil {
+			return int(i)
+		}
+		if n, ok := new(big.Int).SetString(string(raw), 10); ok {
+			return n
+		}
+		f, _ := v.Float64()
+		return f
+	case fastjson.TypeTrue:
+		return true
+	case fastjson.TypeFalse:
+		return false
+	default:
+		return nil
+	}
+}
+
+// FromAny builds a value in arena a from plain Go values (the output of
+// gojq or of a YAML decode). Map keys are emitted in sorted order, so the
+// result is deterministic.
+func FromAny(a *fastjson.Arena, x any) *fastjson.Value {
+	switch t := x.(type) {
+	case nil:
+		return a.NewNull()
+	case bool:
+		if t {
+			return a.NewTrue()
+		}
+		return a.NewFalse()
+	case string:
+		return a.NewString(t)
+	case int:
+		return a.NewNumberString(strconv.Itoa(t))
+	case int64:
+		return a.NewNumberString(strconv.FormatInt(t, 10))
+	case uint64:
+		return a.NewNumberString(strconv.FormatUint(t, 10))
+	case float64:
+		if math.IsNaN(t) || math.IsInf(t, 0) {
+			return a.NewNull()
+		}
+		return a.NewNumberString(strconv.FormatFloat(t, 'g', -1, 64))
+	case *big.Int:
+		return a.NewNumberString(t.String())
+	case []any:
+		arr := a.NewArray()
+		for i, c := range t {
+			arr.SetArrayItem(i, FromAny(a, c))
+		}
+		return arr
+	case map[string]any:
+		obj := a.NewObject()
+		keys := make([]string, 0, len(t))
+		for k := range t {
+			keys = append(keys, k)
+		}
+		sort.Strings(keys)
+		for _, k := range keys {
+			obj.Set(k, FromAny(a, t[k]))
+		}
+		return obj
+	default:
+		return a.NewString(strconv.Quote("unsupported"))
+	}
+}
+
+// Copy deep-copies v into arena a, so the copy outlives v's parser.
+func Copy(a *fastjson.Arena, v *fastjson.Value) *fastjson.Value {
+	switch v.Type() {
+	case fastjson.TypeObject:
+		obj := a.NewObject()
+		o, _ := v.Object()
+		o.Visit(func(k []byte, c *fastjson.Value) { obj.Set(string(k), Copy(a, c)) })
+		return obj
+	case fastjson.TypeArray:
+		arr := a.NewArray()
+		items, _ := v.Array()
+		for i, c := range items {
+			arr.SetArrayItem(i, Copy(a, c))
+		}
+		return arr
+	case fastjson.TypeString:
+		b, _ := v.StringBytes()
+		return a.NewStringBytes(b)
+	case fastjson.TypeNumber:
+		return a.NewNumberString(string(v.MarshalTo(nil)))
+	case fastjson.TypeTrue:
+		return a.NewTrue()
+	case fastjson.TypeFalse:
+		return a.NewFalse()
+	default:
+		return a.NewNull()
+	}
+}

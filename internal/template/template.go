@@ -1,0 +1,241 @@
+// Package template renders Firehose S3 prefix templates:
+// !{partitionKeyFromQuery:k}, !{timestamp:yyyy/MM/dd} (Java date letters) and
+// !{error-output-type} (also spelled !{firehose:error-output-type}).
+package template
+
+import (
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// Template is a parsed prefix template.
+type Template struct {
+	src   string
+	parts []part
+}
+
+type partKind int
+
+const (
+	literal partKind = iota
+	partitionKey
+	timestamp
+	errorType
+)
+
+type part struct {
+	kind partKind
+	text string     // literal text or key name
+	date []dateElem // timestamp format
+}
+
+// Parse parses src. Unknown namespaces, and ones Sluice cannot honour
+// deterministically (random-string, Lambda keys), are errors.
+func Parse(src string) (*Template, error) {
+	t := &Template{src: src}
+	rest := src
+	for rest != "" {
+		i := strings.Index(rest, "!{")
+		if i < 0 {
+			t.parts = append(t.parts, part{kind: literal, text: rest})
+			break
+		}
+		if i > 0 {
+			t.parts = append(t.parts, part{kind: literal, text: rest[:i]})
+		}
+		j := strings.IndexByte(rest[i:], '}')
+		if j < 0 {
+			return nil, fmt.Errorf("unterminated !{ in %q", src)
+		}
+		expr := rest[i+2 : i+j]
+		rest = rest[i+j+1:]
+		ns, arg, _ := strings.Cut(expr, ":")
+		switch ns {
+		case "partitionKeyFromQuery":
+			if arg == "" {
+				return nil, fmt.Errorf("!{partitionKeyFromQuery:} needs a key name")
+			}
+			t.parts = append(t.parts, part{kind: partitionKey, text: arg})
+		case "timestamp":
+			d, err := parseDate(arg)
+			if err != nil {
+				return nil, err
+			}
+			t.parts = append(t.parts, part{kind: timestamp, date: d})
+		case "error-output-type":
+			t.parts = append(t.parts, part{kind: errorType})
+		case "firehose":
+			switch arg {
+			case "error-output-type":
+				t.parts = append(t.parts, part{kind: errorType})
+			case "random-string":
+				return nil, fmt.Errorf("!{firehose:random-string} is not supported: object names derive from source positions so that re-processing overwrites")
+			default:
+				return nil, fmt.Errorf("unknown !{firehose:%s}", arg)
+			}
+		case "partitionKeyFromLambda":
+			return nil, fmt.Errorf("!{partitionKeyFromLambda:%s} is not supported: use partition_keys (jq)", arg)
+		default:
+			return nil, fmt.Errorf("unknown template expression !{%s} (want partitionKeyFromQuery:KEY, timestamp:FORMAT or error-output-type)", expr)
+		}
+	}
+	return t, nil
+}
+
+// String returns the source.
+func (t *Template) String() string { return t.src }
+
+// Keys returns the partition keys the template names, in order.
+func (t *Template) Keys() []string {
+	var keys []string
+	for _, p := range t.parts {
+		if p.kind == partitionKey {
+			keys = append(keys, p.text)
+		}
+	}
+	return keys
+}
+
+// UsesErrorType reports whether the template names the error output type.
+func (t *Template) UsesErrorType() bool {
+	for _, p := range t.parts {
+		if p.kind == errorType {
+			return true
+		}
+	}
+	return false
+}
+
+// Values supplies what a rendering needs.
+type Values struct {
+	// Key returns the value of partition key name.
+	Key       func(name string) string
+	Time      time.Time
+	ErrorType string
+}
+
+// Append renders the template onto dst.
+func (t *Template) Append(dst []byte, v Values) []byte {
+	for _, p := range t.parts {
+		switch p.kind {
+		case literal:
+			dst = append(dst, p.text...)
+		case partitionKey:
+			dst = append(dst, v.Key(p.text)...)
+		case timestamp:
+			dst = appendDate(dst, p.date, v.Time.UTC())
+		case errorType:
+			dst = append(dst, v.ErrorType...)
+		}
+	}
+	return dst
+}
+
+type dateElem struct {
+	letter byte // 0 for literal
+	width  int
+	lit    string
+}
+
+// parseDate parses the subset of java.time.format.DateTimeFormatter
+// patterns Firehose users write: y, M, d, H, h, m, s, S, a, and 'quoted'
+// literals; any other letter is an error.
+func parseDate(f string) ([]dateElem, error) {
+	if f == "" {
+		return nil, fmt.Errorf("!{timestamp:} needs a format such as yyyy/MM/dd")
+	}
+	var out []dateElem
+	for i := 0; i < len(f); {
+		c := f[i]
+		switch {
+		case c == '\'':
+			j := strings.IndexByte(f[i+1:], '\'')
+			if j < 0 {
+				return nil, fmt.Errorf("unterminated quote in timestamp format %q", f)
+			}
+			out = append(out, dateElem{lit: f[i+1 : i+1+j]})
+			i += j + 2
+		case c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z':
+			if !strings.ContainsRune("yMdHhmsSa", rune(c)) {
+				return nil, fmt.Errorf("timestamp format %q: unsupported letter %q (use y, M, d, H, h, m, s, S, a)", f, c)
+			}
+			j := i
+			for j < len(f) && f[j] == c {
+				j++
+			}
+			out = append(out, dateElem{letter: c, width: j - i})
+			i = j
+		default:
+			out = append(out, dateElem{lit: string(c)})
+			i++
+		}
+	}
+	return out, nil
+}
+
+func appendDate(dst []byte, elems []dateElem, t time.Time) []byte {
+	for _, e := range elems {
+		switch e.letter {
+		case 0:
+			dst = append(dst, e.lit...)
+		case 'y':
+			y := t.Year()
+			if e.width == 2 {
+				y %= 100
+			}
+			dst = appendPadded(dst, y, e.width)
+		case 'M':
+			dst = appendPadded(dst, int(t.Month()), e.width)
+		case 'd':
+			dst = appendPadded(dst, t.Day(), e.width)
+		case 'H':
+			dst = appendPadded(dst, t.Hour(), e.width)
+		case 'h':
+			h := t.Hour() % 12
+			if h == 0 {
+				h = 12
+			}
+			dst = appendPadded(dst, h, e.width)
+		case 'm':
+			dst = appendPadded(dst, t.Minute(), e.width)
+		case 's':
+			dst = appendPadded(dst, t.Second(), e.width)
+		case 'S':
+			frac := fmt.Sprintf("%09d", t.Nanosecond())
+			if e.width <= 9 {
+				frac = frac[:e.width]
+			}
+			dst = append(dst, frac...)
+		case 'a':
+			if t.Hour() < 12 {
+				dst = append(dst, "AM"...)
+			} else {
+				dst = append(dst, "PM"...)
+			}
+		}
+	}
+	return dst
+}
+
+func appendPadded(dst []byte, v, width int) []byte {
+	s := strconv.Itoa(v)
+	for i := len(s); i < width; i++ {
+		dst = append(dst, '0')
+	}
+	return append(dst, s...)
+}
+
+// HiveEscape escapes a partition value the way Hive does for directory
+// names, so a value holding '/' or '=' cannot change the key layout.
+func HiveEscape(dst []byte, s []byte) []byte {
+	for _, c := range s {
+		if c < 0x20 || c == 0x7f || strings.IndexByte("\"#%'*/:=?\\{[]^", c) >= 0 {
+			dst = append(dst, '%', "0123456789ABCDEF"[c>>4], "0123456789ABCDEF"[c&15])
+			continue
+		}
+		dst = append(dst, c)
+	}
+	return dst
+}
