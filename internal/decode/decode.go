@@ -1,0 +1,161 @@
+// Package decode turns source messages into records, one format at a time:
+// app_log, eventbridge, metric_stream, json and raw. Each record gets its
+// event time here. A message that does not decode is reported with its raw
+// bytes and reason; nothing is dropped.
+package decode
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/valyala/fastjson"
+
+	"github.com/sluice-data/sluice/internal/jsonx"
+	"github.com/sluice-data/sluice/internal/record"
+	"github.com/sluice-data/sluice/internal/timeconv"
+)
+
+// Formats lists the format names.
+var Formats = []string{"app_log", "eventbridge", "metric_stream", "json", "raw"}
+
+// DefaultEventTime returns the event-time field and unit of a format; an
+// empty field means arrival time.
+func DefaultEventTime(format string) (field, unit string) {
+	switch format {
+	case "app_log":
+		return "event_timestamp", "auto"
+	case "eventbridge":
+		return "time", "auto"
+	case "metric_stream":
+		return "timestamp", "ms"
+	}
+	return "", "auto"
+}
+
+// Decoder decodes messages of one source. It owns a parser whose values are
+// valid only until the next record is emitted, so it is not safe for
+// concurrent use: a pipeline worker holds one per source.
+type Decoder struct {
+	source    string
+	format    string
+	timeField jsonx.Path
+	timeUnit  string
+	parser    fastjson.Parser
+}
+
+// New returns a decoder for source in format. timeField overrides the
+// format's event-time field when not empty.
+func New(source, format, timeField, timeUnit string) (*Decoder, error) {
+	known := false
+	for _, f := range Formats {
+		known = known || f == format
+	}
+	if !known {
+		return nil, fmt.Errorf("unknown format %q", format)
+	}
+	if timeField == "" {
+		timeField, timeUnit = DefaultEventTime(format)
+	}
+	if timeUnit == "" {
+		timeUnit = "auto"
+	}
+	return &Decoder{source: source, format: format, timeField: jsonx.ParsePath(timeField), timeUnit: timeUnit}, nil
+}
+
+// Error is a message, or one object of it, that did not decode.
+type Error struct {
+	Pos record.Position
+	Raw []byte
+	Err error
+}
+
+func (e *Error) Error() string { return fmt.Sprintf("decode %s: %v", e.Pos, e.Err) }
+
+// Decode decodes msg and calls emit once per record, or fail once per part
+// that does not decode. The record passed to emit is valid only during the
+// call.
+func (d *Decoder) Decode(msg *record.Message, emit func(*record.Record), fail func(*Error)) {
+	if d.format == "metric_stream" && bytes.IndexByte(bytes.TrimSpace(msg.Data), '\n') >= 0 {
+		// Several newline-separated objects in one stream record: each is a
+		// record named by its index among the non-empty lines.
+		data, i := msg.Data, 0
+		for len(data) > 0 {
+			line := data
+			if j := bytes.IndexByte(data, '\n'); j >= 0 {
+				line, data = data[:j], data[j+1:]
+			} else {
+				data = nil
+			}
+			if len(bytes.TrimSpace(line)) == 0 {
+				continue
+			}
+			d.one(msg, line, msg.Pos.Child(i), emit, fail)
+			i++
+		}
+		return
+	}
+	d.one(msg, msg.Data, msg.Pos, emit, fail)
+}
+
+func (d *Decoder) one(msg *record.Message, data []byte, pos record.Position, emit func(*record.Record), fail func(*Error)) {
+	rec := record.Record{Source: d.source, Raw: data, Pos: pos, Arrival: msg.Arrival, EventTime: msg.Arrival}
+	if d.format == "raw" {
+		emit(&rec)
+		return
+	}
+	v, err := d.parser.ParseBytes(data)
+	if err != nil {
+		fail(&Error{Pos: pos, Raw: data, Err: fmt.Errorf("invalid JSON: %w", err)})
+		return
+	}
+	if err := d.check(v); err != nil {
+		fail(&Error{Pos: pos, Raw: data, Err: err})
+		return
+	}
+	if d.timeField != nil {
+		if tv := jsonx.Get(v, d.timeField); tv != nil && tv.Type() != fastjson.TypeNull {
+			t, err := timeconv.Read(tv, d.timeUnit)
+			if err != nil {
+				fail(&Error{Pos: pos, Raw: data, Err: fmt.Errorf("event time %s: %w", d.timeField, err)})
+				return
+			}
+			rec.EventTime = t
+		}
+	}
+	rec.Value = v
+	emit(&rec)
+}
+
+var errNotObject = errors.New("not a JSON object")
+
+// check enforces the shape each format promises.
+func (d *Decoder) check(v *fastjson.Value) error {
+	if v.Type() != fastjson.TypeObject {
+		return fmt.Errorf("%w (got %s)", errNotObject, v.Type())
+	}
+	switch d.format {
+	case "eventbridge":
+		for _, k := range []string{"source", "detail-type"} {
+			f := v.Get(k)
+			if f == nil || f.Type() != fastjson.TypeString {
+				return fmt.Errorf("not an EventBridge event: %q must be a string", k)
+			}
+		}
+		if det := v.Get("detail"); det == nil || det.Type() != fastjson.TypeObject {
+			return errors.New(`not an EventBridge event: "detail" must be an object`)
+		}
+	case "metric_stream":
+		if f := v.Get("metric_name"); f == nil || f.Type() != fastjson.TypeString {
+			return errors.New(`not a metric stream record: "metric_name" must be a string`)
+		}
+		if f := v.Get("timestamp"); f == nil || f.Type() != fastjson.TypeNumber {
+			return errors.New(`not a metric stream record: "timestamp" must be an epoch number`)
+		}
+	}
+	return nil
+}
+
+// Arrival is a helper for sources without their own arrival time.
+func Arrival() time.Time { return time.Now().UTC() }
