@@ -28,6 +28,7 @@ const (
 type part struct {
 	kind partKind
 	text string     // literal text or key name
+	idx  int        // index of the key in the bound key list
 	date []dateElem // timestamp format
 }
 
@@ -108,10 +109,31 @@ func (t *Template) UsesErrorType() bool {
 	return false
 }
 
+// Bind resolves the partition keys the template names against the ordered
+// key list that Values.Keys will follow.
+func (t *Template) Bind(names []string) error {
+	for i := range t.parts {
+		p := &t.parts[i]
+		if p.kind != partitionKey {
+			continue
+		}
+		p.idx = -1
+		for j, n := range names {
+			if n == p.text {
+				p.idx = j
+			}
+		}
+		if p.idx < 0 {
+			return fmt.Errorf("!{partitionKeyFromQuery:%s} names a key not in partition_keys", p.text)
+		}
+	}
+	return nil
+}
+
 // Values supplies what a rendering needs.
 type Values struct {
-	// Key returns the value of partition key name.
-	Key       func(name string) string
+	// Keys holds the partition key values, in the order given to Bind.
+	Keys      [][]byte
 	Time      time.Time
 	ErrorType string
 }
@@ -123,7 +145,7 @@ func (t *Template) Append(dst []byte, v Values) []byte {
 		case literal:
 			dst = append(dst, p.text...)
 		case partitionKey:
-			dst = append(dst, v.Key(p.text)...)
+			dst = append(dst, v.Keys[p.idx]...)
 		case timestamp:
 			dst = appendDate(dst, p.date, v.Time.UTC())
 		case errorType:

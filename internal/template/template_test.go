@@ -7,7 +7,8 @@ import (
 
 func TestRender(t *testing.T) {
 	at := time.Date(2024, 11, 3, 7, 4, 5, 123e6, time.UTC)
-	keys := map[string]string{"year": "2024", "project_id": "P-1"}
+	names := []string{"project_id", "year"}
+	keys := [][]byte{[]byte("P-1"), []byte("2024")}
 	tests := []struct {
 		give, want string
 	}{
@@ -22,7 +23,10 @@ func TestRender(t *testing.T) {
 		if err != nil {
 			t.Fatalf("Parse(%q): %v", tt.give, err)
 		}
-		got := tpl.Append(nil, Values{Key: func(k string) string { return keys[k] }, Time: at, ErrorType: "schema-mismatch"})
+		if err := tpl.Bind(names); err != nil {
+			t.Fatal(err)
+		}
+		got := tpl.Append(nil, Values{Keys: keys, Time: at, ErrorType: "schema-mismatch"})
 		if string(got) != tt.want {
 			t.Errorf("%q rendered %q, want %q", tt.give, got, tt.want)
 		}

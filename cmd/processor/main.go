@@ -1,0 +1,157 @@
+// Command processor is the Sluice stream processor.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"runtime/debug"
+	"syscall"
+	"time"
+	_ "time/tzdata" // IANA zones for epoch_to_utc in minimal containers
+
+	"go.uber.org/zap"
+
+	"github.com/sluice-data/sluice/internal/config"
+	"github.com/sluice-data/sluice/internal/pipeline"
+	"github.com/sluice-data/sluice/internal/service"
+)
+
+// version is set at build time with -ldflags "-X main.version=...".
+var version = "dev"
+
+const usage = `usage: processor <command> [flags]
+
+commands:
+  run -c FILE        run the pipeline the configuration describes
+  validate -c FILE   check a configuration; prints OK or every error
+  version            print the version
+`
+
+// exitError carries a process exit code.
+type exitError struct {
+	code int
+	err  error
+}
+
+func (e *exitError) Error() string { return e.err.Error() }
+
+func main() {
+	err := run(context.Background(), os.Args[1:], os.Stdout, os.Stderr)
+	var ee *exitError
+	switch {
+	case err == nil:
+	case errors.As(err, &ee):
+		if ee.err.Error() != "" {
+			fmt.Fprintln(os.Stderr, ee.err)
+		}
+		os.Exit(ee.code)
+	default:
+		fmt.Fprintln(os.Stderr, "processor:", err)
+		os.Exit(1)
+	}
+}
+
+func usageError(stderr io.Writer, format string, args ...any) error {
+	fmt.Fprintf(stderr, format+"\n\n", args...)
+	fmt.Fprint(stderr, usage)
+	return &exitError{code: 2, err: errors.New("")}
+}
+
+func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	if len(args) == 0 {
+		return usageError(stderr, "no command given")
+	}
+	cmd, rest := args[0], args[1:]
+	switch cmd {
+	case "version":
+		fmt.Fprintln(stdout, versionString())
+		return nil
+	case "validate", "run":
+	case "-h", "--help", "help":
+		fmt.Fprint(stdout, usage)
+		return nil
+	default:
+		return usageError(stderr, "unknown command %q", cmd)
+	}
+	fs := flag.NewFlagSet(cmd, flag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	file := fs.String("c", "", "configuration file")
+	if err := fs.Parse(rest); err != nil {
+		return usageError(stderr, "%s: %v", cmd, err)
+	}
+	if fs.NArg() > 0 {
+		return usageError(stderr, "%s: unexpected argument %q", cmd, fs.Arg(0))
+	}
+	if *file == "" {
+		return usageError(stderr, "%s: -c FILE is required", cmd)
+	}
+	cfg, err := config.Load(*file)
+	if err != nil {
+		return &exitError{code: 1, err: err}
+	}
+	if cmd == "validate" {
+		fmt.Fprintln(stdout, "OK")
+		return nil
+	}
+	return runPipeline(ctx, cfg, stdout)
+}
+
+func runPipeline(ctx context.Context, cfg *config.Config, stdout io.Writer) error {
+	log, err := service.NewLogger(cfg.Service.LogLevel, cfg.Service.Name)
+	if err != nil {
+		return err
+	}
+	defer log.Sync()
+	ctx, stop := signal.NotifyContext(ctx, syscall.SIGTERM, syscall.SIGINT)
+	defer stop()
+
+	p, err := pipeline.New(cfg, log)
+	if err != nil {
+		return err
+	}
+	if cfg.Service.HTTPListen != "" {
+		srv, err := service.Listen(cfg.Service.HTTPListen, p.Ready, log)
+		if err != nil {
+			return fmt.Errorf("http_listen %s: %w", cfg.Service.HTTPListen, err)
+		}
+		defer func() {
+			sctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+			defer cancel()
+			_ = srv.Close(sctx)
+		}()
+	}
+	log.Info("pipeline starting", zap.String("config", cfg.File), zap.String("version", versionString()))
+	start := time.Now()
+	err = p.Run(ctx)
+	sum := p.Summary()
+	sum.Print(stdout)
+	fmt.Fprintf(stdout, "elapsed: %s\n", time.Since(start).Round(time.Millisecond))
+	if err != nil {
+		return err
+	}
+	if in, out := sum.Balance(); in != out {
+		return fmt.Errorf("accounting mismatch: %d records in, %d accounted for", in, out)
+	}
+	if ctx.Err() != nil {
+		log.Info("stopped by signal after flushing")
+	}
+	return nil
+}
+
+func versionString() string {
+	v := version
+	if bi, ok := debug.ReadBuildInfo(); ok {
+		for _, s := range bi.Settings {
+			if s.Key == "vcs.revision" && len(s.Value) >= 12 && v == "dev" {
+				v = "dev-" + s.Value[:12]
+			}
+		}
+		return fmt.Sprintf("sluice %s (%s)", v, bi.GoVersion)
+	}
+	return "sluice " + v
+}

@@ -1,0 +1,54 @@
+// Package metrics declares the Prometheus metrics every component reports.
+// They live in one registry so /metrics shows the whole pipeline and the
+// accounting identity (records in = written + filtered + unmatched + failed)
+// can be checked from outside.
+package metrics
+
+import (
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+)
+
+// Registry holds every Sluice metric plus the Go and process collectors.
+var Registry = prometheus.NewRegistry()
+
+func counter(name, help string, labels ...string) *prometheus.CounterVec {
+	c := prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: "sluice", Name: name, Help: help}, labels)
+	Registry.MustRegister(c)
+	return c
+}
+
+func gauge(name, help string, labels ...string) *prometheus.GaugeVec {
+	g := prometheus.NewGaugeVec(prometheus.GaugeOpts{Namespace: "sluice", Name: name, Help: help}, labels)
+	Registry.MustRegister(g)
+	return g
+}
+
+// The metrics.
+var (
+	SourceRecords   = counter("source_records_total", "Records decoded from a source, plus messages that failed to decode.", "source")
+	SourceMessages  = counter("source_messages_total", "Messages read from a source.", "source")
+	DecodeFailed    = counter("source_decode_failed_total", "Records that failed to decode, sent to the error output.", "source")
+	Unmatched       = counter("source_unmatched_total", "Records that matched no route (acked as delivered).", "source")
+	SourcePending   = gauge("source_pending_records", "Records read but not yet durably written, per source.", "source")
+	RouteMatched    = counter("route_matched_total", "Records that matched a route.", "route")
+	RouteOut        = counter("route_out_total", "Records a route sent to its sinks (after explode and filters).", "route")
+	RouteFiltered   = counter("route_filtered_total", "Records a route's transforms filtered out.", "route")
+	RouteFailed     = counter("route_failed_total", "Records that failed a transform, sent to the error output.", "route")
+	SinkRecords     = counter("sink_records_total", "Records a sink received.", "sink")
+	SinkWritten     = counter("sink_written_total", "Records durably written by a sink.", "sink")
+	SinkFailed      = counter("sink_failed_total", "Records a sink could not write, sent to its error output.", "sink", "type")
+	SinkErrorRecs   = counter("sink_error_records_written_total", "Error records durably written by a sink.", "sink", "type")
+	SinkObjects     = counter("sink_objects_total", "Objects written.", "sink")
+	SinkBytes       = counter("sink_bytes_total", "Object bytes written.", "sink")
+	SinkDroppedKeys = counter("sink_extra_fields_dropped_total", "Records whose fields outside the schema were dropped (extra_column is empty).", "sink")
+	SinkBuffered    = gauge("sink_buffered_bytes", "Bytes buffered in open partitions.", "sink")
+	SinkOpen        = gauge("sink_open_partitions", "Open partition buffers.", "sink")
+	FlushSeconds    = prometheus.NewHistogramVec(prometheus.HistogramOpts{Namespace: "sluice", Name: "sink_flush_seconds", Help: "Time to encode and durably write one object.", Buckets: prometheus.ExponentialBuckets(0.001, 2, 16)}, []string{"sink"})
+	Checkpoint      = gauge("source_checkpoint", "Highest position whose records are all durably written, per source partition.", "source", "partition")
+)
+
+func init() {
+	Registry.MustRegister(FlushSeconds)
+	Registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+}

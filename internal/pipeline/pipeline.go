@@ -1,0 +1,501 @@
+// Package pipeline wires sources, routes and sinks together and runs them.
+//
+// One batch travels: source → decode → route → per-route transforms → sink
+// writers (all in a worker, in parallel with other batches) → sink Append
+// (in the sequencer, in source order) → durable write → ack → checkpoint.
+// The sequencer restores read order after the parallel stage, so objects
+// cut the same way on every run over the same input. Each batch's ack is
+// split into one child per sink it touched; the source's ack fires when all
+// have fired, first error winning. Filtered and unmatched records are
+// acknowledged as delivered.
+package pipeline
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"runtime"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/valyala/fastjson"
+	"go.uber.org/zap"
+	"golang.org/x/sync/errgroup"
+
+	"github.com/sluice-data/sluice/internal/config"
+	"github.com/sluice-data/sluice/internal/decode"
+	"github.com/sluice-data/sluice/internal/metrics"
+	"github.com/sluice-data/sluice/internal/record"
+	"github.com/sluice-data/sluice/internal/routing"
+	"github.com/sluice-data/sluice/internal/sinks"
+	"github.com/sluice-data/sluice/internal/sinks/objstore"
+	"github.com/sluice-data/sluice/internal/sources"
+	"github.com/sluice-data/sluice/internal/sources/file"
+	"github.com/sluice-data/sluice/internal/transforms"
+)
+
+// Pipeline is a configured, runnable pipeline.
+type Pipeline struct {
+	cfg     *config.Config
+	log     *zap.Logger
+	sources []*sourceRT
+	routes  []*routeRT
+	sinks   []sinks.Sink
+	// sinkStats counts what the workers handed each sink.
+	sinkStats []SinkStats
+	workers   int
+	ready     atomic.Bool
+}
+
+type sourceRT struct {
+	cfg       *config.Source
+	src       sources.Source
+	errorSink int
+	routes    []*routeRT // routes that read this source, in order
+	stats     SourceStats
+}
+
+type routeRT struct {
+	name    string
+	idx     int
+	pattern *routing.Pattern
+	chain   *transforms.Chain
+	to      []int
+	errSink map[int]int // source index -> error sink index
+	stats   RouteStats
+}
+
+// SourceStats counts a source's records.
+type SourceStats struct {
+	Messages, Records, DecodeFailed, Unmatched, Routed atomic.Int64
+}
+
+// SinkStats counts what a sink was given and refused.
+type SinkStats struct {
+	Received, Failed atomic.Int64
+}
+
+// RouteStats counts a route's records.
+type RouteStats struct {
+	Matched, Out, Filtered, Failed atomic.Int64
+}
+
+// New builds the pipeline: compiles routes, opens sinks and sources.
+func New(cfg *config.Config, log *zap.Logger) (*Pipeline, error) {
+	p := &Pipeline{cfg: cfg, log: log, workers: cfg.Service.Workers}
+	if p.workers <= 0 {
+		p.workers = runtime.GOMAXPROCS(0)
+	}
+	sinkIdx := map[string]int{}
+	for i := range cfg.Sinks {
+		sc := &cfg.Sinks[i]
+		store, err := objstore.StoreFor(sc)
+		if err != nil {
+			p.closeSinks()
+			return nil, err
+		}
+		s, err := objstore.New(sc, store, log)
+		if err != nil {
+			p.closeSinks()
+			return nil, err
+		}
+		p.sinks = append(p.sinks, s)
+		sinkIdx[sc.Name] = i
+	}
+	p.sinkStats = make([]SinkStats, len(p.sinks))
+	srcIdx := map[string]int{}
+	for i := range cfg.Sources {
+		sc := &cfg.Sources[i]
+		rt := &sourceRT{cfg: sc, errorSink: -1}
+		if sc.ErrorSink != "" {
+			rt.errorSink = sinkIdx[sc.ErrorSink]
+		} else if cfg.Service.ErrorSink != "" {
+			rt.errorSink = sinkIdx[cfg.Service.ErrorSink]
+		}
+		switch sc.Type {
+		case "file":
+			fs, err := file.New(sc.Name, sc.File.Paths, sc.BatchSize, sc.MaxPending)
+			if err != nil {
+				p.closeSinks()
+				return nil, err
+			}
+			rt.src = fs
+		default:
+			p.closeSinks()
+			return nil, fmt.Errorf("source %s: type %s is not available in this build", sc.Name, sc.Type)
+		}
+		p.sources = append(p.sources, rt)
+		srcIdx[sc.Name] = i
+	}
+	for i := range cfg.Routes {
+		rc := &cfg.Routes[i]
+		rt := &routeRT{name: rc.Name, idx: i, errSink: map[int]int{}}
+		x, err := rc.Match.Value()
+		if err == nil {
+			rt.pattern, err = routing.CompilePattern(x)
+		}
+		if err == nil {
+			rt.chain, err = transforms.Compile(rc.Transforms)
+		}
+		if err != nil {
+			p.closeSinks()
+			return nil, fmt.Errorf("route %s: %w", rc.Name, err)
+		}
+		for _, to := range rc.To {
+			rt.to = append(rt.to, sinkIdx[to])
+		}
+		for _, from := range rc.From {
+			si := srcIdx[from]
+			src := p.sources[si]
+			src.routes = append(src.routes, rt)
+			switch {
+			case rc.ErrorSink != "":
+				rt.errSink[si] = sinkIdx[rc.ErrorSink]
+			default:
+				rt.errSink[si] = src.errorSink
+			}
+		}
+		p.routes = append(p.routes, rt)
+	}
+	return p, nil
+}
+
+func (p *Pipeline) closeSinks() {
+	for _, s := range p.sinks {
+		_ = s.Close(context.Background())
+	}
+}
+
+// Ready reports whether the pipeline is running and not shutting down.
+func (p *Pipeline) Ready() bool { return p.ready.Load() }
+
+// job is one batch on its way through the workers.
+type job struct {
+	seq   uint64
+	src   int
+	batch record.Batch
+	ack   record.AckFunc
+}
+
+// result is a processed batch waiting for its turn in the sequencer.
+type result struct {
+	seq     uint64
+	ack     record.AckFunc
+	pending []sinks.Pending // by sink index; nil where nothing was written
+}
+
+// Run reads until every finite source is exhausted or ctx is cancelled,
+// then flushes, waits for every ack and closes the sinks. On cancellation
+// the flush gets service.shutdown_timeout.
+func (p *Pipeline) Run(ctx context.Context) error {
+	work, cancelWork := context.WithCancelCause(context.Background())
+	defer cancelWork(nil)
+	// A shutdown signal stops reading at once; everything already read still
+	// gets flushed, within shutdown_timeout.
+	stopHard := context.AfterFunc(ctx, func() {
+		t := time.AfterFunc(p.cfg.Service.ShutdownTimeout.D(), func() {
+			cancelWork(fmt.Errorf("shutdown_timeout %s exceeded", p.cfg.Service.ShutdownTimeout.D()))
+		})
+		context.AfterFunc(work, func() { t.Stop() })
+	})
+	defer stopHard()
+
+	jobs := make(chan job)
+	results := make(chan result, p.workers)
+	g, gctx := errgroup.WithContext(work)
+	g.Go(func() error {
+		defer close(jobs)
+		return p.read(ctx, gctx, jobs)
+	})
+	var wg sync.WaitGroup
+	for range p.workers {
+		wg.Add(1)
+		w := p.newWorker()
+		go func() {
+			defer wg.Done()
+			for j := range jobs {
+				results <- w.process(j)
+			}
+		}()
+	}
+	go func() { wg.Wait(); close(results) }()
+	g.Go(func() error { return p.sequence(gctx, results) })
+	p.ready.Store(true)
+	err := g.Wait()
+	p.ready.Store(false)
+	if err != nil {
+		// Drain so the workers can exit.
+		for range results {
+		}
+		cancelWork(err)
+		p.closeSinks()
+		return err
+	}
+	for _, s := range p.sinks {
+		if err := s.Flush(work); err != nil {
+			p.closeSinks()
+			if cause := context.Cause(work); cause != nil && errors.Is(err, context.Canceled) {
+				return cause
+			}
+			return err
+		}
+	}
+	for _, s := range p.sinks {
+		if err := s.Close(work); err != nil {
+			return err
+		}
+	}
+	for _, src := range p.sources {
+		if fs, ok := src.src.(*file.Source); ok {
+			if err := fs.Err(); err != nil {
+				return err
+			}
+		}
+		_ = src.src.Close(work)
+	}
+	return nil
+}
+
+// read pulls batches from the sources. Finite (file) sources are read one
+// after the other in configuration order, so a run over the same files is
+// the same sequence of batches.
+func (p *Pipeline) read(stop, ctx context.Context, jobs chan<- job) error {
+	var seq uint64
+	for i, s := range p.sources {
+		for {
+			if stop.Err() != nil {
+				return nil
+			}
+			b, ack, err := s.src.ReadBatch(ctx)
+			if errors.Is(err, io.EOF) {
+				break
+			}
+			if err != nil {
+				if ctx.Err() != nil {
+					return nil
+				}
+				return err
+			}
+			select {
+			case jobs <- job{seq: seq, src: i, batch: b, ack: ack}:
+				seq++
+			case <-ctx.Done():
+				ack(ctx.Err())
+				return nil
+			}
+		}
+		p.log.Info("source finished", zap.String("source", s.cfg.Name))
+	}
+	return nil
+}
+
+// sequence appends results to the sinks in read order.
+func (p *Pipeline) sequence(ctx context.Context, results <-chan result) error {
+	waiting := map[uint64]result{}
+	var next uint64
+	for r := range results {
+		waiting[r.seq] = r
+		for {
+			r, ok := waiting[next]
+			if !ok {
+				break
+			}
+			delete(waiting, next)
+			next++
+			group := record.NewAckGroup(r.ack)
+			for i, pend := range r.pending {
+				if pend == nil {
+					continue
+				}
+				if err := p.sinks[i].Append(ctx, pend, group.Add()); err != nil {
+					group.Seal()
+					return fmt.Errorf("sink %s: %w", p.sinks[i].Name(), err)
+				}
+			}
+			group.Seal()
+		}
+	}
+	return nil
+}
+
+// worker holds the per-goroutine state: decoders, parsers, arenas, sink
+// writers.
+type worker struct {
+	p        *Pipeline
+	decoders []*decode.Decoder
+	writers  []sinks.Writer
+	tctx     transforms.Context
+	reparse  fastjson.Parser
+	stamp    []uint64 // per sink: the record counter when last written
+	recNo    uint64
+	route    *routeRT // route of the record being emitted
+	src      int
+	// sinkRecords counts records handed to each sink in the current batch.
+	sinkRecords []int64
+}
+
+func (p *Pipeline) newWorker() *worker {
+	w := &worker{p: p, stamp: make([]uint64, len(p.sinks)), sinkRecords: make([]int64, len(p.sinks))}
+	for _, s := range p.sources {
+		d, err := decode.New(s.cfg.Name, s.cfg.Format, s.cfg.EventTime.Field, s.cfg.EventTime.Unit)
+		if err != nil {
+			panic(err) // formats are validated with the config
+		}
+		w.decoders = append(w.decoders, d)
+	}
+	for _, s := range p.sinks {
+		w.writers = append(w.writers, s.NewWriter())
+	}
+	return w
+}
+
+type batchCounts struct {
+	records, decodeFailed, unmatched, routed int64
+}
+
+func (w *worker) process(j job) result {
+	src := w.p.sources[j.src]
+	w.src = j.src
+	var bc batchCounts
+	routeCounts := make([]transforms.Stats, len(src.routes))
+	matched := make([]int64, len(src.routes))
+	dec := w.decoders[j.src]
+	emit := func(rec *record.Record) {
+		bc.records++
+		w.recNo++
+		w.tctx.Reset()
+		took, dirty := false, false
+		for i, rt := range src.routes {
+			if rt.pattern != nil && !rt.pattern.Match(rec.Value) {
+				continue
+			}
+			if dirty {
+				v, err := w.reparse.ParseBytes(rec.Raw)
+				if err != nil {
+					panic(fmt.Sprintf("re-parse of decoded record failed: %v", err))
+				}
+				rec.Value = v
+			}
+			took = true
+			matched[i]++
+			w.route = rt
+			in := *rec
+			rt.chain.Run(&w.tctx, &in, &routeCounts[i], w.deliver, w.transformFailed)
+			dirty = dirty || rt.chain.Mutates()
+		}
+		if took {
+			bc.routed++
+		} else {
+			bc.unmatched++
+		}
+	}
+	fail := func(e *decode.Error) {
+		bc.records++
+		bc.decodeFailed++
+		w.recNo++
+		m := messageOf(j.batch, e.Pos)
+		w.writeFailure(src.errorSink, "", &sinks.Failure{Type: sinks.ProcessingFailed, Code: "Sluice.DecodeFailed", Message: e.Err.Error(),
+			Source: src.cfg.Name, Pos: e.Pos, Raw: e.Raw, Arrival: m.Arrival, Event: m.Arrival})
+	}
+	for i := range j.batch.Messages {
+		dec.Decode(&j.batch.Messages[i], emit, fail)
+	}
+	src.stats.Messages.Add(int64(len(j.batch.Messages)))
+	src.stats.Records.Add(bc.records)
+	src.stats.DecodeFailed.Add(bc.decodeFailed)
+	src.stats.Unmatched.Add(bc.unmatched)
+	src.stats.Routed.Add(bc.routed)
+	name := src.cfg.Name
+	metrics.SourceMessages.WithLabelValues(name).Add(float64(len(j.batch.Messages)))
+	metrics.SourceRecords.WithLabelValues(name).Add(float64(bc.records))
+	metrics.DecodeFailed.WithLabelValues(name).Add(float64(bc.decodeFailed))
+	metrics.Unmatched.WithLabelValues(name).Add(float64(bc.unmatched))
+	for i, rt := range src.routes {
+		rc := routeCounts[i]
+		rt.stats.Matched.Add(matched[i])
+		rt.stats.Out.Add(rc.Out)
+		rt.stats.Filtered.Add(rc.Filtered)
+		rt.stats.Failed.Add(rc.Failed)
+		metrics.RouteMatched.WithLabelValues(rt.name).Add(float64(matched[i]))
+		metrics.RouteOut.WithLabelValues(rt.name).Add(float64(rc.Out))
+		metrics.RouteFiltered.WithLabelValues(rt.name).Add(float64(rc.Filtered))
+		metrics.RouteFailed.WithLabelValues(rt.name).Add(float64(rc.Failed))
+	}
+	r := result{seq: j.seq, ack: j.ack, pending: make([]sinks.Pending, len(w.writers))}
+	for i, wr := range w.writers {
+		r.pending[i] = wr.Take()
+		if n := w.sinkRecords[i]; n > 0 {
+			metrics.SinkRecords.WithLabelValues(w.p.sinks[i].Name()).Add(float64(n))
+			w.p.sinkStats[i].Received.Add(n)
+			w.sinkRecords[i] = 0
+		}
+	}
+	return r
+}
+
+func messageOf(b record.Batch, pos record.Position) *record.Message {
+	for i := range b.Messages {
+		m := &b.Messages[i]
+		if m.Pos.Partition == pos.Partition && m.Pos.Offset == pos.Offset {
+			return m
+		}
+	}
+	return &record.Message{}
+}
+
+// claim marks that the current record was written to sink i and returns
+// the position to use: a record that reaches the same sink a second time
+// (through another route) gets the route's name in its position, so its
+// object name and id differ from the first copy's.
+func (w *worker) claim(i int, route string, pos record.Position) record.Position {
+	if w.stamp[i] == w.recNo {
+		pos.Sub += "~" + route
+	}
+	w.stamp[i] = w.recNo
+	return pos
+}
+
+// deliver sends a transformed record to the route's sinks.
+func (w *worker) deliver(rec *record.Record) {
+	rt := w.route
+	orig := rec.Pos
+	for _, si := range rt.to {
+		rec.Pos = w.claim(si, rt.name, orig)
+		w.sinkRecords[si]++
+		if f := w.writers[si].Write(rec); f != nil {
+			f.Route = rt.name
+			metrics.SinkFailed.WithLabelValues(f.Sink, f.Type).Inc()
+			w.p.sinkStats[si].Failed.Add(1)
+			w.writeFailure(w.sinkIndex(w.p.sinks[si].ErrorSink()), rt.name, f)
+		}
+	}
+	rec.Pos = orig
+}
+
+func (w *worker) sinkIndex(name string) int {
+	for i, s := range w.p.sinks {
+		if s.Name() == name {
+			return i
+		}
+	}
+	return -1
+}
+
+func (w *worker) transformFailed(rec *record.Record, err error) {
+	rt := w.route
+	w.writeFailure(rt.errSink[w.src], rt.name, &sinks.Failure{Type: sinks.ProcessingFailed, Code: "Sluice.TransformFailed", Message: err.Error(),
+		Source: rec.Source, Route: rt.name, Pos: rec.Pos, Raw: rec.Raw, Arrival: rec.Arrival, Event: rec.EventTime})
+}
+
+func (w *worker) writeFailure(sink int, route string, f *sinks.Failure) {
+	if sink < 0 {
+		// Validation guarantees an error sink for every failure; reaching
+		// here is a bug, and dropping the record silently is not an option.
+		panic(fmt.Sprintf("no error sink for %s failure of %s", f.Type, f.Pos))
+	}
+	f.Pos = w.claim(sink, route, f.Pos)
+	f.Route = route
+	w.writers[sink].WriteFailure(f)
+}

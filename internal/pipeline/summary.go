@@ -1,0 +1,129 @@
+package pipeline
+
+import (
+	"fmt"
+	"io"
+	"sort"
+	"strings"
+
+	"github.com/sluice-data/sluice/internal/sources/file"
+)
+
+// Summary is the accounting of a run: where every record went.
+type Summary struct {
+	Sources []SourceSummary
+	Routes  []RouteSummary
+	Sinks   []SinkSummary
+}
+
+// SourceSummary accounts for one source.
+type SourceSummary struct {
+	Name                                               string
+	Messages, Records, DecodeFailed, Unmatched, Routed int64
+	Checkpoints                                        []string
+}
+
+// RouteSummary accounts for one route.
+type RouteSummary struct {
+	Name                           string
+	Matched, Out, Filtered, Failed int64
+}
+
+// SinkSummary accounts for one sink.
+type SinkSummary struct {
+	Name                                  string
+	Received, Failed                      int64
+	Written, ErrorRecords, Objects, Bytes int64
+}
+
+// Summary reports the counts so far.
+func (p *Pipeline) Summary() Summary {
+	var s Summary
+	for _, src := range p.sources {
+		ss := SourceSummary{Name: src.cfg.Name, Messages: src.stats.Messages.Load(), Records: src.stats.Records.Load(),
+			DecodeFailed: src.stats.DecodeFailed.Load(), Unmatched: src.stats.Unmatched.Load(), Routed: src.stats.Routed.Load()}
+		if fs, ok := src.src.(*file.Source); ok {
+			ss.Checkpoints = fs.Checkpoints()
+		}
+		s.Sources = append(s.Sources, ss)
+	}
+	for _, r := range p.routes {
+		s.Routes = append(s.Routes, RouteSummary{Name: r.name, Matched: r.stats.Matched.Load(), Out: r.stats.Out.Load(),
+			Filtered: r.stats.Filtered.Load(), Failed: r.stats.Failed.Load()})
+	}
+	for i, sk := range p.sinks {
+		st := sk.Stats()
+		s.Sinks = append(s.Sinks, SinkSummary{Name: sk.Name(), Received: p.sinkStats[i].Received.Load(), Failed: p.sinkStats[i].Failed.Load(),
+			Written: st.Records, ErrorRecords: st.ErrorRecords, Objects: st.Objects, Bytes: st.Bytes})
+	}
+	return s
+}
+
+// Balance checks that every record is accounted for. Records in, plus the
+// extra records routes created (explode, jq, a record taking several routes,
+// a route writing to several sinks), must equal records written, filtered,
+// unmatched and sent to an error output. It returns both sides.
+func (s Summary) Balance() (in, out int64) {
+	var routed, matched, routeOut, routeFiltered, routeFailed, unmatched, decodeFailed int64
+	for _, src := range s.Sources {
+		in += src.Records
+		routed += src.Routed
+		unmatched += src.Unmatched
+		decodeFailed += src.DecodeFailed
+	}
+	var fanout int64
+	for _, r := range s.Routes {
+		matched += r.Matched
+		routeOut += r.Out
+		routeFiltered += r.Filtered
+		routeFailed += r.Failed
+	}
+	var received, written, errs int64
+	for _, sk := range s.Sinks {
+		received += sk.Received
+		written += sk.Written
+		errs += sk.ErrorRecords
+	}
+	// Extra records: a record matching k routes counts k times from here on;
+	// a route's transforms may add records (explode); a record sent to k
+	// sinks counts k times.
+	fanout = (matched - routed) + (routeOut + routeFiltered + routeFailed - matched) + (received - routeOut)
+	in += fanout
+	out = written + routeFiltered + unmatched + errs
+	return in, out
+}
+
+// Print writes the one-screen summary.
+func (s Summary) Print(w io.Writer) {
+	fmt.Fprintln(w, "── sluice run summary ──")
+	fmt.Fprintf(w, "%-22s %10s %10s %10s %10s\n", "source", "messages", "records", "unmatched", "bad")
+	for _, src := range s.Sources {
+		fmt.Fprintf(w, "%-22s %10d %10d %10d %10d\n", src.Name, src.Messages, src.Records, src.Unmatched, src.DecodeFailed)
+	}
+	fmt.Fprintf(w, "\n%-22s %10s %10s %10s %10s\n", "route", "matched", "out", "filtered", "failed")
+	for _, r := range s.Routes {
+		fmt.Fprintf(w, "%-22s %10d %10d %10d %10d\n", r.Name, r.Matched, r.Out, r.Filtered, r.Failed)
+	}
+	fmt.Fprintf(w, "\n%-22s %10s %10s %10s %10s %12s\n", "sink", "rows", "errors", "refused", "objects", "bytes")
+	for _, sk := range s.Sinks {
+		fmt.Fprintf(w, "%-22s %10d %10d %10d %10d %12d\n", sk.Name, sk.Written, sk.ErrorRecords, sk.Failed, sk.Objects, sk.Bytes)
+	}
+	in, out := s.Balance()
+	status := "ok"
+	if in != out {
+		status = fmt.Sprintf("MISMATCH (%d unaccounted)", in-out)
+	}
+	fmt.Fprintf(w, "\nbalance: %d in (with fan-out) = %d written + filtered + unmatched + error records: %s\n", in, out, status)
+	var cps []string
+	for _, src := range s.Sources {
+		for _, c := range src.Checkpoints {
+			cps = append(cps, src.Name+" "+c)
+		}
+	}
+	sort.Strings(cps)
+	if len(cps) > 0 && len(cps) <= 10 {
+		fmt.Fprintln(w, "checkpoints: "+strings.Join(cps, "; "))
+	} else if len(cps) > 10 {
+		fmt.Fprintf(w, "checkpoints: %d files, all read\n", len(cps))
+	}
+}

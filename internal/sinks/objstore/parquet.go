@@ -1,0 +1,506 @@
+package objstore
+
+import (
+	"bytes"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"math"
+	"reflect"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/parquet-go/parquet-go"
+	"github.com/parquet-go/parquet-go/compress"
+	"github.com/parquet-go/parquet-go/compress/gzip"
+	"github.com/parquet-go/parquet-go/compress/snappy"
+	"github.com/parquet-go/parquet-go/compress/uncompressed"
+	"github.com/parquet-go/parquet-go/compress/zstd"
+	"github.com/parquet-go/parquet-go/encoding"
+	"github.com/valyala/fastjson"
+
+	"github.com/sluice-data/sluice/internal/config"
+	"github.com/sluice-data/sluice/internal/jsonx"
+	"github.com/sluice-data/sluice/internal/timeconv"
+)
+
+// column is one declared Parquet column.
+type column struct {
+	path     jsonx.Path
+	name     string
+	typ      string
+	required bool
+}
+
+// parquetLayout is a sink's schema: how records become rows, and rows
+// become a file. Rows are kept in the partition buffers in a compact binary
+// form (a presence byte per column, then the value) and only turned into
+// parquet.Row at flush time, so buffered memory is close to the size of the
+// data itself.
+type parquetLayout struct {
+	cols   []column
+	extra  string // "" drops unlisted fields
+	trie   *trie
+	schema *parquet.Schema
+	codec  compress.Codec
+}
+
+func newParquetLayout(s *config.Sink) (*parquetLayout, error) {
+	l := &parquetLayout{extra: s.ExtraColumn, trie: &trie{}}
+	var fields []parquet.Field
+	for _, c := range s.Schema {
+		name := c.Column
+		if name == "" {
+			name = c.Name
+		}
+		col := column{path: jsonx.ParsePath(c.Name), name: name, typ: c.Type, required: c.Required}
+		l.cols = append(l.cols, col)
+		l.trie.add(col.path)
+		fields = append(fields, field{Node: parquet.Optional(leafNode(c.Type)), name: name})
+	}
+	if l.extra != "" {
+		fields = append(fields, field{Node: parquet.Optional(parquet.JSON()), name: l.extra})
+	}
+	l.schema = parquet.NewSchema("sluice", group(fields))
+	switch s.Compression {
+	case "snappy", "":
+		l.codec = &snappy.Codec{}
+	case "zstd":
+		l.codec = &zstd.Codec{Level: zstd.SpeedDefault}
+	case "gzip":
+		l.codec = &gzip.Codec{}
+	case "none":
+		l.codec = &uncompressed.Codec{}
+	default:
+		return nil, fmt.Errorf("unknown parquet compression %q", s.Compression)
+	}
+	return l, nil
+}
+
+func leafNode(typ string) parquet.Node {
+	switch typ {
+	case "string":
+		return parquet.String()
+	case "int64":
+		return parquet.Int(64)
+	case "double":
+		return parquet.Leaf(parquet.DoubleType)
+	case "bool":
+		return parquet.Leaf(parquet.BooleanType)
+	case "timestamp_ms":
+		return parquet.Timestamp(parquet.Millisecond)
+	case "timestamp_us":
+		return parquet.Timestamp(parquet.Microsecond)
+	case "date":
+		return parquet.Date()
+	case "json":
+		return parquet.JSON()
+	}
+	panic("unknown column type " + typ)
+}
+
+// group is a Parquet group whose fields keep the declared order (the
+// library's map-based Group sorts them by name).
+type group []parquet.Field
+
+func (g group) ID() int                           { return 0 }
+func (g group) String() string                    { return "group" }
+func (g group) Type() parquet.Type                { return parquet.Group{}.Type() }
+func (g group) Optional() bool                    { return false }
+func (g group) Repeated() bool                    { return false }
+func (g group) Required() bool                    { return true }
+func (g group) Leaf() bool                        { return false }
+func (g group) Fields() []parquet.Field           { return g }
+func (g group) Encoding() encoding.Encoding       { return nil }
+func (g group) Compression() compress.Codec       { return nil }
+func (g group) GoType() reflect.Type              { return reflect.TypeFor[map[string]any]() }
+func (f field) Name() string                      { return f.name }
+func (f field) Value(reflect.Value) reflect.Value { return reflect.Value{} }
+
+type field struct {
+	parquet.Node
+	name string
+}
+
+// trie marks which field paths the schema consumes, so the rest can be
+// collected into the extra column.
+type trie struct {
+	leaf     bool
+	children map[string]*trie
+}
+
+func (t *trie) add(p jsonx.Path) {
+	for _, k := range p {
+		if t.children == nil {
+			t.children = map[string]*trie{}
+		}
+		c := t.children[k]
+		if c == nil {
+			c = &trie{}
+			t.children[k] = c
+		}
+		t = c
+	}
+	t.leaf = true
+}
+
+// errMismatch marks a value that does not fit its column.
+type mismatchError struct{ msg string }
+
+func (e *mismatchError) Error() string { return e.msg }
+
+func mismatch(c *column, format string, args ...any) error {
+	return &mismatchError{msg: fmt.Sprintf("column %s (%s, field %s): %s", c.name, c.typ, c.path, fmt.Sprintf(format, args...))}
+}
+
+// encodeRow appends the binary row for v. dropped reports that fields
+// outside the schema were discarded.
+func (l *parquetLayout) encodeRow(dst []byte, v *fastjson.Value) (out []byte, dropped bool, err error) {
+	start := len(dst)
+	for i := range l.cols {
+		c := &l.cols[i]
+		fv := jsonx.Get(v, c.path)
+		if fv == nil || fv.Type() == fastjson.TypeNull {
+			if c.required {
+				return dst[:start], false, mismatch(c, "missing")
+			}
+			dst = append(dst, 0)
+			continue
+		}
+		dst = append(dst, 1)
+		if dst, err = encodeValue(dst, c, fv); err != nil {
+			return dst[:start], false, err
+		}
+	}
+	if v.Type() != fastjson.TypeObject {
+		return dst[:start], false, &mismatchError{msg: "record is not a JSON object"}
+	}
+	if l.extra == "" {
+		obj, _ := v.Object()
+		return dst, hasExtra(obj, l.trie), nil
+	}
+	mark := len(dst)
+	dst = append(dst, 1, 0, 0, 0, 0) // presence + fixed 4-byte length, patched below
+	body := len(dst)
+	obj, _ := v.Object()
+	var any bool
+	dst, any = appendExtra(dst, obj, l.trie)
+	if !any {
+		return append(dst[:mark], 0), false, nil
+	}
+	binary.LittleEndian.PutUint32(dst[mark+1:], uint32(len(dst)-body))
+	return dst, false, nil
+}
+
+func encodeValue(dst []byte, c *column, v *fastjson.Value) ([]byte, error) {
+	switch c.typ {
+	case "string":
+		switch v.Type() {
+		case fastjson.TypeObject, fastjson.TypeArray:
+			return dst, mismatch(c, "got %s, want a string", v.Type())
+		}
+		n := len(dst)
+		dst = append(dst, 0, 0, 0, 0)
+		dst = jsonx.Text(dst, v)
+		binary.LittleEndian.PutUint32(dst[n:], uint32(len(dst)-n-4))
+		return dst, nil
+	case "json":
+		n := len(dst)
+		dst = append(dst, 0, 0, 0, 0)
+		dst = v.MarshalTo(dst)
+		binary.LittleEndian.PutUint32(dst[n:], uint32(len(dst)-n-4))
+		return dst, nil
+	case "int64":
+		i, err := intOf(v)
+		if err != nil {
+			return dst, mismatch(c, "%v", err)
+		}
+		return binary.LittleEndian.AppendUint64(dst, uint64(i)), nil
+	case "double":
+		f, err := floatOf(v)
+		if err != nil {
+			return dst, mismatch(c, "%v", err)
+		}
+		return binary.LittleEndian.AppendUint64(dst, math.Float64bits(f)), nil
+	case "bool":
+		switch v.Type() {
+		case fastjson.TypeTrue:
+			return append(dst, 1), nil
+		case fastjson.TypeFalse:
+			return append(dst, 0), nil
+		case fastjson.TypeString:
+			b, _ := v.StringBytes()
+			if p, err := strconv.ParseBool(string(b)); err == nil {
+				if p {
+					return append(dst, 1), nil
+				}
+				return append(dst, 0), nil
+			}
+		}
+		return dst, mismatch(c, "got %s, want true or false", shortValue(v))
+	case "timestamp_ms", "timestamp_us", "date":
+		t, err := timeconv.Read(v, "auto")
+		if err != nil {
+			return dst, mismatch(c, "%v", err)
+		}
+		var n int64
+		switch c.typ {
+		case "timestamp_ms":
+			n = t.UnixMilli()
+		case "timestamp_us":
+			n = t.UnixMicro()
+		default:
+			n = int64(math.Floor(float64(t.Unix()) / 86400))
+		}
+		return binary.LittleEndian.AppendUint64(dst, uint64(n)), nil
+	}
+	return dst, mismatch(c, "unknown type")
+}
+
+func shortValue(v *fastjson.Value) string {
+	s := v.String()
+	if len(s) > 40 {
+		s = s[:40] + "..."
+	}
+	return s
+}
+
+func intOf(v *fastjson.Value) (int64, error) {
+	switch v.Type() {
+	case fastjson.TypeNumber:
+		if i, err := v.Int64(); err == nil {
+			return i, nil
+		}
+		f, err := v.Float64()
+		if err == nil && f == math.Trunc(f) && math.Abs(f) < 1<<63 {
+			return int64(f), nil
+		}
+		return 0, fmt.Errorf("%s is not a 64-bit integer", v)
+	case fastjson.TypeString:
+		b, _ := v.StringBytes()
+		if i, err := strconv.ParseInt(string(b), 10, 64); err == nil {
+			return i, nil
+		}
+	}
+	return 0, fmt.Errorf("got %s, want an integer", shortValue(v))
+}
+
+func floatOf(v *fastjson.Value) (float64, error) {
+	switch v.Type() {
+	case fastjson.TypeNumber:
+		return v.Float64()
+	case fastjson.TypeString:
+		b, _ := v.StringBytes()
+		if f, err := strconv.ParseFloat(string(b), 64); err == nil {
+			return f, nil
+		}
+	}
+	return 0, fmt.Errorf("got %s, want a number", shortValue(v))
+}
+
+// appendExtra writes, as one JSON object, every field of obj the schema does
+// not consume. any reports whether anything was written.
+func appendExtra(dst []byte, obj *fastjson.Object, t *trie) ([]byte, bool) {
+	start := len(dst)
+	dst = append(dst, '{')
+	n := 0
+	obj.Visit(func(k []byte, v *fastjson.Value) {
+		c := t.children[string(k)]
+		if c != nil && c.leaf {
+			return
+		}
+		if c != nil && v.Type() == fastjson.TypeObject {
+			o, _ := v.Object()
+			mark := len(dst)
+			if n > 0 {
+				dst = append(dst, ',')
+			}
+			dst = appendJSONString(dst, k)
+			dst = append(dst, ':')
+			var wrote bool
+			dst, wrote = appendExtra(dst, o, c)
+			if !wrote {
+				dst = dst[:mark]
+				return
+			}
+			n++
+			return
+		}
+		if n > 0 {
+			dst = append(dst, ',')
+		}
+		dst = appendJSONString(dst, k)
+		dst = append(dst, ':')
+		dst = v.MarshalTo(dst)
+		n++
+	})
+	if n == 0 {
+		return dst[:start], false
+	}
+	return append(dst, '}'), true
+}
+
+func hasExtra(obj *fastjson.Object, t *trie) bool {
+	found := false
+	obj.Visit(func(k []byte, v *fastjson.Value) {
+		if found {
+			return
+		}
+		c := t.children[string(k)]
+		switch {
+		case c == nil:
+			found = true
+		case c.leaf:
+		case v.Type() == fastjson.TypeObject:
+			o, _ := v.Object()
+			found = hasExtra(o, c)
+		default:
+			found = true
+		}
+	})
+	return found
+}
+
+func appendJSONString(dst, s []byte) []byte {
+	dst = append(dst, '"')
+	for _, c := range s {
+		switch {
+		case c == '"' || c == '\\':
+			dst = append(dst, '\\', c)
+		case c < 0x20:
+			dst = append(dst, `\u00`...)
+			dst = append(dst, "0123456789abcdef"[c>>4], "0123456789abcdef"[c&15])
+		default:
+			dst = append(dst, c)
+		}
+	}
+	return append(dst, '"')
+}
+
+// parquetFile turns buffered binary rows into Parquet files, reusing one
+// writer between files (allocating a writer per file costs as much as the
+// encoding of a small file).
+type parquetFile struct {
+	l    *parquetLayout
+	w    *parquet.Writer
+	rows []parquet.Row
+	out  bytes.Buffer
+}
+
+func (l *parquetLayout) newFileWriter() *parquetFile {
+	return &parquetFile{l: l}
+}
+
+const rowsPerWrite = 512
+
+// encode builds one Parquet file from the buffered rows in data (each row
+// prefixed by its uvarint length) and returns its bytes, valid until the
+// next call.
+func (f *parquetFile) encode(data []byte, nrows int) ([]byte, error) {
+	f.out.Reset()
+	if f.w == nil {
+		f.w = parquet.NewWriter(&f.out, f.l.schema, parquet.Compression(f.l.codec),
+			parquet.CreatedBy("sluice", "1", ""), parquet.PageBufferSize(256<<10))
+	} else {
+		f.w.Reset(&f.out)
+	}
+	ncols := len(f.l.cols)
+	if f.l.extra != "" {
+		ncols++
+	}
+	if cap(f.rows) < rowsPerWrite {
+		f.rows = make([]parquet.Row, rowsPerWrite)
+		for i := range f.rows {
+			f.rows[i] = make(parquet.Row, 0, ncols)
+		}
+	}
+	batch := f.rows[:0]
+	for len(data) > 0 {
+		n, k := binary.Uvarint(data)
+		if k <= 0 || int(n) > len(data)-k {
+			return nil, errors.New("corrupt row buffer")
+		}
+		row, err := f.decodeRow(f.rows[len(batch)][:0], data[k:k+int(n)])
+		if err != nil {
+			return nil, err
+		}
+		batch = append(batch, row)
+		data = data[k+int(n):]
+		if len(batch) == rowsPerWrite {
+			if _, err := f.w.WriteRows(batch); err != nil {
+				return nil, err
+			}
+			batch = f.rows[:0]
+		}
+	}
+	if len(batch) > 0 {
+		if _, err := f.w.WriteRows(batch); err != nil {
+			return nil, err
+		}
+	}
+	if err := f.w.Close(); err != nil {
+		return nil, err
+	}
+	_ = nrows
+	return f.out.Bytes(), nil
+}
+
+func (f *parquetFile) decodeRow(row parquet.Row, b []byte) (parquet.Row, error) {
+	l := f.l
+	for i := range l.cols {
+		if len(b) == 0 {
+			return nil, errors.New("short row")
+		}
+		present := b[0] == 1
+		b = b[1:]
+		if !present {
+			row = append(row, parquet.NullValue().Level(0, 0, i))
+			continue
+		}
+		var v parquet.Value
+		switch l.cols[i].typ {
+		case "string", "json":
+			n := int(binary.LittleEndian.Uint32(b))
+			v = parquet.ByteArrayValue(b[4 : 4+n])
+			b = b[4+n:]
+		case "int64", "timestamp_ms", "timestamp_us":
+			v = parquet.Int64Value(int64(binary.LittleEndian.Uint64(b)))
+			b = b[8:]
+		case "date":
+			v = parquet.Int32Value(int32(int64(binary.LittleEndian.Uint64(b))))
+			b = b[8:]
+		case "double":
+			v = parquet.DoubleValue(math.Float64frombits(binary.LittleEndian.Uint64(b)))
+			b = b[8:]
+		case "bool":
+			v = parquet.BooleanValue(b[0] == 1)
+			b = b[1:]
+		}
+		row = append(row, v.Level(0, 1, i))
+	}
+	if l.extra != "" {
+		i := len(l.cols)
+		if len(b) == 0 || b[0] == 0 {
+			row = append(row, parquet.NullValue().Level(0, 0, i))
+		} else {
+			n := int(binary.LittleEndian.Uint32(b[1:]))
+			row = append(row, parquet.ByteArrayValue(b[5:5+n]).Level(0, 1, i))
+		}
+	}
+	return row, nil
+}
+
+// describe renders the schema as Athena-style column list, for logs.
+func (l *parquetLayout) describe() string {
+	var parts []string
+	for _, c := range l.cols {
+		parts = append(parts, c.name+" "+c.typ)
+	}
+	if l.extra != "" {
+		parts = append(parts, l.extra+" json")
+	}
+	return strings.Join(parts, ", ")
+}
+
+var _ = time.Time{}

@@ -1,0 +1,217 @@
+package objstore
+
+import (
+	"encoding/base64"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/sluice-data/sluice/internal/jq"
+	"github.com/sluice-data/sluice/internal/record"
+	"github.com/sluice-data/sluice/internal/sinks"
+	"github.com/sluice-data/sluice/internal/template"
+)
+
+const (
+	kindData  byte = 'd'
+	kindError byte = 'e'
+)
+
+// entry is one encoded record inside a pending chunk.
+type entry struct {
+	keyEnd, rowEnd uint32 // data[start:keyEnd] is the partition key, data[keyEnd:rowEnd] the row
+	pos            record.Position
+	source         string
+	header         []byte // CSV header of the record's route, if any
+	// For on_partition_limit: error, what an error record needs.
+	raw            []byte
+	arrival, event time.Time
+}
+
+// pending is what one worker encoded for one batch.
+type pending struct {
+	data []byte
+	ents []entry
+}
+
+func (p *pending) Len() int { return len(p.ents) }
+
+var pendingPool = sync.Pool{New: func() any { return &pending{} }}
+
+// writer encodes records for one sink in one pipeline worker.
+type writer struct {
+	s       *Sink
+	keys    []*jq.Expr
+	vals    [][]byte
+	prefix  *template.Template
+	errPfx  *template.Template
+	p       *pending
+	scratch []byte
+}
+
+func (s *Sink) newWriter() *writer {
+	w := &writer{s: s, keys: s.keys, prefix: s.prefix, errPfx: s.errPrefix, vals: make([][]byte, len(s.keys))}
+	return w
+}
+
+// NewWriter returns a writer for one worker.
+func (s *Sink) NewWriter() sinks.Writer { return s.newWriter() }
+
+func (w *writer) cur() *pending {
+	if w.p == nil {
+		w.p = pendingPool.Get().(*pending)
+	}
+	return w.p
+}
+
+// Take hands over what was encoded since the last call.
+func (w *writer) Take() sinks.Pending {
+	p := w.p
+	w.p = nil
+	if p == nil {
+		return nil
+	}
+	return p
+}
+
+// Write evaluates the partition keys, renders the prefix and encodes the
+// row. A failure leaves nothing behind in the chunk.
+func (w *writer) Write(rec *record.Record) *sinks.Failure {
+	for i, k := range w.keys {
+		if rec.Value == nil {
+			return w.fail(rec, sinks.ProcessingFailed, "DynamicPartitioning.MetadataExtractionFailed", "partition keys need a JSON record; this one is raw bytes")
+		}
+		raw, err := k.AppendText(w.scratch[:0], rec.Value)
+		w.scratch = raw
+		if err == nil && len(raw) == 0 {
+			err = errEmptyKey
+		}
+		if err != nil {
+			return w.fail(rec, sinks.ProcessingFailed, "DynamicPartitioning.MetadataExtractionFailed", "partition key "+w.s.keyNames[i]+": "+err.Error())
+		}
+		w.vals[i] = template.HiveEscape(w.vals[i][:0], raw)
+	}
+	p := w.cur()
+	start := len(p.data)
+	p.data = append(p.data, kindData)
+	p.data = w.prefix.Append(p.data, template.Values{Keys: w.vals, Time: rec.EventTime})
+	keyEnd := len(p.data)
+	var err error
+	var dropped bool
+	switch w.s.format {
+	case "parquet":
+		if rec.Value == nil {
+			p.data = p.data[:start]
+			return w.fail(rec, sinks.SchemaMismatch, "DataFormatConversion.InvalidSchema", "record is raw bytes; parquet needs JSON")
+		}
+		p.data, dropped, err = w.s.layout.encodeRow(p.data, rec.Value)
+	case "ndjson":
+		if rec.Value != nil {
+			p.data = rec.Value.MarshalTo(p.data)
+		} else {
+			p.data = append(p.data, rec.Raw...)
+		}
+		p.data = append(p.data, '\n')
+	case "csv":
+		if rec.CSV == nil {
+			p.data = p.data[:start]
+			return w.fail(rec, sinks.SchemaMismatch, "DataFormatConversion.InvalidSchema", "record has no CSV rendering: add a json_to_csv transform to its route")
+		}
+		p.data = append(p.data, rec.CSV...)
+		p.data = append(p.data, '\n')
+	case "raw":
+		p.data = appendEnvelope(p.data, rec)
+	}
+	if err != nil {
+		p.data = p.data[:start]
+		return w.fail(rec, sinks.SchemaMismatch, "DataFormatConversion.InvalidSchema", err.Error())
+	}
+	if dropped {
+		w.s.droppedExtra.Inc()
+	}
+	e := entry{keyEnd: uint32(keyEnd), rowEnd: uint32(len(p.data)), pos: rec.Pos, source: rec.Source, header: rec.CSVHeader}
+	if w.s.onLimit == "error" {
+		e.raw, e.arrival, e.event = rec.Raw, rec.Arrival, rec.EventTime
+	}
+	p.ents = append(p.ents, e)
+	return nil
+}
+
+type constError string
+
+func (e constError) Error() string { return string(e) }
+
+const errEmptyKey = constError("produced an empty value")
+
+func (w *writer) fail(rec *record.Record, typ, code, msg string) *sinks.Failure {
+	return &sinks.Failure{Type: typ, Code: code, Message: msg, Source: rec.Source, Sink: w.s.name, Pos: rec.Pos, Raw: rec.Raw, Arrival: rec.Arrival, Event: rec.EventTime}
+}
+
+// WriteFailure encodes an error record under error_prefix.
+func (w *writer) WriteFailure(f *sinks.Failure) {
+	p := w.cur()
+	p.data = append(p.data, kindError)
+	at := f.Event
+	if at.IsZero() {
+		at = f.Arrival
+	}
+	p.data = w.errPfx.Append(p.data, template.Values{Time: at, ErrorType: f.Type})
+	keyEnd := len(p.data)
+	p.data = AppendErrorRecord(p.data, f)
+	p.ents = append(p.ents, entry{keyEnd: uint32(keyEnd), rowEnd: uint32(len(p.data)), pos: f.Pos, source: f.Source})
+}
+
+// AppendErrorRecord renders a failure as one NDJSON line in the shape
+// Firehose uses for its error output, plus where the record came from.
+// There is no attemptEndingTimestamp: it would make re-runs differ.
+func AppendErrorRecord(dst []byte, f *sinks.Failure) []byte {
+	dst = append(dst, `{"attemptsMade":1,"arrivalTimestamp":`...)
+	dst = strconv.AppendInt(dst, f.Arrival.UnixMilli(), 10)
+	dst = append(dst, `,"errorCode":`...)
+	dst = appendJSONString(dst, []byte(f.Code))
+	dst = append(dst, `,"errorMessage":`...)
+	dst = appendJSONString(dst, []byte(f.Message))
+	dst = append(dst, `,"errorOutputType":`...)
+	dst = appendJSONString(dst, []byte(f.Type))
+	dst = append(dst, `,"rawData":"`...)
+	dst = base64.StdEncoding.AppendEncode(dst, f.Raw)
+	dst = append(dst, `","source":`...)
+	dst = appendJSONString(dst, []byte(f.Source))
+	dst = append(dst, `,"sourcePartition":`...)
+	dst = appendJSONString(dst, []byte(f.Pos.Partition))
+	dst = append(dst, `,"sourcePosition":`...)
+	dst = appendJSONString(dst, []byte(f.Pos.String()))
+	if f.Route != "" {
+		dst = append(dst, `,"route":`...)
+		dst = appendJSONString(dst, []byte(f.Route))
+	}
+	if f.Sink != "" {
+		dst = append(dst, `,"sink":`...)
+		dst = appendJSONString(dst, []byte(f.Sink))
+	}
+	return append(dst, "}\n"...)
+}
+
+// appendEnvelope renders a record for the raw event archive: where it came
+// from, when it arrived, and its bytes.
+func appendEnvelope(dst []byte, rec *record.Record) []byte {
+	dst = append(dst, `{"source":`...)
+	dst = appendJSONString(dst, []byte(rec.Source))
+	dst = append(dst, `,"partition":`...)
+	dst = appendJSONString(dst, []byte(rec.Pos.Partition))
+	dst = append(dst, `,"offset":`...)
+	dst = strconv.AppendInt(dst, rec.Pos.Offset, 10)
+	if rec.Pos.Token != "" {
+		dst = append(dst, `,"token":`...)
+		dst = appendJSONString(dst, []byte(rec.Pos.Token))
+	}
+	if rec.Pos.Sub != "" {
+		dst = append(dst, `,"sub":`...)
+		dst = appendJSONString(dst, []byte(rec.Pos.Sub))
+	}
+	dst = append(dst, `,"arrival":`...)
+	dst = strconv.AppendInt(dst, rec.Arrival.UnixMilli(), 10)
+	dst = append(dst, `,"data":"`...)
+	dst = base64.StdEncoding.AppendEncode(dst, rec.Raw)
+	return append(dst, "\"}\n"...)
+}

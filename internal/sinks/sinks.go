@@ -1,0 +1,84 @@
+// Package sinks defines how the pipeline hands records to outputs.
+//
+// Work is split in two so that both cores are used and the output stays
+// deterministic: a Writer, one per pipeline worker, does the per-record work
+// (partition keys, templates, row encoding) in parallel; the Sink's Append
+// then takes the encoded records in source order and does only buffer
+// bookkeeping, so the same input always cuts into the same objects.
+package sinks
+
+import (
+	"context"
+	"time"
+
+	"github.com/sluice-data/sluice/internal/record"
+)
+
+// Error output types, as Firehose names them in !{error-output-type}.
+const (
+	ProcessingFailed = "processing-failed"
+	SchemaMismatch   = "schema-mismatch"
+	SinkRejected     = "sink-rejected"
+	PartitionLimit   = "partition-limit"
+)
+
+// Failure is a record that could not be delivered, on its way to an error
+// output with its reason.
+type Failure struct {
+	Type    string // one of the error output types
+	Code    string // Firehose-style errorCode, e.g. DynamicPartitioning.MetadataExtractionFailed
+	Message string
+	Source  string
+	Route   string // empty when the record failed before routing
+	Sink    string // empty unless a sink failed it
+	Pos     record.Position
+	Raw     []byte    // the message bytes, as read
+	Arrival time.Time // when the source read it
+	Event   time.Time // its event time, for !{timestamp:} in error_prefix
+}
+
+// Sink is a configured output.
+type Sink interface {
+	// Name is the configured name.
+	Name() string
+	// NewWriter returns an encoder for one pipeline worker.
+	NewWriter() Writer
+	// ErrorSink names the sink that takes records this sink fails; a sink
+	// that keeps its own error output returns its own name.
+	ErrorSink() string
+	// Append takes what a Writer encoded, in pipeline order. ack fires once
+	// every record in p is durable (or failed). Append blocks while the
+	// sink is at its in-flight limit: that is the backpressure.
+	Append(ctx context.Context, p Pending, ack record.AckFunc) error
+	// Flush writes out everything buffered and waits until it is durable.
+	Flush(ctx context.Context) error
+	// Close flushes and releases resources.
+	Close(ctx context.Context) error
+	// Stats reports what the sink has durably written so far.
+	Stats() Stats
+}
+
+// Stats is what a sink has durably written.
+type Stats struct {
+	Records      int64 // data records
+	ErrorRecords int64 // records written to this sink's error output
+	Objects      int64
+	Bytes        int64
+}
+
+// Writer encodes records for one sink. It is used by one goroutine.
+type Writer interface {
+	// Write encodes rec. A record the sink cannot take is returned as a
+	// Failure for the pipeline to send to ErrorSink.
+	Write(rec *record.Record) *Failure
+	// WriteFailure encodes a failure for this sink's error output.
+	WriteFailure(f *Failure)
+	// Take returns what was written since the last Take, or nil if nothing.
+	Take() Pending
+}
+
+// Pending is encoded records on their way to Append.
+type Pending interface {
+	// Len is the number of records.
+	Len() int
+}
