@@ -8,6 +8,7 @@ import (
 	"context"
 	"errors"
 	"sync"
+	"time"
 )
 
 // ErrFailed is returned by Track once any tracked range was acked with an
@@ -28,6 +29,21 @@ type Tracker struct {
 	done    bool     // checkpoint is valid
 	ckpt    int64
 	failed  error
+
+	onWait func()
+}
+
+// waitNudge is how long Track waits at the cap before, and between, calls
+// to the OnWait hook.
+const waitNudge = 250 * time.Millisecond
+
+// OnWait sets a hook called while Track is blocked at the cap: first after
+// a short wait, then periodically. Buffering sinks use it to flush early, so
+// a cap below what the sinks buffer costs latency, never a deadlock.
+func (t *Tracker) OnWait(f func()) {
+	t.mu.Lock()
+	t.onWait = f
+	t.mu.Unlock()
 }
 
 // Range is a tracked run of records ending at End.
@@ -62,13 +78,20 @@ func (t *Tracker) Track(ctx context.Context, end int64, n int) (*Range, error) {
 			t.mu.Unlock()
 			return r, nil
 		}
-		ch := t.changed
+		ch, hook := t.changed, t.onWait
 		t.mu.Unlock()
+		timer := time.NewTimer(waitNudge)
 		select {
 		case <-ch:
+		case <-timer.C:
+			if hook != nil {
+				hook()
+			}
 		case <-ctx.Done():
+			timer.Stop()
 			return nil, ctx.Err()
 		}
+		timer.Stop()
 	}
 }
 

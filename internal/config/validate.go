@@ -361,6 +361,9 @@ func (v *validator) sink(i int, sinks map[string]int) {
 	if s.Concurrency <= 0 {
 		v.errorf(p+".concurrency", "must be greater than 0")
 	}
+	if s.MaxBufferedRecs <= 0 {
+		v.errorf(p+".max_buffered_records", "must be greater than 0")
+	}
 	if s.MaxBufferedBytes <= 0 {
 		v.errorf(p+".max_buffered_bytes", "must be greater than 0")
 	}

@@ -121,6 +121,7 @@ func New(cfg *config.Config, log *zap.Logger) (*Pipeline, error) {
 				p.closeSinks()
 				return nil, err
 			}
+			fs.OnWait(p.relieve)
 			rt.src = fs
 		default:
 			p.closeSinks()
@@ -160,6 +161,15 @@ func New(cfg *config.Config, log *zap.Logger) (*Pipeline, error) {
 		p.routes = append(p.routes, rt)
 	}
 	return p, nil
+}
+
+// relieve asks every sink to flush its oldest buffers: a source waits at
+// its pending cap.
+func (p *Pipeline) relieve() {
+	p.log.Debug("source at its pending cap; flushing oldest partitions")
+	for _, s := range p.sinks {
+		s.Relieve(context.Background())
+	}
 }
 
 func (p *Pipeline) closeSinks() {

@@ -56,6 +56,9 @@ type Sink interface {
 	Close(ctx context.Context) error
 	// Stats reports what the sink has durably written so far.
 	Stats() Stats
+	// Relieve starts writing out the oldest buffered records, because a
+	// source is waiting for acks at its pending cap.
+	Relieve(ctx context.Context)
 }
 
 // Stats is what a sink has durably written.

@@ -58,11 +58,13 @@ type Sink struct {
 	maxOpen   int
 	onLimit   string
 	maxBytes  int64
+	maxRecs   int
 
 	mu       sync.Mutex
 	parts    map[string]*partition
 	order    []*partition // open order, oldest first; flushed ones are skipped
-	buffered int64
+	buffered int64 // bytes in open partitions
+	bufRecs  int   // records in open partitions
 	closed   bool
 
 	errMu sync.Mutex // not mu: flush workers must never wait for an appender
@@ -104,7 +106,7 @@ type partition struct {
 func New(cfg *config.Sink, store Store, log *zap.Logger) (*Sink, error) {
 	s := &Sink{
 		name: cfg.Name, format: cfg.Format, compress: cfg.Compression, store: store, log: log,
-		cfg: cfg.Buffer, maxOpen: cfg.MaxOpenPartitions, onLimit: cfg.OnPartitionLimit, maxBytes: int64(cfg.MaxBufferedBytes),
+		cfg: cfg.Buffer, maxOpen: cfg.MaxOpenPartitions, onLimit: cfg.OnPartitionLimit, maxBytes: int64(cfg.MaxBufferedBytes), maxRecs: cfg.MaxBufferedRecs,
 		parts: map[string]*partition{}, stop: make(chan struct{}),
 		droppedExtra: metrics.SinkDroppedKeys.WithLabelValues(cfg.Name),
 		written:      metrics.SinkWritten.WithLabelValues(cfg.Name),
@@ -209,6 +211,7 @@ func (s *Sink) Append(ctx context.Context, pp sinks.Pending, ack record.AckFunc)
 		part.rows++
 		part.size += int64(len(row))
 		s.buffered += int64(len(row))
+		s.bufRecs++
 		if part.rows >= s.cfg.MaxRecords || int64(len(part.data)) >= int64(s.cfg.MaxBytes) {
 			if err := s.flushLocked(ctx, part); err != nil {
 				return err
@@ -217,6 +220,11 @@ func (s *Sink) Append(ctx context.Context, pp sinks.Pending, ack record.AckFunc)
 	}
 	for s.buffered > s.maxBytes {
 		if err := s.flushLargest(ctx); err != nil {
+			return err
+		}
+	}
+	for s.bufRecs > s.maxRecs {
+		if err := s.flushOldest(ctx); err != nil {
 			return err
 		}
 	}
@@ -252,6 +260,7 @@ func (s *Sink) appendLimitFailure(e *entry, group *record.AckGroup) {
 	part.rows++
 	part.size += int64(len(r))
 	s.buffered += int64(len(r))
+	s.bufRecs++
 	metrics.SinkFailed.WithLabelValues(s.name, sinks.PartitionLimit).Inc()
 }
 
@@ -287,6 +296,7 @@ func (s *Sink) flushLocked(ctx context.Context, p *partition) error {
 	delete(s.parts, p.key)
 	p.flushed = true
 	s.buffered -= p.size
+	s.bufRecs -= p.rows
 	s.inflight.Add(1)
 	select {
 	case s.jobs <- p:
@@ -322,6 +332,19 @@ func (s *Sink) ticker() {
 				}
 			}
 			s.mu.Unlock()
+		}
+	}
+}
+
+// Relieve flushes the oldest quarter of the open partitions. The pipeline
+// calls it when a source has waited at its pending cap: the records holding
+// the source's oldest acks are in the oldest partitions.
+func (s *Sink) Relieve(ctx context.Context) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for n := (len(s.parts) + 3) / 4; n > 0 && len(s.order) > 0; n-- {
+		if err := s.flushOldest(ctx); err != nil {
+			return
 		}
 	}
 }

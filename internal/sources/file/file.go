@@ -36,6 +36,7 @@ type Source struct {
 	maxPend   int64
 	stdin     io.Reader
 
+	onWait   func()
 	cur      *openFile
 	next     int
 	trackers map[string]*checkpoint.Tracker
@@ -73,6 +74,9 @@ func New(name string, paths []string, batchSize, maxPending int) (*Source, error
 	return s, nil
 }
 
+// OnWait sets the hook called while reading waits at the pending cap.
+func (s *Source) OnWait(f func()) { s.onWait = f }
+
 // Paths returns the expanded file list.
 func (s *Source) Paths() []string { return s.paths }
 
@@ -106,6 +110,9 @@ func (s *Source) open() error {
 	}
 	of.r = bufio.NewReaderSize(r, 1<<20)
 	of.tracker = checkpoint.New(s.maxPend)
+	if s.onWait != nil {
+		of.tracker.OnWait(s.onWait)
+	}
 	s.trackers[path] = of.tracker
 	s.order = append(s.order, path)
 	s.cur = of
