@@ -60,7 +60,7 @@ func newParquetLayout(s *config.Sink) (*parquetLayout, error) {
 		fields = append(fields, field{Node: parquet.Optional(leafNode(c.Type)), name: name})
 	}
 	if l.extra != "" {
-		fields = append(fields, field{Node: parquet.Optional(parquet.JSON()), name: l.extra})
+		fields = append(fields, field{Node: parquet.Optional(parquet.String()), name: l.extra})
 	}
 	l.schema = parquet.NewSchema("sluice", group(fields))
 	switch s.Compression {
@@ -95,7 +95,10 @@ func leafNode(typ string) parquet.Node {
 	case "date":
 		return parquet.Date()
 	case "json":
-		return parquet.JSON()
+		// JSON text annotated as STRING: Athena, Trino, Spark, DuckDB and
+		// Arrow all read that as text, while the JSON annotation comes back
+		// as binary from some of them.
+		return parquet.String()
 	}
 	panic("unknown column type " + typ)
 }

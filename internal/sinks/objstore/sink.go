@@ -59,12 +59,13 @@ type Sink struct {
 	onLimit   string
 	maxBytes  int64
 	maxRecs   int
+	retryBase time.Duration // first retry backoff; doubles per attempt
 
 	mu       sync.Mutex
 	parts    map[string]*partition
 	order    []*partition // open order, oldest first; flushed ones are skipped
-	buffered int64 // bytes in open partitions
-	bufRecs  int   // records in open partitions
+	buffered int64        // bytes in open partitions
+	bufRecs  int          // records in open partitions
 	closed   bool
 
 	errMu sync.Mutex // not mu: flush workers must never wait for an appender
@@ -106,7 +107,7 @@ type partition struct {
 func New(cfg *config.Sink, store Store, log *zap.Logger) (*Sink, error) {
 	s := &Sink{
 		name: cfg.Name, format: cfg.Format, compress: cfg.Compression, store: store, log: log,
-		cfg: cfg.Buffer, maxOpen: cfg.MaxOpenPartitions, onLimit: cfg.OnPartitionLimit, maxBytes: int64(cfg.MaxBufferedBytes), maxRecs: cfg.MaxBufferedRecs,
+		cfg: cfg.Buffer, maxOpen: cfg.MaxOpenPartitions, onLimit: cfg.OnPartitionLimit, maxBytes: int64(cfg.MaxBufferedBytes), maxRecs: cfg.MaxBufferedRecs, retryBase: 100 * time.Millisecond,
 		parts: map[string]*partition{}, stop: make(chan struct{}),
 		droppedExtra: metrics.SinkDroppedKeys.WithLabelValues(cfg.Name),
 		written:      metrics.SinkWritten.WithLabelValues(cfg.Name),
@@ -436,7 +437,7 @@ func (s *Sink) flushWorker() {
 // put writes with retries: a transient store error should not fail a run.
 func (s *Sink) put(key string, body []byte) error {
 	var err error
-	backoff := 100 * time.Millisecond
+	backoff := s.retryBase
 	for attempt := 0; attempt < 6; attempt++ {
 		if err = s.store.Put(context.Background(), key, body); err == nil {
 			return nil

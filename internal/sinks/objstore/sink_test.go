@@ -1,0 +1,335 @@
+package objstore
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/valyala/fastjson"
+	"go.uber.org/zap"
+
+	"github.com/sluice-data/sluice/internal/config"
+	"github.com/sluice-data/sluice/internal/record"
+	"github.com/sluice-data/sluice/internal/sinks"
+	"github.com/sluice-data/sluice/internal/testutil"
+)
+
+// newSink builds a sink from a YAML sink body, writing to store (or a
+// file store in a temp dir when nil).
+func newSink(t *testing.T, body string, store Store) (*Sink, string) {
+	t.Helper()
+	dir := t.TempDir()
+	route := "routes: [{name: r, from: [src], to: [s]}]\n"
+	if strings.Contains(body, "format: csv") {
+		route = "routes: [{name: r, from: [src], to: [s], transforms: [{json_to_csv: {columns: [a]}}]}]\n"
+	}
+	y := "service: {error_sink: s}\nsources: [{name: src, type: file, file: {paths: [x]}}]\n" + route +
+		"sinks:\n  - name: s\n    type: s3\n    url: 'file:" + dir + "/'\n" + body
+	cfg, err := config.Parse("sink.yaml", []byte(y), func(string) (string, bool) { return "", false })
+	if err != nil {
+		t.Fatal(err)
+	}
+	if store == nil {
+		if store, err = StoreFor(&cfg.Sinks[0]); err != nil {
+			t.Fatal(err)
+		}
+	}
+	s, err := New(&cfg.Sinks[0], store, zap.NewNop())
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.retryBase = time.Millisecond
+	t.Cleanup(func() { s.Close(context.Background()) })
+	return s, dir
+}
+
+// feed writes JSON lines as records at positions file:1.. and appends
+// them as one batch, returning the failures.
+func feed(t *testing.T, s *Sink, ack record.AckFunc, lines ...string) []*sinks.Failure {
+	t.Helper()
+	w := s.NewWriter()
+	var fails []*sinks.Failure
+	for i, l := range lines {
+		var p fastjson.Parser
+		v, err := p.Parse(l)
+		if err != nil {
+			t.Fatal(err)
+		}
+		rec := &record.Record{Source: "src", Value: v, Raw: []byte(l), Pos: record.Position{Partition: "f", Offset: int64(i + 1)},
+			EventTime: time.Date(2024, 11, 3, 7, 0, 0, 0, time.UTC), Arrival: time.Date(2024, 11, 3, 8, 0, 0, 0, time.UTC)}
+		if f := w.Write(rec); f != nil {
+			fails = append(fails, f)
+			w.WriteFailure(f)
+		}
+	}
+	if p := w.Take(); p != nil {
+		if err := s.Append(context.Background(), p, ack); err != nil {
+			t.Fatal(err)
+		}
+	} else if ack != nil {
+		ack(nil)
+	}
+	return fails
+}
+
+func files(t *testing.T, dir string) []string {
+	t.Helper()
+	var out []string
+	filepath.Walk(dir, func(p string, info os.FileInfo, err error) error {
+		if err == nil && !info.IsDir() {
+			rel, _ := filepath.Rel(dir, p)
+			out = append(out, rel)
+		}
+		return nil
+	})
+	sort.Strings(out)
+	return out
+}
+
+const typedSchema = `    format: parquet
+    partition_keys:
+      project_id: .project_id
+      hour: '.ts | strftime("%H")'
+    schema:
+      - {name: project_id, type: string}
+      - {name: n, type: int64}
+      - {name: d, type: double}
+      - {name: b, type: bool}
+      - {name: t, column: t_ms, type: timestamp_ms}
+      - {name: t, column: t_us, type: timestamp_us}
+      - {name: t, column: day, type: date}
+      - {name: j, type: json}
+      - {name: Severity.Label, column: severity, type: string}
+`
+
+func TestParquetReadBackByArrow(t *testing.T) {
+	s, dir := newSink(t, typedSchema, nil)
+	fails := feed(t, s, nil,
+		`{"project_id":"P-1","ts":1730617200,"n":42,"d":1.5,"b":true,"t":"2024-11-03T07:00:00.123Z","j":{"a":[1,2]},"Severity":{"Label":"HIGH","Normalized":70},"other":"x"}`,
+		`{"project_id":"P-1","ts":1730617201,"n":"7","d":2,"b":"false","t":1730617200456,"Severity":{"Label":"LOW"}}`,
+		`{"project_id":"P-1","ts":1730617202}`,
+	)
+	if len(fails) != 0 {
+		t.Fatalf("failures: %+v", fails[0])
+	}
+	if err := s.Flush(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	got := files(t, dir)
+	want := []string{"project_id=P-1/hour=07/src+f+000000000001.parquet"}
+	if strings.Join(got, ",") != strings.Join(want, ",") {
+		t.Fatalf("files = %v, want %v", got, want)
+	}
+	pf, err := testutil.ReadParquet(filepath.Join(dir, got[0]))
+	if err != nil {
+		t.Fatal(err)
+	}
+	wantCols := "project_id utf8, n int64, d float64, b bool, t_ms timestamp[ms, tz=UTC], t_us timestamp[us, tz=UTC], day date32, j utf8, severity utf8, _extra utf8"
+	if c := strings.Join(pf.Columns, ", "); c != wantCols {
+		t.Errorf("columns:\n%s\nwant\n%s", c, wantCols)
+	}
+	if pf.Codec != "snappy" {
+		t.Errorf("codec = %s", pf.Codec)
+	}
+	if lt := strings.Join(pf.LogicalTypes, ","); !strings.Contains(lt, "Timestamp(isAdjustedToUTC=true, timeUnit=milliseconds") {
+		t.Errorf("logical types = %s", lt)
+	}
+	if len(pf.Rows) != 3 {
+		t.Fatalf("rows = %d", len(pf.Rows))
+	}
+	r0, _ := json.Marshal(pf.Rows[0])
+	r1, _ := json.Marshal(pf.Rows[1])
+	r2, _ := json.Marshal(pf.Rows[2])
+	wantRows := []string{
+		`{"_extra":"{\"ts\":1730617200,\"Severity\":{\"Normalized\":70},\"other\":\"x\"}","b":true,"d":1.5,"day":"2024-11-03","j":"{\"a\":[1,2]}","n":42,"project_id":"P-1","severity":"HIGH","t_ms":"2024-11-03T07:00:00.123Z","t_us":"2024-11-03T07:00:00.123Z"}`,
+		`{"_extra":"{\"ts\":1730617201}","b":false,"d":2,"day":"2024-11-03","j":null,"n":7,"project_id":"P-1","severity":"LOW","t_ms":"2024-11-03T07:00:00.456Z","t_us":"2024-11-03T07:00:00.456Z"}`,
+		`{"_extra":"{\"ts\":1730617202}","b":null,"d":null,"day":null,"j":null,"n":null,"project_id":"P-1","severity":null,"t_ms":null,"t_us":null}`,
+	}
+	for i, got := range []string{string(r0), string(r1), string(r2)} {
+		if got != wantRows[i] {
+			t.Errorf("row %d:\n%s\nwant\n%s", i, got, wantRows[i])
+		}
+	}
+}
+
+func TestSinkFailuresGoToErrorPrefix(t *testing.T) {
+	s, dir := newSink(t, typedSchema+"    error_prefix: 'errors/!{error-output-type}/!{timestamp:yyyy/MM/dd}/'\n", nil)
+	fails := feed(t, s, nil,
+		`{"project_id":"P-1","ts":1730617200,"n":1.5}`,
+		`{"ts":1730617200}`,
+		`{"project_id":"P-1","ts":"not a number"}`,
+		`{"project_id":"P-1","ts":1730617200,"b":"maybe"}`,
+	)
+	if len(fails) != 4 {
+		t.Fatalf("failures = %d", len(fails))
+	}
+	if err := s.Flush(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	got := strings.Join(files(t, dir), "\n")
+	want := "errors/processing-failed/2024/11/03/src+f+000000000002.ndjson\nerrors/schema-mismatch/2024/11/03/src+f+000000000001.ndjson"
+	if got != want {
+		t.Fatalf("files:\n%s\nwant\n%s", got, want)
+	}
+	data, _ := os.ReadFile(filepath.Join(dir, "errors/schema-mismatch/2024/11/03/src+f+000000000001.ndjson"))
+	lines := strings.Split(strings.TrimSpace(string(data)), "\n")
+	if len(lines) != 2 {
+		t.Fatalf("schema-mismatch lines = %d", len(lines))
+	}
+	var rec map[string]any
+	if err := json.Unmarshal([]byte(lines[0]), &rec); err != nil {
+		t.Fatal(err)
+	}
+	wantRec := map[string]any{"attemptsMade": 1.0, "arrivalTimestamp": 1730620800000.0, "errorCode": "DataFormatConversion.InvalidSchema",
+		"errorMessage": "column n (int64, field n): 1.5 is not a 64-bit integer", "errorOutputType": "schema-mismatch",
+		"rawData": "eyJwcm9qZWN0X2lkIjoiUC0xIiwidHMiOjE3MzA2MTcyMDAsIm4iOjEuNX0=", "source": "src", "sourcePartition": "f", "sourcePosition": "f:1", "sink": "s"}
+	for k, v := range wantRec {
+		if rec[k] != v {
+			t.Errorf("%s = %v, want %v", k, rec[k], v)
+		}
+	}
+	data, _ = os.ReadFile(filepath.Join(dir, "errors/processing-failed/2024/11/03/src+f+000000000002.ndjson"))
+	if !strings.Contains(string(data), `"errorMessage":"partition key project_id: jq .project_id: produced null"`) ||
+		!strings.Contains(string(data), `strftime(\"%H\") cannot be applied to: string (\"not a number\")`) {
+		t.Errorf("processing-failed records:\n%s", data)
+	}
+}
+
+// blockingStore holds every Put until released.
+type blockingStore struct {
+	mu      sync.Mutex
+	release chan struct{}
+	puts    []string
+	fail    error
+}
+
+func (b *blockingStore) Put(_ context.Context, key string, _ []byte) error {
+	<-b.release
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.puts = append(b.puts, key)
+	return b.fail
+}
+
+func (b *blockingStore) Location() string { return "mem" }
+
+func TestAckOnlyAfterDurableWrite(t *testing.T) {
+	store := &blockingStore{release: make(chan struct{})}
+	s, _ := newSink(t, "    format: ndjson\n", store)
+	acked := make(chan error, 1)
+	feed(t, s, func(err error) { acked <- err }, `{"a":1}`, `{"a":2}`)
+	done := make(chan error)
+	go func() { done <- s.Flush(context.Background()) }()
+	select {
+	case err := <-acked:
+		t.Fatalf("acked (%v) before the store finished", err)
+	case <-time.After(50 * time.Millisecond):
+	}
+	close(store.release)
+	if err := <-acked; err != nil {
+		t.Fatal(err)
+	}
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestStoreFailureFailsAck(t *testing.T) {
+	store := &blockingStore{release: make(chan struct{}), fail: errors.New("disk full")}
+	close(store.release)
+	s, _ := newSink(t, "    format: ndjson\n", store)
+	acked := make(chan error, 1)
+	feed(t, s, func(err error) { acked <- err }, `{"a":1}`)
+	if err := s.Flush(context.Background()); err == nil || !strings.Contains(err.Error(), "disk full") {
+		t.Fatalf("Flush = %v", err)
+	}
+	if err := <-acked; err == nil {
+		t.Fatal("ack succeeded though the write failed")
+	}
+	if len(store.puts) != 6 {
+		t.Errorf("attempts = %d, want 6", len(store.puts))
+	}
+}
+
+func TestCuts(t *testing.T) {
+	tests := []struct {
+		name, body string
+		lines      []string
+		want       []string
+	}{
+		{"max_records", "    format: ndjson\n    buffer: {max_records: 2}\n",
+			[]string{`{"a":1}`, `{"a":2}`, `{"a":3}`},
+			[]string{"src+f+000000000001.ndjson", "src+f+000000000003.ndjson"}},
+		{"max_open_partitions flushes oldest", "    format: ndjson\n    partition_keys: {k: .k}\n    max_open_partitions: 2\n",
+			[]string{`{"k":"a"}`, `{"k":"b"}`, `{"k":"c"}`, `{"k":"a"}`},
+			[]string{"k=a/src+f+000000000001.ndjson", "k=a/src+f+000000000004.ndjson", "k=b/src+f+000000000002.ndjson", "k=c/src+f+000000000003.ndjson"}},
+		{"max_buffered_records flushes oldest", "    format: ndjson\n    partition_keys: {k: .k}\n    max_buffered_records: 2\n",
+			[]string{`{"k":"a"}`, `{"k":"b"}`, `{"k":"b"}`, `{"k":"b"}`},
+			[]string{"k=a/src+f+000000000001.ndjson", "k=b/src+f+000000000002.ndjson"}},
+		{"partition-limit error", "    format: ndjson\n    partition_keys: {k: .k}\n    max_open_partitions: 1\n    on_partition_limit: error\n",
+			[]string{`{"k":"a"}`, `{"k":"b"}`},
+			[]string{"errors/partition-limit/src+f+000000000002.ndjson", "k=a/src+f+000000000001.ndjson"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			s, dir := newSink(t, tt.body, nil)
+			feed(t, s, nil, tt.lines...)
+			if err := s.Flush(context.Background()); err != nil {
+				t.Fatal(err)
+			}
+			if got := files(t, dir); strings.Join(got, "\n") != strings.Join(tt.want, "\n") {
+				t.Errorf("files:\n%s\nwant\n%s", strings.Join(got, "\n"), strings.Join(tt.want, "\n"))
+			}
+		})
+	}
+}
+
+func TestIntervalFlushWithoutCall(t *testing.T) {
+	s, dir := newSink(t, "    format: ndjson\n    partition_keys: {k: .k}\n    buffer: {interval: 50ms}\n", nil)
+	acked := make(chan error, 1)
+	feed(t, s, func(err error) { acked <- err }, `{"k":"a/b"}`)
+	select {
+	case err := <-acked:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("no flush after the interval")
+	}
+	if got := files(t, dir); len(got) != 1 || got[0] != "k=a%2Fb/src+f+000000000001.ndjson" {
+		t.Errorf("files = %v", got)
+	}
+}
+
+func TestCSVAndGzip(t *testing.T) {
+	s, dir := newSink(t, "    format: csv\n    compression: gzip\n", nil)
+	w := s.NewWriter()
+	rec := &record.Record{Source: "src", Value: fastjson.MustParse(`{}`), Pos: record.Position{Partition: "f", Offset: 1}, CSV: []byte(`a,"b,c"`), CSVHeader: []byte("x,y")}
+	if f := w.Write(rec); f != nil {
+		t.Fatal(f.Message)
+	}
+	if err := s.Append(context.Background(), w.Take(), nil); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Flush(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	got := files(t, dir)
+	if len(got) != 1 || got[0] != "src+f+000000000001.csv.gz" {
+		t.Fatalf("files = %v", got)
+	}
+	text, err := testutil.ReadGzip(filepath.Join(dir, got[0]))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if text != "x,y\na,\"b,c\"\n" {
+		t.Errorf("csv = %q", text)
+	}
+}
