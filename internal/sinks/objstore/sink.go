@@ -337,13 +337,16 @@ func (s *Sink) ticker() {
 	}
 }
 
-// Relieve flushes the oldest quarter of the open partitions. The pipeline
-// calls it when a source has waited at its pending cap: the records holding
-// the source's oldest acks are in the oldest partitions.
+// Relieve starts flushing every open partition, oldest first, without
+// waiting for the writes. The pipeline calls it when a source has waited at
+// its pending cap: a batch's records may sit in any open partition, so
+// only flushing them all guarantees the oldest batch completes. It costs
+// small objects, and only happens when max_pending is set below what the
+// sinks buffer.
 func (s *Sink) Relieve(ctx context.Context) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	for n := (len(s.parts) + 3) / 4; n > 0 && len(s.order) > 0; n-- {
+	for len(s.order) > 0 {
 		if err := s.flushOldest(ctx); err != nil {
 			return
 		}
