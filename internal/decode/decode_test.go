@@ -105,3 +105,15 @@ func FuzzDecode(f *testing.F) {
 		}
 	})
 }
+
+func BenchmarkDecodeAppLog(b *testing.B) {
+	line := []byte(`{"project_id":"P-HMX-01","plan_ver":"v2024.11.03","event_timestamp":1730617263,"level":"WARN","engine":"mozart-planner","host":"ip-10-0-3-17","message":"capacity overload on line L3 (112%)","run_id":"r-7f3a","duration_ms":63012,"context":{"line":"L3","load_pct":112.4}}`)
+	d, _ := New("src", "app_log", "", "")
+	msg := &record.Message{Data: line}
+	b.SetBytes(int64(len(line)))
+	b.ReportAllocs()
+	n := 0
+	for b.Loop() {
+		d.Decode(msg, func(*record.Record) { n++ }, func(*Error) {})
+	}
+}
