@@ -14,6 +14,9 @@ type Summary struct {
 	Sources []SourceSummary
 	Routes  []RouteSummary
 	Sinks   []SinkSummary
+	// ErrorsByType counts records sent to an error output, by type
+	// (processing-failed, schema-mismatch, sink-rejected, partition-limit).
+	ErrorsByType map[string]int64
 }
 
 // SourceSummary accounts for one source.
@@ -51,6 +54,12 @@ func (p *Pipeline) Summary() Summary {
 		s.Routes = append(s.Routes, RouteSummary{Name: r.name, Matched: r.stats.Matched.Load(), Out: r.stats.Out.Load(),
 			Filtered: r.stats.Filtered.Load(), Failed: r.stats.Failed.Load()})
 	}
+	p.errMu.Lock()
+	s.ErrorsByType = map[string]int64{}
+	for k, v := range p.errTypes {
+		s.ErrorsByType[k] = v
+	}
+	p.errMu.Unlock()
 	for i, sk := range p.sinks {
 		st := sk.Stats()
 		s.Sinks = append(s.Sinks, SinkSummary{Name: sk.Name(), Received: p.sinkStats[i].Received.Load(), Failed: p.sinkStats[i].Failed.Load(),
@@ -108,6 +117,15 @@ func (s Summary) Print(w io.Writer) {
 	for _, sk := range s.Sinks {
 		fmt.Fprintf(w, "%-22s %10d %10d %10d %10d %12d\n", sk.Name, sk.Written, sk.ErrorRecords, sk.Failed, sk.Objects, sk.Bytes)
 	}
+	var types []string
+	for t, n := range s.ErrorsByType {
+		types = append(types, fmt.Sprintf("%s %d", t, n))
+	}
+	sort.Strings(types)
+	if len(types) == 0 {
+		types = []string{"none"}
+	}
+	fmt.Fprintf(w, "\nerrors by type: %s\n", strings.Join(types, ", "))
 	in, out := s.Balance()
 	status := "ok"
 	if in != out {

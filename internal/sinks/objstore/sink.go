@@ -82,6 +82,7 @@ type Sink struct {
 
 	droppedExtra prometheus.Counter
 	written      prometheus.Counter
+	errWritten   prometheus.Counter
 	objects      prometheus.Counter
 	bytesOut     prometheus.Counter
 	flushTime    prometheus.Observer
@@ -111,6 +112,7 @@ func New(cfg *config.Sink, store Store, log *zap.Logger) (*Sink, error) {
 		parts: map[string]*partition{}, stop: make(chan struct{}),
 		droppedExtra: metrics.SinkDroppedKeys.WithLabelValues(cfg.Name),
 		written:      metrics.SinkWritten.WithLabelValues(cfg.Name),
+		errWritten:   metrics.SinkErrorRecs.WithLabelValues(cfg.Name),
 		objects:      metrics.SinkObjects.WithLabelValues(cfg.Name),
 		bytesOut:     metrics.SinkBytes.WithLabelValues(cfg.Name),
 		flushTime:    metrics.FlushSeconds.WithLabelValues(cfg.Name),
@@ -263,6 +265,7 @@ func (s *Sink) appendLimitFailure(e *entry, group *record.AckGroup) {
 	s.buffered += int64(len(r))
 	s.bufRecs++
 	metrics.SinkFailed.WithLabelValues(s.name, sinks.PartitionLimit).Inc()
+	metrics.ErrorRecords.WithLabelValues(sinks.PartitionLimit).Inc()
 }
 
 func (s *Sink) flushOldest(ctx context.Context) error {
@@ -425,6 +428,7 @@ func (s *Sink) flushWorker() {
 				s.written.Add(float64(p.rows))
 				s.stats.records.Add(int64(p.rows))
 			} else {
+				s.errWritten.Add(float64(p.rows))
 				s.stats.errors.Add(int64(p.rows))
 			}
 			s.log.Debug("object written", zap.String("sink", s.name), zap.String("key", key), zap.Int("records", p.rows), zap.Int("bytes", len(body)))
