@@ -340,3 +340,71 @@ func TestMetricsBalance(t *testing.T) {
 		t.Errorf("metrics: %v in (with fan-out) != %v accounted", in2, out)
 	}
 }
+
+func runYAML(t *testing.T, y string) Summary {
+	t.Helper()
+	cfg, err := config.Parse("t.yaml", []byte(y), func(string) (string, bool) { return "", false })
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := New(cfg, zap.NewNop())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := p.Run(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	return p.Summary()
+}
+
+// TestFanOutKeepsRoutesApart: a record taking two routes into one sink is
+// written twice, the second route sees the record as decoded (not as the
+// first route left it), and the two copies get distinct positions.
+func TestFanOutKeepsRoutesApart(t *testing.T) {
+	dir := t.TempDir()
+	os.WriteFile(filepath.Join(dir, "in.ndjson"), []byte(`{"id":"a","items":[1,2]}`+"\n"+`{"id":"b","items":[]}`+"\n"), 0o644)
+	sum := runYAML(t, fmt.Sprintf(`
+service: {http_listen: "", error_sink: out}
+sources: [{name: s, type: file, format: json, file: {paths: ["%s/in.ndjson"]}}]
+routes:
+  - name: first
+    from: [s]
+    transforms: [{set: {route: first}}, {drop: [id]}]
+    to: [out]
+  - name: second
+    from: [s]
+    transforms: [{explode: items}]
+    to: [out]
+sinks:
+  - {name: out, type: s3, url: "file:%s/out/", format: ndjson, buffer: {max_records: 1}}
+`, dir, dir))
+	if in, out := sum.Balance(); in != out {
+		t.Fatalf("balance %d != %d", in, out)
+	}
+	got := tree(t, filepath.Join(dir, "out"))
+	var names []string
+	for k := range got {
+		names = append(names, k)
+	}
+	sort.Strings(names)
+	want := []string{
+		"s+_in.ndjson+000000000001.ndjson", "s+_in.ndjson+000000000001+0~second.ndjson", "s+_in.ndjson+000000000001+1~second.ndjson",
+		"s+_in.ndjson+000000000002.ndjson",
+	}
+	for i := range want {
+		want[i] = strings.ReplaceAll(want[i], "s+_in", "s+"+strings.ReplaceAll(strings.TrimPrefix(dir, "/"), "/", "_")+"_in")
+		want[i] = strings.Replace(want[i], "s+", "s+_", 1)
+	}
+	sort.Strings(want)
+	if strings.Join(names, "\n") != strings.Join(want, "\n") {
+		t.Fatalf("objects:\n%s\nwant\n%s", strings.Join(names, "\n"), strings.Join(want, "\n"))
+	}
+	b, _ := os.ReadFile(filepath.Join(dir, "out", want[0])) // ...+0~second sorts first
+	if string(b) != `{"value":1,"event":{"id":"a"}}`+"\n" {
+		t.Errorf("second route saw %s", b)
+	}
+	// Record b: explode of an empty array is filtered.
+	if sum.Routes[1].Filtered != 1 || sum.Routes[1].Out != 2 {
+		t.Errorf("second route = %+v", sum.Routes[1])
+	}
+}
