@@ -5,7 +5,6 @@ import (
 	"bufio"
 	"bytes"
 	"compress/gzip"
-	"crypto/sha256"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -153,19 +152,6 @@ func expectedAppPartitions(t *testing.T) map[string]int {
 	return want
 }
 
-func treeHashes(t *testing.T, dir string) map[string]string {
-	out := map[string]string{}
-	filepath.Walk(dir, func(p string, info os.FileInfo, err error) error {
-		if err == nil && !info.IsDir() {
-			b, _ := os.ReadFile(p)
-			rel, _ := filepath.Rel(dir, p)
-			out[rel] = fmt.Sprintf("%x", sha256.Sum256(b))
-		}
-		return nil
-	})
-	return out
-}
-
 // TestLocalDefault runs the README's first command and checks the lake.
 func TestLocalDefault(t *testing.T) {
 	dir := workdir(t)
@@ -178,7 +164,7 @@ func TestLocalDefault(t *testing.T) {
 	}
 	lake := filepath.Join(dir, "out/lake/app-logs")
 	got := map[string]int{}
-	for rel := range treeHashes(t, lake) {
+	for rel := range testutil.TreeHashes(lake) {
 		if !strings.HasSuffix(rel, ".parquet") {
 			continue
 		}
@@ -204,7 +190,7 @@ func TestLocalDefault(t *testing.T) {
 		t.Errorf("rows per partition differ (%d partitions written, %d expected)", len(got), len(want))
 	}
 	// Security findings: only HIGH and CRITICAL, all in Parquet.
-	for rel := range treeHashes(t, filepath.Join(dir, "out/lake/security")) {
+	for rel := range testutil.TreeHashes(filepath.Join(dir, "out/lake/security")) {
 		if !strings.HasSuffix(rel, ".parquet") {
 			continue
 		}
@@ -220,13 +206,13 @@ func TestLocalDefault(t *testing.T) {
 	}
 	// CSV outputs parse as RFC 4180 with a constant column count.
 	for _, d := range []string{"out/csv/metrics", "out/csv/app-alerts"} {
-		for rel := range treeHashes(t, filepath.Join(dir, d)) {
+		for rel := range testutil.TreeHashes(filepath.Join(dir, d)) {
 			checkCSV(t, filepath.Join(dir, d, rel))
 		}
 	}
 	// The malformed lines are in the error output with their reason.
 	errs := 0
-	for rel := range treeHashes(t, filepath.Join(dir, "out/errors")) {
+	for rel := range testutil.TreeHashes(filepath.Join(dir, "out/errors")) {
 		b, _ := os.ReadFile(filepath.Join(dir, "out/errors", rel))
 		for _, l := range strings.Split(strings.TrimSpace(string(b)), "\n") {
 			var e map[string]any
@@ -240,11 +226,11 @@ func TestLocalDefault(t *testing.T) {
 		t.Errorf("only %d error records", errs)
 	}
 	// The same command again leaves the same objects, byte for byte.
-	first := treeHashes(t, filepath.Join(dir, "out"))
+	first := testutil.TreeHashes(filepath.Join(dir, "out"))
 	if _, _, code := runProcessor(t, dir, "run", "-c", "configs/local.yaml"); code != 0 {
 		t.Fatal("second run failed")
 	}
-	if second := treeHashes(t, filepath.Join(dir, "out")); fmt.Sprint(first) != fmt.Sprint(second) {
+	if second := testutil.TreeHashes(filepath.Join(dir, "out")); fmt.Sprint(first) != fmt.Sprint(second) {
 		t.Errorf("second run changed the output (%d vs %d objects)", len(first), len(second))
 	}
 }
@@ -278,7 +264,7 @@ func TestSIGTERMFlushes(t *testing.T) {
 	var read int
 	fmt.Sscan(m[2], &read)
 	rows := 0
-	for rel := range treeHashes(t, filepath.Join(dir, "out")) {
+	for rel := range testutil.TreeHashes(filepath.Join(dir, "out")) {
 		pf, err := testutil.ReadParquet(filepath.Join(dir, "out", rel))
 		if err != nil {
 			t.Fatal(err)

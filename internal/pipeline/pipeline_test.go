@@ -3,7 +3,6 @@ package pipeline
 import (
 	"bytes"
 	"context"
-	"crypto/sha256"
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
@@ -127,20 +126,6 @@ func runPipeline(t testing.TB, dir string, maxPending, maxBuffered int, ctx cont
 	return p.Summary(), err
 }
 
-// tree returns every file under dir with a hash of its content.
-func tree(t testing.TB, dir string) map[string]string {
-	out := map[string]string{}
-	filepath.Walk(dir, func(p string, info os.FileInfo, err error) error {
-		if err == nil && !info.IsDir() {
-			b, _ := os.ReadFile(p)
-			rel, _ := filepath.Rel(dir, p)
-			out[rel] = fmt.Sprintf("%x", sha256.Sum256(b))
-		}
-		return nil
-	})
-	return out
-}
-
 func TestEndToEnd(t *testing.T) {
 	dir := t.TempDir()
 	in := makeInput(t, dir, 3000)
@@ -157,7 +142,7 @@ func TestEndToEnd(t *testing.T) {
 	// Rows per partition, read back by Arrow.
 	got := map[string]int{}
 	lake := filepath.Join(dir, "out", "lake")
-	for rel := range tree(t, lake) {
+	for rel := range testutil.TreeHashes(lake) {
 		pf, err := testutil.ReadParquet(filepath.Join(lake, rel))
 		if err != nil {
 			t.Fatal(err)
@@ -180,7 +165,7 @@ func TestEndToEnd(t *testing.T) {
 	}
 	// The malformed line is in the error output with its bytes and reason.
 	var errLines []string
-	for rel := range tree(t, filepath.Join(dir, "out", "errors")) {
+	for rel := range testutil.TreeHashes(filepath.Join(dir, "out", "errors")) {
 		b, _ := os.ReadFile(filepath.Join(dir, "out", "errors", rel))
 		errLines = append(errLines, strings.Split(strings.TrimSpace(string(b)), "\n")...)
 	}
@@ -206,12 +191,12 @@ func TestRerunIsIdentical(t *testing.T) {
 	if _, err := runPipeline(t, dir, 100000, 700, context.Background()); err != nil {
 		t.Fatal(err)
 	}
-	first := tree(t, filepath.Join(dir, "out"))
+	first := testutil.TreeHashes(filepath.Join(dir, "out"))
 	os.RemoveAll(filepath.Join(dir, "out"))
 	if _, err := runPipeline(t, dir, 100000, 700, context.Background()); err != nil {
 		t.Fatal(err)
 	}
-	second := tree(t, filepath.Join(dir, "out"))
+	second := testutil.TreeHashes(filepath.Join(dir, "out"))
 	if len(first) < 50 {
 		t.Fatalf("only %d objects; the test wants many cuts", len(first))
 	}
@@ -266,7 +251,7 @@ func TestShutdownFlushesWhatWasRead(t *testing.T) {
 	}
 	rows := 0
 	lake := filepath.Join(dir, "out", "lake")
-	for rel := range tree(t, lake) {
+	for rel := range testutil.TreeHashes(lake) {
 		pf, err := testutil.ReadParquet(filepath.Join(lake, rel))
 		if err != nil {
 			t.Fatal(err)
@@ -381,7 +366,7 @@ sinks:
 	if in, out := sum.Balance(); in != out {
 		t.Fatalf("balance %d != %d", in, out)
 	}
-	got := tree(t, filepath.Join(dir, "out"))
+	got := testutil.TreeHashes(filepath.Join(dir, "out"))
 	var names []string
 	for k := range got {
 		names = append(names, k)

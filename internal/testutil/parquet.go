@@ -7,10 +7,12 @@ import (
 	"bytes"
 	"compress/gzip"
 	"context"
+	"crypto/sha256"
 	"encoding/json"
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
 	"strings"
 
 	"github.com/apache/arrow-go/v18/arrow/array"
@@ -98,4 +100,19 @@ func ReadGzip(path string) (string, error) {
 	}
 	b, err := io.ReadAll(zr)
 	return string(b), err
+}
+
+// TreeHashes returns every file under dir, by path relative to dir, with
+// the SHA-256 of its content.
+func TreeHashes(dir string) map[string]string {
+	out := map[string]string{}
+	filepath.Walk(dir, func(p string, info os.FileInfo, err error) error {
+		if err == nil && !info.IsDir() {
+			b, _ := os.ReadFile(p)
+			rel, _ := filepath.Rel(dir, p)
+			out[rel] = fmt.Sprintf("%x", sha256.Sum256(b))
+		}
+		return nil
+	})
+	return out
 }

@@ -26,6 +26,19 @@ var (
 	maxTime = time.Date(9999, 12, 31, 23, 59, 59, 999999999, time.UTC)
 )
 
+// autoUnit picks the unit of an epoch from its magnitude.
+func autoUnit(abs float64) string {
+	switch {
+	case abs < autoSeconds:
+		return "s"
+	case abs < autoMillis:
+		return "ms"
+	case abs < autoMicros:
+		return "us"
+	}
+	return "ns"
+}
+
 // FromEpoch converts an epoch number in unit (s, ms, us, ns, auto). Times
 // before 1970 or after 9999 are errors.
 func FromEpoch(n float64, unit string) (time.Time, error) {
@@ -33,16 +46,7 @@ func FromEpoch(n float64, unit string) (time.Time, error) {
 		return time.Time{}, fmt.Errorf("epoch %v is not a number", n)
 	}
 	if unit == "auto" {
-		switch a := math.Abs(n); {
-		case a < autoSeconds:
-			unit = "s"
-		case a < autoMillis:
-			unit = "ms"
-		case a < autoMicros:
-			unit = "us"
-		default:
-			unit = "ns"
-		}
+		unit = autoUnit(math.Abs(n))
 	}
 	var sec, nsec float64
 	switch unit {
@@ -70,20 +74,7 @@ func FromEpoch(n float64, unit string) (time.Time, error) {
 // epochInt converts integral epochs exactly, without float rounding.
 func epochInt(i int64, unit string) (time.Time, error) {
 	if unit == "auto" {
-		a := i
-		if a < 0 {
-			a = -a
-		}
-		switch {
-		case a < autoSeconds:
-			unit = "s"
-		case a < autoMillis:
-			unit = "ms"
-		case a < autoMicros:
-			unit = "us"
-		default:
-			unit = "ns"
-		}
+		unit = autoUnit(math.Abs(float64(i)))
 	}
 	var t time.Time
 	switch unit {

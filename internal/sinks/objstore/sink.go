@@ -166,15 +166,19 @@ func (s *Sink) Name() string { return s.name }
 func (s *Sink) ErrorSink() string { return s.name }
 
 // Append distributes encoded records to their partitions, cutting objects
-// as limits are reached.
-func (s *Sink) Append(ctx context.Context, pp sinks.Pending, ack record.AckFunc) error {
+// as limits are reached. If it returns an error, ack gets that error: the
+// records are not written and the source must not checkpoint past them.
+func (s *Sink) Append(ctx context.Context, pp sinks.Pending, ack record.AckFunc) (err error) {
 	p := pp.(*pending)
+	group := record.NewAckGroup(ack)
 	defer func() {
+		if err != nil {
+			group.Add()(err)
+		}
+		group.Seal()
 		p.data, p.ents = p.data[:0], p.ents[:0]
 		pendingPool.Put(p)
 	}()
-	group := record.NewAckGroup(ack)
-	defer group.Seal()
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.closed {
@@ -201,20 +205,9 @@ func (s *Sink) Append(ctx context.Context, pp sinks.Pending, ack record.AckFunc)
 					return err
 				}
 			}
-			part = &partition{key: string(key), stem: e.pos.ObjectStem(e.source), opened: time.Now(), header: e.header}
-			s.parts[part.key] = part
-			s.order = append(s.order, part)
+			part = s.open(string(key), e)
 		}
-		if part.lastAck != group {
-			part.acks = append(part.acks, group.Add())
-			part.lastAck = group
-		}
-		part.data = binary.AppendUvarint(part.data, uint64(len(row)))
-		part.data = append(part.data, row...)
-		part.rows++
-		part.size += int64(len(row))
-		s.buffered += int64(len(row))
-		s.bufRecs++
+		s.add(part, group, row)
 		if part.rows >= s.cfg.MaxRecords || int64(len(part.data)) >= int64(s.cfg.MaxBytes) {
 			if err := s.flushLocked(ctx, part); err != nil {
 				return err
@@ -236,8 +229,32 @@ func (s *Sink) Append(ctx context.Context, pp sinks.Pending, ack record.AckFunc)
 	return nil
 }
 
+// open starts a partition buffer named after entry e's position.
+func (s *Sink) open(key string, e *entry) *partition {
+	part := &partition{key: key, stem: e.pos.ObjectStem(e.source), opened: time.Now(), header: e.header}
+	s.parts[key] = part
+	s.order = append(s.order, part)
+	return part
+}
+
+// add appends one encoded row to a partition; the partition takes one
+// child of the batch's ack group, however many of the batch's rows it gets.
+func (s *Sink) add(part *partition, group *record.AckGroup, row []byte) {
+	if part.lastAck != group {
+		part.acks = append(part.acks, group.Add())
+		part.lastAck = group
+	}
+	part.data = binary.AppendUvarint(part.data, uint64(len(row)))
+	part.data = append(part.data, row...)
+	part.rows++
+	part.size += int64(len(row))
+	s.buffered += int64(len(row))
+	s.bufRecs++
+}
+
 // appendLimitFailure re-encodes a record refused by max_open_partitions as
-// an error record.
+// an error record. Error partitions do not count against the limit, so the
+// failure always has somewhere to go.
 func (s *Sink) appendLimitFailure(e *entry, group *record.AckGroup) {
 	f := &sinks.Failure{Type: sinks.PartitionLimit, Code: "DynamicPartitioning.PartitionLimitExceeded",
 		Message: fmt.Sprintf("more than %d open partitions", s.maxOpen), Source: e.source, Sink: s.name, Pos: e.pos,
@@ -249,21 +266,9 @@ func (s *Sink) appendLimitFailure(e *entry, group *record.AckGroup) {
 	key := string(ep.data[:ee.keyEnd])
 	part := s.parts[key]
 	if part == nil {
-		part = &partition{key: key, stem: e.pos.ObjectStem(e.source), opened: time.Now()}
-		s.parts[key] = part
-		s.order = append(s.order, part)
+		part = s.open(key, ee)
 	}
-	if part.lastAck != group {
-		part.acks = append(part.acks, group.Add())
-		part.lastAck = group
-	}
-	r := ep.data[ee.keyEnd:ee.rowEnd]
-	part.data = binary.AppendUvarint(part.data, uint64(len(r)))
-	part.data = append(part.data, r...)
-	part.rows++
-	part.size += int64(len(r))
-	s.buffered += int64(len(r))
-	s.bufRecs++
+	s.add(part, group, ep.data[ee.keyEnd:ee.rowEnd])
 	metrics.SinkFailed.WithLabelValues(s.name, sinks.PartitionLimit).Inc()
 	metrics.ErrorRecords.WithLabelValues(sinks.PartitionLimit).Inc()
 }

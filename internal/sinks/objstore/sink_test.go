@@ -369,3 +369,22 @@ func BenchmarkWriterParquet(b *testing.B) {
 		}
 	}
 }
+
+// TestAppendErrorFailsAck: once a flush has failed, Append refuses new
+// records, and their ack carries the error instead of reporting delivery.
+func TestAppendErrorFailsAck(t *testing.T) {
+	store := &blockingStore{release: make(chan struct{}), fail: errors.New("disk full")}
+	close(store.release)
+	s, _ := newSink(t, "    format: ndjson\n", store)
+	feed(t, s, nil, `{"a":1}`)
+	s.Flush(context.Background())
+	w := s.NewWriter()
+	w.Write(&record.Record{Source: "src", Value: fastjson.MustParse(`{"a":2}`), Pos: record.Position{Partition: "f", Offset: 2}})
+	acked := make(chan error, 1)
+	if err := s.Append(context.Background(), w.Take(), func(err error) { acked <- err }); err == nil {
+		t.Fatal("Append accepted records after a failed flush")
+	}
+	if err := <-acked; err == nil || !strings.Contains(err.Error(), "disk full") {
+		t.Fatalf("ack = %v, want the flush error", err)
+	}
+}
