@@ -109,6 +109,9 @@ func runPipeline(ctx context.Context, cfg *config.Config, stdout io.Writer) erro
 	defer log.Sync()
 	ctx, stop := signal.NotifyContext(ctx, syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
+	// The first signal starts the graceful shutdown; restoring the default
+	// handling lets a second one end the process at once.
+	context.AfterFunc(ctx, stop)
 
 	p, err := pipeline.New(cfg, log)
 	if err != nil {

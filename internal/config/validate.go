@@ -206,6 +206,11 @@ func (v *validator) transform(p string, t *Transform) bool {
 				v.errorf(kp+"."+b.key, "%v", err)
 			}
 		}
+		if lo, err := severity.ParseBound(t.Severity.Scale, t.Severity.Min); err == nil && t.Severity.Min != "" {
+			if hi, err := severity.ParseBound(t.Severity.Scale, t.Severity.Max); err == nil && t.Severity.Max != "" && lo.Family != hi.Family {
+				v.errorf(kp+".max", "min %q and max %q are on different scales", t.Severity.Min, t.Severity.Max)
+			}
+		}
 		if t.Severity.Min == "" && t.Severity.Max == "" && t.Severity.Target == "" {
 			v.errorf(kp, "set min, max or target")
 		}
