@@ -293,13 +293,13 @@ func (v *validator) sink(i int, sinks map[string]int) {
 	} else if !slices.Contains(compressions[s.Format], s.Compression) {
 		v.errorf(p+".compression", "compression %q does not apply to format %s (want one of: %s)", s.Compression, s.Format, strings.Join(compressions[s.Format], ", "))
 	}
-	switch {
-	case s.URL == "":
+	if s.URL == "" {
 		v.errorf(p, "missing required key \"url\"")
-	default:
-		if _, _, err := ParseObjectURL(s.URL); err != nil {
-			v.errorf(p+".url", "%v", err)
-		}
+	} else if _, _, err := ParseObjectURL(s.URL); err != nil {
+		v.errorf(p+".url", "%v", err)
+	}
+	if s.StorageClass != "" && !slices.Contains(storageClasses, s.StorageClass) {
+		v.errorf(p+".storage_class", "unknown storage class %q (want one of: %s)", s.StorageClass, strings.Join(storageClasses, ", "))
 	}
 	for _, kv := range s.PartitionKeys {
 		if _, err := jq.Compile(kv.Value); err != nil {
@@ -374,6 +374,8 @@ func (v *validator) sink(i int, sinks map[string]int) {
 	}
 }
 
+var storageClasses = []string{"STANDARD", "REDUCED_REDUNDANCY", "STANDARD_IA", "ONEZONE_IA", "INTELLIGENT_TIERING", "GLACIER", "DEEP_ARCHIVE", "GLACIER_IR", "EXPRESS_ONEZONE"}
+
 func keyList(m KeyMap) string {
 	if len(m) == 0 {
 		return " (no partition_keys are defined)"
@@ -402,7 +404,12 @@ func ParseObjectURL(raw string) (scheme, location string, err error) {
 		}
 		return "file", rest, nil
 	case strings.HasPrefix(raw, "s3://"):
-		return "", "", fmt.Errorf("s3:// URLs are not available in this build yet (use file:PATH)")
+		loc := strings.TrimPrefix(raw, "s3://")
+		bucket, _, _ := strings.Cut(loc, "/")
+		if bucket == "" || strings.ContainsAny(bucket, " _") || bucket != strings.ToLower(bucket) {
+			return "", "", fmt.Errorf("invalid S3 URL %q: want s3://bucket/prefix with a lowercase bucket name", raw)
+		}
+		return "s3", loc, nil
 	default:
 		return "", "", fmt.Errorf("unsupported URL %q (want s3://bucket/prefix, file:///abs/path or file:relative/path)", raw)
 	}

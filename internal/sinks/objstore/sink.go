@@ -22,6 +22,7 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -519,6 +520,13 @@ func StoreFor(cfg *config.Sink) (Store, error) {
 	switch scheme {
 	case "file":
 		return NewFileStore(loc)
+	case "s3":
+		bucket, prefix, _ := strings.Cut(loc, "/")
+		if prefix != "" && !strings.HasSuffix(prefix, "/") {
+			prefix += "/"
+		}
+		return NewS3Store(context.Background(), S3Options{Bucket: bucket, Prefix: prefix, Region: cfg.Region,
+			Endpoint: cfg.Endpoint, KMSKeyID: cfg.KMSKeyID, StorageClass: cfg.StorageClass})
 	}
 	return nil, fmt.Errorf("sink %s: no store for %s", cfg.Name, cfg.URL)
 }
