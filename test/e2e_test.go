@@ -55,6 +55,9 @@ func workdir(t *testing.T) string {
 			t.Fatal(err)
 		}
 	}
+	if err := os.Symlink(filepath.Join(repoRoot(t), "internal/athena/testdata/seed.yaml"), filepath.Join(dir, "internal-athena-seed.yaml")); err != nil {
+		t.Fatal(err)
+	}
 	return dir
 }
 
@@ -87,6 +90,9 @@ func TestUsage(t *testing.T) {
 		{[]string{"validate", "-c", "configs/local.yaml"}, 0, "OK"},
 		{[]string{"validate", "-c", "no-such.yaml"}, 1, "no such file"},
 		{[]string{"version"}, 0, "sluice "},
+		{[]string{"athena-ddl", "-c", "configs/local.yaml"}, 2, "--sink NAME is required"},
+		{[]string{"athena-ddl", "-c", "internal-athena-seed.yaml", "--sink", "app-lake"}, 0, "'storage.location.template'='s3://mozart-lake/app-logs/project_id=${project_id}"},
+		{[]string{"athena-ddl", "-c", "configs/local.yaml", "--sink", "app-lake"}, 1, "athena-ddl needs an s3:// URL"},
 	}
 	dir := workdir(t)
 	for _, tt := range tests {

@@ -16,6 +16,7 @@ import (
 
 	"go.uber.org/zap"
 
+	"github.com/sluice-data/sluice/internal/athena"
 	"github.com/sluice-data/sluice/internal/config"
 	"github.com/sluice-data/sluice/internal/pipeline"
 	"github.com/sluice-data/sluice/internal/service"
@@ -29,6 +30,8 @@ const usage = `usage: processor <command> [flags]
 commands:
   run -c FILE        run the pipeline the configuration describes
   validate -c FILE   check a configuration; prints OK or every error
+  athena-ddl -c FILE --sink NAME [--database DB]
+                     print the Athena table (with partition projection) for a Parquet sink
   version            print the version
 `
 
@@ -71,7 +74,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	case "version":
 		fmt.Fprintln(stdout, versionString())
 		return nil
-	case "validate", "run":
+	case "validate", "run", "athena-ddl":
 	case "-h", "--help", "help":
 		fmt.Fprint(stdout, usage)
 		return nil
@@ -81,6 +84,11 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet(cmd, flag.ContinueOnError)
 	fs.SetOutput(io.Discard)
 	file := fs.String("c", "", "configuration file")
+	var sink, database *string
+	if cmd == "athena-ddl" {
+		sink = fs.String("sink", "", "sink name")
+		database = fs.String("database", "", "Athena database")
+	}
 	if err := fs.Parse(rest); err != nil {
 		return usageError(stderr, "%s: %v", cmd, err)
 	}
@@ -94,8 +102,19 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return &exitError{code: 1, err: err}
 	}
-	if cmd == "validate" {
+	switch cmd {
+	case "validate":
 		fmt.Fprintln(stdout, "OK")
+		return nil
+	case "athena-ddl":
+		if *sink == "" {
+			return usageError(stderr, "athena-ddl: --sink NAME is required")
+		}
+		ddl, err := athena.DDL(cfg, *sink, *database)
+		if err != nil {
+			return &exitError{code: 1, err: err}
+		}
+		fmt.Fprint(stdout, ddl)
 		return nil
 	}
 	return runPipeline(ctx, cfg, stdout)

@@ -70,6 +70,16 @@ func Compile(src string) (*Expr, error) {
 // String returns the source text.
 func (e *Expr) String() string { return e.src }
 
+// Strftime returns the format of the strftime that ends a native path
+// expression (".event_timestamp | strftime(\"%Y\")" gives "%Y").
+func (e *Expr) Strftime() (string, bool) {
+	if e.fast == nil || len(e.fast.steps) == 0 {
+		return "", false
+	}
+	last := e.fast.steps[len(e.fast.steps)-1]
+	return last.format, last.kind == stepStrftime
+}
+
 // Native reports whether the expression has a native evaluator.
 func (e *Expr) Native() bool { return e.fast != nil }
 
