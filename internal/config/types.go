@@ -37,6 +37,17 @@ type Source struct {
 	MaxPending int        `yaml:"max_pending" default:"1000000" doc:"Records read but not yet durably written, per partition, before reading blocks."`
 	BatchSize  int        `yaml:"batch_size" default:"1024" doc:"Messages per batch handed to the pipeline."`
 	File       FileSource `yaml:"file" doc:"Settings for type: file."`
+	Archive    Archive    `yaml:"archive" doc:"Settings for type: archive."`
+}
+
+// Archive reads back a raw event archive (a format: raw sink's objects)
+// for a time range of arrival, with the original positions.
+type Archive struct {
+	URL      string `yaml:"url" doc:"Where the archive sink writes: s3://bucket/prefix/ or file:path/."`
+	From     string `yaml:"from" doc:"RFC 3339 start of the arrival-time range (inclusive)."`
+	To       string `yaml:"to" doc:"RFC 3339 end of the range (exclusive); default now."`
+	Region   string `yaml:"region" doc:"AWS region for s3:// URLs."`
+	Endpoint string `yaml:"endpoint" doc:"Endpoint override for S3-compatible servers."`
 }
 
 // EventTime names the field holding a record's event time.

@@ -21,7 +21,7 @@ var Available = struct {
 	Sources []string
 	Sinks   []string
 }{
-	Sources: []string{"file"},
+	Sources: []string{"file", "archive"},
 	Sinks:   []string{"s3"},
 }
 
@@ -129,6 +129,25 @@ func (v *validator) source(i int, sinks map[string]int) {
 	}
 	if s.Type == "file" && len(s.File.Paths) == 0 {
 		v.errorf(p+".file.paths", "a file source needs at least one path (\"-\" for stdin)")
+	}
+	if s.Type == "archive" {
+		a := s.Archive
+		if a.URL == "" {
+			v.errorf(p+".archive.url", "an archive source needs the url its raw sink writes to")
+		} else if _, _, err := ParseObjectURL(a.URL); err != nil {
+			v.errorf(p+".archive.url", "%v", err)
+		}
+		from, err := time.Parse(time.RFC3339, a.From)
+		if err != nil {
+			v.errorf(p+".archive.from", "want an RFC 3339 time, not %q", a.From)
+		}
+		if a.To != "" {
+			if to, err := time.Parse(time.RFC3339, a.To); err != nil {
+				v.errorf(p+".archive.to", "want an RFC 3339 time, not %q", a.To)
+			} else if !to.After(from) {
+				v.errorf(p+".archive.to", "must be after from")
+			}
+		}
 	}
 }
 

@@ -101,6 +101,9 @@ func (d *Decoder) Decode(msg *record.Message, emit func(*record.Record), fail fu
 
 func (d *Decoder) one(msg *record.Message, data []byte, pos record.Position, emit func(*record.Record), fail func(*Error)) {
 	rec := record.Record{Source: d.source, Raw: data, Pos: pos, Arrival: msg.Arrival, EventTime: msg.Arrival}
+	if msg.Origin != "" {
+		rec.Source = msg.Origin
+	}
 	if d.format == "raw" {
 		emit(&rec)
 		return

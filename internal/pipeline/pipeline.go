@@ -32,6 +32,7 @@ import (
 	"github.com/sluice-data/sluice/internal/sinks"
 	"github.com/sluice-data/sluice/internal/sinks/objstore"
 	"github.com/sluice-data/sluice/internal/sources"
+	"github.com/sluice-data/sluice/internal/sources/archive"
 	"github.com/sluice-data/sluice/internal/sources/file"
 	"github.com/sluice-data/sluice/internal/transforms"
 )
@@ -135,6 +136,18 @@ func New(cfg *config.Config, log *zap.Logger) (*Pipeline, error) {
 			}
 			fs.OnWait(p.relieve)
 			rt.src = fs
+		case "archive":
+			store, err := objstore.OpenStore(sc.Archive.URL, objstore.S3Options{Region: sc.Archive.Region, Endpoint: sc.Archive.Endpoint})
+			if err != nil {
+				p.closeSinks()
+				return nil, fmt.Errorf("source %s: %w", sc.Name, err)
+			}
+			from, _ := time.Parse(time.RFC3339, sc.Archive.From)
+			to := time.Now()
+			if sc.Archive.To != "" {
+				to, _ = time.Parse(time.RFC3339, sc.Archive.To)
+			}
+			rt.src = archive.New(sc.Name, store, from, to, sc.BatchSize, sc.MaxPending)
 		default:
 			p.closeSinks()
 			return nil, fmt.Errorf("source %s: type %s is not available in this build", sc.Name, sc.Type)
@@ -419,8 +432,12 @@ func (w *worker) process(j job) result {
 		bc.decodeFailed++
 		w.recNo++
 		m := messageOf(j.batch, e.Pos)
+		origin := src.cfg.Name
+		if m.Origin != "" {
+			origin = m.Origin
+		}
 		w.writeFailure(src.errorSink, "", &sinks.Failure{Type: sinks.ProcessingFailed, Code: "Sluice.DecodeFailed", Message: e.Err.Error(),
-			Source: src.cfg.Name, Pos: e.Pos, Raw: e.Raw, Arrival: m.Arrival, Event: m.Arrival})
+			Source: origin, Pos: e.Pos, Raw: e.Raw, Arrival: m.Arrival, Event: m.Arrival})
 	}
 	for i := range j.batch.Messages {
 		dec.Decode(&j.batch.Messages[i], emit, fail)

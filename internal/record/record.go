@@ -104,6 +104,10 @@ type Message struct {
 	Data    []byte
 	Pos     Position
 	Arrival time.Time
+	// Origin is the source that first read the message, when it is read
+	// again from the archive; names and ids derive from it, so a replay
+	// overwrites what the live path wrote.
+	Origin string
 }
 
 // Batch is what a source hands out in one ReadBatch call.

@@ -1,6 +1,8 @@
 // Package template renders Firehose S3 prefix templates:
 // !{partitionKeyFromQuery:k}, !{timestamp:yyyy/MM/dd} (Java date letters) and
-// !{error-output-type} (also spelled !{firehose:error-output-type}).
+// !{error-output-type} (also spelled !{firehose:error-output-type}), and
+// Sluice's !{arrival:FORMAT}, the time the source read the record (the raw
+// archive partitions by it).
 package template
 
 import (
@@ -22,6 +24,7 @@ const (
 	literal partKind = iota
 	partitionKey
 	timestamp
+	arrival
 	errorType
 )
 
@@ -65,6 +68,12 @@ func Parse(src string) (*Template, error) {
 				return nil, err
 			}
 			t.parts = append(t.parts, part{kind: timestamp, date: d})
+		case "arrival":
+			d, err := parseDate(arg)
+			if err != nil {
+				return nil, err
+			}
+			t.parts = append(t.parts, part{kind: arrival, date: d})
 		case "error-output-type":
 			t.parts = append(t.parts, part{kind: errorType})
 		case "firehose":
@@ -79,7 +88,7 @@ func Parse(src string) (*Template, error) {
 		case "partitionKeyFromLambda":
 			return nil, fmt.Errorf("!{partitionKeyFromLambda:%s} is not supported: use partition_keys (jq)", arg)
 		default:
-			return nil, fmt.Errorf("unknown template expression !{%s} (want partitionKeyFromQuery:KEY, timestamp:FORMAT or error-output-type)", expr)
+			return nil, fmt.Errorf("unknown template expression !{%s} (want partitionKeyFromQuery:KEY, timestamp:FORMAT, arrival:FORMAT or error-output-type)", expr)
 		}
 	}
 	return t, nil
@@ -134,7 +143,8 @@ func (t *Template) Bind(names []string) error {
 type Values struct {
 	// Keys holds the partition key values, in the order given to Bind.
 	Keys      [][]byte
-	Time      time.Time
+	Time      time.Time // event time, for !{timestamp:}
+	Arrival   time.Time // when the source read the record, for !{arrival:}
 	ErrorType string
 }
 
@@ -148,6 +158,8 @@ func (t *Template) Append(dst []byte, v Values) []byte {
 			dst = append(dst, v.Keys[p.idx]...)
 		case timestamp:
 			dst = appendDate(dst, p.date, v.Time.UTC())
+		case arrival:
+			dst = appendDate(dst, p.date, v.Arrival.UTC())
 		case errorType:
 			dst = append(dst, v.ErrorType...)
 		}

@@ -38,7 +38,7 @@ func TestParseErrors(t *testing.T) {
 		{"!{timestamp:yyyy/QQ}", `timestamp format "yyyy/QQ": unsupported letter 'Q' (use y, M, d, H, h, m, s, S, a)`},
 		{"a/!{firehose:random-string}", "!{firehose:random-string} is not supported: object names derive from source positions so that re-processing overwrites"},
 		{"!{partitionKeyFromQuery:year", `unterminated !{ in "!{partitionKeyFromQuery:year"`},
-		{"!{nope}", "unknown template expression !{nope} (want partitionKeyFromQuery:KEY, timestamp:FORMAT or error-output-type)"},
+		{"!{nope}", "unknown template expression !{nope} (want partitionKeyFromQuery:KEY, timestamp:FORMAT, arrival:FORMAT or error-output-type)"},
 	}
 	for _, tt := range tests {
 		_, err := Parse(tt.give)

@@ -212,3 +212,27 @@ func TestS3FaultWindow(t *testing.T) {
 		t.Errorf("only %d injected failures; the window did not bite", n.Load())
 	}
 }
+
+func TestS3ListAndGet(t *testing.T) {
+	f := newFakeS3(t)
+	st, err := NewS3Store(context.Background(), S3Options{Bucket: "lake", Prefix: "archive/", Endpoint: f.srv.URL})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, k := range []string{"dt=2024-11-03/hour=09/b.ndjson.gz", "dt=2024-11-03/hour=09/a.ndjson.gz", "dt=2024-11-03/hour=09/.tmp", "dt=2024-11-03/hour=10/c.ndjson.gz"} {
+		if err := st.Put(context.Background(), k, []byte(k)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	keys, err := st.List(context.Background(), "dt=2024-11-03/hour=09/")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.Join(keys, ",") != "dt=2024-11-03/hour=09/a.ndjson.gz,dt=2024-11-03/hour=09/b.ndjson.gz" {
+		t.Errorf("keys = %v", keys)
+	}
+	got, err := st.Get(context.Background(), keys[1])
+	if err != nil || string(got) != keys[1] {
+		t.Errorf("get = %q, %v", got, err)
+	}
+}

@@ -135,6 +135,9 @@ func New(cfg *config.Sink, store Store, log *zap.Logger) (*Sink, error) {
 			prefix += kv.Key + "=!{partitionKeyFromQuery:" + kv.Key + "}/"
 		}
 	}
+	if prefix == "" && s.format == "raw" {
+		prefix = ArchiveLayout
+	}
 	var err error
 	if s.prefix, err = template.Parse(prefix); err != nil {
 		return nil, fmt.Errorf("sink %s: prefix: %w", cfg.Name, err)
@@ -159,6 +162,10 @@ func New(cfg *config.Sink, store Store, log *zap.Logger) (*Sink, error) {
 	go s.ticker()
 	return s, nil
 }
+
+// ArchiveLayout is the default prefix of a raw-archive sink: Hive-style
+// arrival date and hour, which the archive source lists by time range.
+const ArchiveLayout = "dt=!{arrival:yyyy-MM-dd}/hour=!{arrival:HH}/"
 
 // Name returns the configured name.
 func (s *Sink) Name() string { return s.name }
@@ -513,7 +520,13 @@ func (s *Sink) Stats() sinks.Stats {
 
 // StoreFor opens the store a sink's URL names.
 func StoreFor(cfg *config.Sink) (Store, error) {
-	scheme, loc, err := config.ParseObjectURL(cfg.URL)
+	return OpenStore(cfg.URL, S3Options{Region: cfg.Region, Endpoint: cfg.Endpoint, KMSKeyID: cfg.KMSKeyID, StorageClass: cfg.StorageClass})
+}
+
+// OpenStore opens the store at url (file: or s3://); o supplies the S3
+// settings other than bucket and prefix.
+func OpenStore(url string, o S3Options) (Lister, error) {
+	scheme, loc, err := config.ParseObjectURL(url)
 	if err != nil {
 		return nil, err
 	}
@@ -525,8 +538,8 @@ func StoreFor(cfg *config.Sink) (Store, error) {
 		if prefix != "" && !strings.HasSuffix(prefix, "/") {
 			prefix += "/"
 		}
-		return NewS3Store(context.Background(), S3Options{Bucket: bucket, Prefix: prefix, Region: cfg.Region,
-			Endpoint: cfg.Endpoint, KMSKeyID: cfg.KMSKeyID, StorageClass: cfg.StorageClass})
+		o.Bucket, o.Prefix = bucket, prefix
+		return NewS3Store(context.Background(), o)
 	}
-	return nil, fmt.Errorf("sink %s: no store for %s", cfg.Name, cfg.URL)
+	return nil, fmt.Errorf("no store for %s", url)
 }

@@ -4,9 +4,13 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
+	"sort"
+	"strings"
 )
 
 // Store writes whole objects. Put must be atomic: a reader sees the old
@@ -15,6 +19,17 @@ type Store interface {
 	Put(ctx context.Context, key string, body []byte) error
 	// Location describes where keys go, for logs.
 	Location() string
+}
+
+// Lister is a store that can also list and read objects back, which the
+// archive source needs.
+type Lister interface {
+	Store
+	// List returns the keys under prefix, sorted, skipping hidden
+	// (".name") objects such as a file store's temporary files.
+	List(ctx context.Context, prefix string) ([]string, error)
+	// Get returns an object's content.
+	Get(ctx context.Context, key string) ([]byte, error)
 }
 
 // FileStore writes objects as files under a root directory.
@@ -72,4 +87,37 @@ func (s *FileStore) Put(_ context.Context, key string, body []byte) error {
 		return fmt.Errorf("put %s: sync dir: %w", key, err)
 	}
 	return nil
+}
+
+// List returns the keys of files under prefix, sorted.
+func (s *FileStore) List(_ context.Context, prefix string) ([]string, error) {
+	var keys []string
+	root := filepath.Join(s.root, filepath.FromSlash(prefix))
+	err := filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			if errors.Is(err, fs.ErrNotExist) {
+				return fs.SkipDir
+			}
+			return err
+		}
+		if d.IsDir() || strings.HasPrefix(d.Name(), ".") {
+			return nil
+		}
+		rel, err := filepath.Rel(s.root, p)
+		if err != nil {
+			return err
+		}
+		keys = append(keys, filepath.ToSlash(rel))
+		return nil
+	})
+	if err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return nil, fmt.Errorf("list %s: %w", prefix, err)
+	}
+	sort.Strings(keys)
+	return keys, nil
+}
+
+// Get reads one file.
+func (s *FileStore) Get(_ context.Context, key string) ([]byte, error) {
+	return os.ReadFile(filepath.Join(s.root, filepath.FromSlash(key)))
 }

@@ -94,7 +94,7 @@ func (w *writer) Write(rec *record.Record) *sinks.Failure {
 	p := w.cur()
 	start := len(p.data)
 	p.data = append(p.data, kindData)
-	p.data = w.prefix.Append(p.data, template.Values{Keys: w.vals, Time: rec.EventTime})
+	p.data = w.prefix.Append(p.data, template.Values{Keys: w.vals, Time: rec.EventTime, Arrival: rec.Arrival})
 	keyEnd := len(p.data)
 	var err error
 	var dropped bool
@@ -155,7 +155,7 @@ func (w *writer) WriteFailure(f *sinks.Failure) {
 	if at.IsZero() {
 		at = f.Arrival
 	}
-	p.data = w.errPfx.Append(p.data, template.Values{Time: at, ErrorType: f.Type})
+	p.data = w.errPfx.Append(p.data, template.Values{Time: at, Arrival: f.Arrival, ErrorType: f.Type})
 	keyEnd := len(p.data)
 	p.data = AppendErrorRecord(p.data, f)
 	p.ents = append(p.ents, entry{keyEnd: uint32(keyEnd), rowEnd: uint32(len(p.data)), pos: f.Pos, source: f.Source})
