@@ -93,6 +93,7 @@ type Sink struct {
 	Region            string   `yaml:"region" doc:"AWS region."`
 	Endpoint          string   `yaml:"endpoint" doc:"Endpoint override for S3-compatible servers."`
 	StorageClass      string   `yaml:"storage_class" doc:"S3 storage class."`
+	Glue              Glue     `yaml:"glue" doc:"Register each new partition in the Glue Data Catalog."`
 
 	// OpenSearch sinks.
 	Endpoints []string       `yaml:"endpoints" doc:"OpenSearch endpoints."`
@@ -102,6 +103,14 @@ type Sink struct {
 	Bulk      Bulk           `yaml:"bulk" doc:"Bulk request limits."`
 	Retry     Retry          `yaml:"retry" doc:"Retry limits."`
 	ErrorSink string         `yaml:"error_sink" doc:"Where documents OpenSearch rejects go (an s3 sink)."`
+}
+
+// Glue names the catalog table a Parquet sink's partitions are registered in.
+type Glue struct {
+	Database string `yaml:"database" doc:"Glue database; empty disables registration."`
+	Table    string `yaml:"table" doc:"Glue table (create it with processor athena-ddl)."`
+	Region   string `yaml:"region" doc:"Glue region; default the sink's."`
+	Endpoint string `yaml:"endpoint" doc:"Endpoint override (tests, VPC endpoints)."`
 }
 
 // Column is one Parquet column.

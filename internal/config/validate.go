@@ -347,6 +347,18 @@ func (v *validator) sink(i int, sinks map[string]int) {
 		checkTpl("prefix", s.Prefix, false)
 	}
 	checkTpl("error_prefix", s.ErrorPrefix, true)
+	if s.Glue.Database != "" || s.Glue.Table != "" {
+		switch {
+		case s.Glue.Database == "" || s.Glue.Table == "":
+			v.errorf(p+".glue", "set both database and table")
+		case !strings.HasPrefix(s.URL, "s3://"):
+			v.errorf(p+".glue", "Glue partitions need an s3:// url")
+		case len(s.PartitionKeys) == 0:
+			v.errorf(p+".glue", "Glue registration needs partition_keys")
+		case s.Prefix != "":
+			v.errorf(p+".glue", "Glue registration needs the default Hive-style prefix (leave prefix unset)")
+		}
+	}
 	if s.Format == "parquet" && len(s.Schema) == 0 {
 		v.errorf(p+".schema", "format parquet needs a schema")
 	}

@@ -46,6 +46,7 @@ var (
 	SinkBuffered    = gauge("sink_buffered_bytes", "Bytes buffered in open partitions.", "sink")
 	SinkOpen        = gauge("sink_open_partitions", "Open partition buffers.", "sink")
 	FlushSeconds    = prometheus.NewHistogramVec(prometheus.HistogramOpts{Namespace: "sluice", Name: "sink_flush_seconds", Help: "Time to encode and durably write one object.", Buckets: prometheus.ExponentialBuckets(0.001, 2, 16)}, []string{"sink"})
+	GlueErrors      = counter("sink_glue_errors_total", "Failed Glue partition registrations (retried on the partition's next object).", "sink")
 	Checkpoint      = gauge("source_checkpoint", "Highest position whose records are all durably written, per source partition.", "source", "partition")
 )
 

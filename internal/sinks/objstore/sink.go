@@ -55,6 +55,7 @@ type Sink struct {
 	prefix    *template.Template
 	errPrefix *template.Template
 	layout    *parquetLayout
+	catalog   *catalog // nil unless glue is configured
 	cfg       config.Buffer
 	maxOpen   int
 	onLimit   string
@@ -150,6 +151,11 @@ func New(cfg *config.Sink, store Store, log *zap.Logger) (*Sink, error) {
 	}
 	if s.format == "parquet" {
 		if s.layout, err = newParquetLayout(cfg); err != nil {
+			return nil, fmt.Errorf("sink %s: %w", cfg.Name, err)
+		}
+	}
+	if cfg.Glue.Database != "" {
+		if s.catalog, err = newCatalog(cfg); err != nil {
 			return nil, fmt.Errorf("sink %s: %w", cfg.Name, err)
 		}
 	}
@@ -440,6 +446,15 @@ func (s *Sink) flushWorker() {
 			if p.key[0] == kindData {
 				s.written.Add(float64(p.rows))
 				s.stats.records.Add(int64(p.rows))
+				if s.catalog != nil {
+					if gerr := s.catalog.register(context.Background(), p.key[1:]); gerr != nil {
+						// The object is durable; only its catalog entry is
+						// missing, and the next object of the partition
+						// tries again.
+						metrics.GlueErrors.WithLabelValues(s.name).Inc()
+						s.log.Error("glue partition registration failed", zap.String("sink", s.name), zap.Error(gerr))
+					}
+				}
 			} else {
 				s.errWritten.Add(float64(p.rows))
 				s.stats.errors.Add(int64(p.rows))

@@ -26,12 +26,16 @@ import (
 func newSink(t testing.TB, body string, store Store) (*Sink, string) {
 	t.Helper()
 	dir := t.TempDir()
+	url := "    url: 'file:" + dir + "/'\n"
+	if strings.Contains(body, "    url: ") {
+		url = ""
+	}
 	route := "routes: [{name: r, from: [src], to: [s]}]\n"
 	if strings.Contains(body, "format: csv") {
 		route = "routes: [{name: r, from: [src], to: [s], transforms: [{json_to_csv: {columns: [a]}}]}]\n"
 	}
 	y := "service: {error_sink: s}\nsources: [{name: src, type: file, file: {paths: [x]}}]\n" + route +
-		"sinks:\n  - name: s\n    type: s3\n    url: 'file:" + dir + "/'\n" + body
+		"sinks:\n  - name: s\n    type: s3\n" + url + body
 	cfg, err := config.Parse("sink.yaml", []byte(y), func(string) (string, bool) { return "", false })
 	if err != nil {
 		t.Fatal(err)
