@@ -20,6 +20,19 @@ import (
 	"github.com/sluice-data/sluice/internal/testutil"
 )
 
+// seedKeys is the seed's Firehose dynamic partitioning (verbatim jq) and
+// the first schema columns, for configs built with fmt.Sprintf.
+const seedKeys = `    partition_keys:
+      project_id: .project_id
+      plan_ver: .plan_ver
+      year: '.event_timestamp| strftime("%%Y")'
+      month: '.event_timestamp| strftime("%%m")'
+      day: '.event_timestamp| strftime("%%d")'
+      hour: '.event_timestamp| strftime("%%H")'
+    schema:
+      - {name: project_id, type: string}
+      - {name: plan_ver, type: string}`
+
 const pipelineConfig = `
 service:
   http_listen: ""
@@ -49,16 +62,7 @@ sinks:
     type: s3
     url: file:%s/out/lake/
     format: parquet
-    partition_keys:
-      project_id: .project_id
-      plan_ver: .plan_ver
-      year: '.event_timestamp| strftime("%%Y")'
-      month: '.event_timestamp| strftime("%%m")'
-      day: '.event_timestamp| strftime("%%d")'
-      hour: '.event_timestamp| strftime("%%H")'
-    schema:
-      - {name: project_id, type: string}
-      - {name: plan_ver, type: string}
+` + seedKeys + `
       - {name: event_timestamp, type: int64}
       - {name: time_utc, type: timestamp_ms}
       - {name: level, type: string}
@@ -326,7 +330,7 @@ func TestMetricsBalance(t *testing.T) {
 	}
 }
 
-func runYAML(t *testing.T, y string) Summary {
+func runYAML(t testing.TB, y string) Summary {
 	t.Helper()
 	cfg, err := config.Parse("t.yaml", []byte(y), func(string) (string, bool) { return "", false })
 	if err != nil {
