@@ -240,9 +240,14 @@ func (p *Pipeline) Run(ctx context.Context) error {
 	jobs := make(chan job)
 	results := make(chan result, p.workers)
 	g, gctx := errgroup.WithContext(work)
+	// Reading stops on a signal (ctx) or on a failure elsewhere (gctx); a
+	// read blocked at the pending cap must notice either.
+	readCtx, stopRead := context.WithCancel(gctx)
+	defer stopRead()
+	context.AfterFunc(ctx, stopRead)
 	g.Go(func() error {
 		defer close(jobs)
-		return p.read(ctx, gctx, jobs)
+		return p.read(ctx, readCtx, gctx, jobs)
 	})
 	var wg sync.WaitGroup
 	for range p.workers {
@@ -295,20 +300,23 @@ func (p *Pipeline) Run(ctx context.Context) error {
 
 // read pulls batches from the sources. Finite (file) sources are read one
 // after the other in configuration order, so a run over the same files is
-// the same sequence of batches.
-func (p *Pipeline) read(stop, ctx context.Context, jobs chan<- job) error {
+// the same sequence of batches. stop is the shutdown signal; readCtx ends a
+// blocked read on a signal or a failure; a batch already read is still
+// handed on unless the pipeline failed (sendCtx), since workers drain on
+// shutdown.
+func (p *Pipeline) read(stop, readCtx, sendCtx context.Context, jobs chan<- job) error {
 	var seq uint64
 	for i, s := range p.sources {
 		for {
 			if stop.Err() != nil {
 				return nil
 			}
-			b, ack, err := s.src.ReadBatch(ctx)
+			b, ack, err := s.src.ReadBatch(readCtx)
 			if errors.Is(err, io.EOF) {
 				break
 			}
 			if err != nil {
-				if ctx.Err() != nil {
+				if readCtx.Err() != nil {
 					return nil
 				}
 				return err
@@ -316,8 +324,8 @@ func (p *Pipeline) read(stop, ctx context.Context, jobs chan<- job) error {
 			select {
 			case jobs <- job{seq: seq, src: i, batch: b, ack: ack}:
 				seq++
-			case <-ctx.Done():
-				ack(ctx.Err())
+			case <-sendCtx.Done():
+				ack(sendCtx.Err())
 				return nil
 			}
 		}
