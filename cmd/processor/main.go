@@ -139,7 +139,7 @@ func runPipeline(ctx context.Context, cfg *config.Config, stdout io.Writer) erro
 	if cfg.Service.HTTPListen != "" {
 		srv, err := service.Listen(cfg.Service.HTTPListen, p.Ready, log)
 		if err != nil {
-			return fmt.Errorf("http_listen %s: %w", cfg.Service.HTTPListen, err)
+			return fmt.Errorf("service.http_listen %q: %w (set another address, or \"\" to run without /metrics)", cfg.Service.HTTPListen, err)
 		}
 		defer func() {
 			sctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
