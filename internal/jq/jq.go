@@ -19,6 +19,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"math/big"
 	"reflect"
 	"regexp"
 	"strconv"
@@ -341,9 +342,17 @@ func (f *fastExpr) appendText(dst []byte, root *fastjson.Value) (out []byte, ok 
 	if s.v != nil {
 		// A number straight from the record: render as gojq would after
 		// decoding it (integers exactly, others as float64).
+		// Integers as jsonx.ToAny hands them to gojq: int64 when they fit,
+		// else big.Int; both normalise leading zeros, which fastjson lets
+		// through.
 		raw := s.v.MarshalTo(nil)
+		if i, err := strconv.ParseInt(string(raw), 10, 64); err == nil {
+			return strconv.AppendInt(dst, i, 10), true, nil
+		}
 		if isInteger(raw) {
-			return append(dst, raw...), true, nil
+			if n, ok := new(big.Int).SetString(string(raw), 10); ok {
+				return n.Append(dst, 10), true, nil
+			}
 		}
 	}
 	if s.num == math.Trunc(s.num) && math.Abs(s.num) < 1<<53 {
@@ -357,7 +366,7 @@ func isInteger(b []byte) bool {
 	if len(b) > 0 && b[0] == '-' {
 		b = b[1:]
 	}
-	if len(b) == 0 || (b[0] == '0' && len(b) > 1) {
+	if len(b) == 0 {
 		return false
 	}
 	for _, c := range b {

@@ -118,3 +118,31 @@ func BenchmarkPartitionKeys(b *testing.B) {
 		})
 	}
 }
+
+// FuzzNativeMatchesGojq feeds arbitrary records to every native expression
+// and requires gojq's answer.
+func FuzzNativeMatchesGojq(f *testing.F) {
+	for _, r := range records {
+		f.Add(r)
+	}
+	var compiled []*Expr
+	for _, src := range exprs {
+		if e, err := Compile(src); err == nil && e.Native() {
+			compiled = append(compiled, e)
+		}
+	}
+	f.Fuzz(func(t *testing.T, rec string) {
+		v, err := fastjson.Parse(rec)
+		if err != nil {
+			return
+		}
+		for _, e := range compiled {
+			slow := &Expr{src: e.src, code: e.code}
+			got, gerr := e.AppendText(nil, v)
+			want, werr := slow.AppendText(nil, v)
+			if (gerr != nil) != (werr != nil) || string(got) != string(want) {
+				t.Fatalf("%s on %s: native %q, %v; gojq %q, %v", e.src, rec, got, gerr, want, werr)
+			}
+		}
+	})
+}

@@ -53,3 +53,21 @@ func TestHiveEscape(t *testing.T) {
 		t.Errorf("got %q", got)
 	}
 }
+
+func FuzzTemplate(f *testing.F) {
+	for _, s := range []string{"year=!{partitionKeyFromQuery:year}/", "!{timestamp:yyyy/MM/dd'T'HH}", "!{arrival:yy}", "!{", "!{firehose:error-output-type}"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, src string) {
+		tpl, err := Parse(src)
+		if err != nil {
+			return
+		}
+		keys := tpl.Keys()
+		if err := tpl.Bind(keys); err != nil {
+			t.Fatal(err)
+		}
+		vals := make([][]byte, len(keys))
+		tpl.Append(nil, Values{Keys: vals, Time: time.Unix(1730617200, 0), ErrorType: "processing-failed"})
+	})
+}
