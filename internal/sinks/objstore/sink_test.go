@@ -392,3 +392,33 @@ func TestAppendErrorFailsAck(t *testing.T) {
 		t.Fatalf("ack = %v, want the flush error", err)
 	}
 }
+
+// FuzzParquetRows: any JSON record either encodes to a row that decodes
+// back into one value per column, or is refused as a schema mismatch.
+func FuzzParquetRows(f *testing.F) {
+	f.Add(`{"project_id":"P-1","n":42,"d":1.5,"b":true,"t":"2024-11-03T07:00:00.123Z","j":{"a":[1]},"Severity":{"Label":"HIGH","x":1},"z":null}`)
+	f.Add(`{"n":"7","d":"2","b":"false","t":1730617200456}`)
+	f.Add(`{"Severity":"flat","t":-1}`)
+	s, _ := newSink(f, typedSchema, &blockingStore{release: make(chan struct{})})
+	pf := s.layout.newFileWriter()
+	f.Fuzz(func(t *testing.T, rec string) {
+		v, err := fastjson.Parse(rec)
+		if err != nil {
+			return
+		}
+		row, _, err := s.layout.encodeRow(nil, v)
+		if err != nil {
+			if _, ok := err.(*mismatchError); !ok {
+				t.Fatalf("error of type %T: %v", err, err)
+			}
+			return
+		}
+		got, err := pf.decodeRow(nil, row)
+		if err != nil {
+			t.Fatalf("row does not decode: %v", err)
+		}
+		if len(got) != len(s.layout.cols)+1 {
+			t.Fatalf("%d values for %d columns", len(got), len(s.layout.cols)+1)
+		}
+	})
+}
