@@ -17,6 +17,7 @@ import (
 
 	"github.com/sluice-data/sluice/internal/config"
 	"github.com/sluice-data/sluice/internal/metrics"
+	"github.com/sluice-data/sluice/internal/sinks/objstore"
 	"github.com/sluice-data/sluice/internal/testutil"
 )
 
@@ -376,19 +377,15 @@ sinks:
 		names = append(names, k)
 	}
 	sort.Strings(names)
-	want := []string{
-		"s+_in.ndjson+000000000001.ndjson", "s+_in.ndjson+000000000001+0~second.ndjson", "s+_in.ndjson+000000000001+1~second.ndjson",
-		"s+_in.ndjson+000000000002.ndjson",
+	id := objstore.StreamID("s", filepath.Join(dir, "in.ndjson"))
+	want := []string{ // route first, then the two records route second exploded
+		id + "+000000000001-000000000001.ndjson", id + "+000000000001.1-000000000001.1.ndjson", id + "+000000000001.2-000000000001.2.ndjson",
+		id + "+000000000002-000000000002.ndjson",
 	}
-	for i := range want {
-		want[i] = strings.ReplaceAll(want[i], "s+_in", "s+"+strings.ReplaceAll(strings.TrimPrefix(dir, "/"), "/", "_")+"_in")
-		want[i] = strings.Replace(want[i], "s+", "s+_", 1)
-	}
-	sort.Strings(want)
 	if strings.Join(names, "\n") != strings.Join(want, "\n") {
 		t.Fatalf("objects:\n%s\nwant\n%s", strings.Join(names, "\n"), strings.Join(want, "\n"))
 	}
-	b, _ := os.ReadFile(filepath.Join(dir, "out", want[0])) // ...+0~second sorts first
+	b, _ := os.ReadFile(filepath.Join(dir, "out", want[1]))
 	if string(b) != `{"value":1,"event":{"id":"a"}}`+"\n" {
 		t.Errorf("second route saw %s", b)
 	}

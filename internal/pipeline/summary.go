@@ -37,6 +37,9 @@ type SinkSummary struct {
 	Name                                  string
 	Received, Failed                      int64
 	Written, ErrorRecords, Objects, Bytes int64
+	// Skipped records were already in a durable object (re-delivered after
+	// a restart, or the same input run again).
+	Skipped int64
 }
 
 // Summary reports the counts so far.
@@ -63,15 +66,16 @@ func (p *Pipeline) Summary() Summary {
 	for i, sk := range p.sinks {
 		st := sk.Stats()
 		s.Sinks = append(s.Sinks, SinkSummary{Name: sk.Name(), Received: p.sinkStats[i].Received.Load(), Failed: p.sinkStats[i].Failed.Load(),
-			Written: st.Records, ErrorRecords: st.ErrorRecords, Objects: st.Objects, Bytes: st.Bytes})
+			Written: st.Records, ErrorRecords: st.ErrorRecords, Objects: st.Objects, Bytes: st.Bytes, Skipped: st.Skipped})
 	}
 	return s
 }
 
 // Balance checks that every record is accounted for. Records in, plus the
 // extra records routes created (explode, jq, a record taking several routes,
-// a route writing to several sinks), must equal records written, filtered,
-// unmatched and sent to an error output. It returns both sides.
+// a route writing to several sinks), must equal records written (or found
+// already written), filtered, unmatched and sent to an error output. It
+// returns both sides.
 func (s Summary) Balance() (in, out int64) {
 	var routed, matched, routeOut, routeFiltered, routeFailed, unmatched, decodeFailed int64
 	for _, src := range s.Sources {
@@ -87,19 +91,27 @@ func (s Summary) Balance() (in, out int64) {
 		routeFiltered += r.Filtered
 		routeFailed += r.Failed
 	}
-	var received, written, errs int64
+	var received, written, errs, skipped int64
 	for _, sk := range s.Sinks {
 		received += sk.Received
 		written += sk.Written
 		errs += sk.ErrorRecords
+		skipped += sk.Skipped
 	}
 	// Extra records: a record matching k routes counts k times from here on;
 	// a route's transforms may add records (explode); a record sent to k
 	// sinks counts k times.
 	fanout = (matched - routed) + (routeOut + routeFiltered + routeFailed - matched) + (received - routeOut)
 	in += fanout
-	out = written + routeFiltered + unmatched + errs
+	out = written + skipped + routeFiltered + unmatched + errs
 	return in, out
+}
+
+func (s Summary) skipped() (n int64) {
+	for _, sk := range s.Sinks {
+		n += sk.Skipped
+	}
+	return n
 }
 
 // Print writes the one-screen summary.
@@ -113,9 +125,9 @@ func (s Summary) Print(w io.Writer) {
 	for _, r := range s.Routes {
 		fmt.Fprintf(w, "%-22s %10d %10d %10d %10d\n", r.Name, r.Matched, r.Out, r.Filtered, r.Failed)
 	}
-	fmt.Fprintf(w, "\n%-22s %10s %10s %10s %10s %12s\n", "sink", "rows", "errors", "refused", "objects", "bytes")
+	fmt.Fprintf(w, "\n%-22s %10s %10s %10s %10s %10s %12s\n", "sink", "rows", "errors", "refused", "skipped", "objects", "bytes")
 	for _, sk := range s.Sinks {
-		fmt.Fprintf(w, "%-22s %10d %10d %10d %10d %12d\n", sk.Name, sk.Written, sk.ErrorRecords, sk.Failed, sk.Objects, sk.Bytes)
+		fmt.Fprintf(w, "%-22s %10d %10d %10d %10d %10d %12d\n", sk.Name, sk.Written, sk.ErrorRecords, sk.Failed, sk.Skipped, sk.Objects, sk.Bytes)
 	}
 	var types []string
 	for t, n := range s.ErrorsByType {
@@ -131,7 +143,10 @@ func (s Summary) Print(w io.Writer) {
 	if in != out {
 		status = fmt.Sprintf("MISMATCH (%d unaccounted)", in-out)
 	}
-	fmt.Fprintf(w, "\nbalance: %d in (with fan-out) = %d written + filtered + unmatched + error records: %s\n", in, out, status)
+	fmt.Fprintf(w, "\nbalance: %d in (with fan-out) = %d written + skipped + filtered + unmatched + error records: %s\n", in, out, status)
+	if sk := s.skipped(); sk > 0 {
+		fmt.Fprintf(w, "skipped: %d records were already durably written (a re-delivery or a re-run) and were not written again\n", sk)
+	}
 	var cps []string
 	for _, src := range s.Sources {
 		for _, c := range src.Checkpoints {

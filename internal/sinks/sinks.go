@@ -67,6 +67,9 @@ type Stats struct {
 	ErrorRecords int64 // records written to this sink's error output
 	Objects      int64
 	Bytes        int64
+	// Skipped counts records not written because a durable object from an
+	// earlier run (or an earlier delivery) already holds them.
+	Skipped int64
 }
 
 // Writer encodes records for one sink. It is used by one goroutine.

@@ -130,7 +130,7 @@ func TestS3SinkWritesPartitionedParquet(t *testing.T) {
 	if strings.Join(prefixes, ",") != "app-logs/project_id=P-1/,app-logs/project_id=P-2/" {
 		t.Errorf("common prefixes = %v", prefixes)
 	}
-	body := f.get(t, "app-logs/project_id=P-1/hour=07/src+f+000000000001.parquet")
+	body := f.get(t, "app-logs/project_id=P-1/hour=07/src+f+000000000001-000000000003.parquet")
 	path := filepath.Join(t.TempDir(), "x.parquet")
 	os.WriteFile(path, body, 0o644)
 	pf, err := testutil.ReadParquet(path)
@@ -196,8 +196,9 @@ func TestS3FaultWindow(t *testing.T) {
 	s, _ := newSink(t, "    format: ndjson\n", st)
 	s.retryBase = 50 * time.Millisecond
 	acked := make(chan error, 1)
-	feed(t, s, func(err error) { acked <- err }, `{"a":1}`, `{"a":2}`)
+	// The recovery listing and the write both meet the faults.
 	start := time.Now()
+	feed(t, s, func(err error) { acked <- err }, `{"a":1}`, `{"a":2}`)
 	go s.Flush(context.Background())
 	if err := <-acked; err != nil {
 		t.Fatal(err)
@@ -205,7 +206,7 @@ func TestS3FaultWindow(t *testing.T) {
 	if time.Since(start) < 1400*time.Millisecond {
 		t.Errorf("acked after %v, inside the fault window", time.Since(start))
 	}
-	if got := string(f.get(t, "src+f+000000000001.ndjson")); got != "{\"a\":1}\n{\"a\":2}\n" {
+	if got := string(f.get(t, "src+f+000000000001-000000000002.ndjson")); got != "{\"a\":1}\n{\"a\":2}\n" {
 		t.Errorf("object = %q", got)
 	}
 	if n.Load() < 2 { // at least one reset and one 503

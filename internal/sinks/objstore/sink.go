@@ -1,17 +1,3 @@
-// Package objstore is the object-store sink (type: s3): time-partitioned
-// Parquet, NDJSON, CSV or raw-archive objects with Hive-style keys computed
-// from each record by Firehose-compatible partition_keys and prefix
-// templates.
-//
-// Records are buffered per partition (the rendered prefix) and cut into an
-// object when the partition reaches buffer.max_records or buffer.max_bytes,
-// when buffer.interval has passed since its first record, when opening a
-// partition beyond max_open_partitions (the oldest is flushed), or when all
-// partitions together exceed max_buffered_bytes (the largest is flushed).
-// Appends arrive in source order, so the same input cuts into the same
-// objects every time; each object is named after the source position of its
-// first record, so re-processing rewrites the same names. An object's
-// records are acked only after the store has made it durable.
 package objstore
 
 import (
@@ -22,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -29,6 +16,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/zap"
+	"golang.org/x/sync/errgroup"
 
 	"github.com/sluice-data/sluice/internal/config"
 	"github.com/sluice-data/sluice/internal/jq"
@@ -48,7 +36,7 @@ type Sink struct {
 	name      string
 	format    string
 	compress  string
-	store     Store
+	store     Lister
 	log       *zap.Logger
 	keys      []*jq.Expr
 	keyNames  []string
@@ -63,23 +51,26 @@ type Sink struct {
 	maxRecs   int
 	retryBase time.Duration // first retry backoff; doubles per attempt
 
-	mu       sync.Mutex
-	parts    map[string]*partition
-	order    []*partition // open order, oldest first; flushed ones are skipped
-	buffered int64        // bytes in open partitions
-	bufRecs  int          // records in open partitions
-	closed   bool
+	mu        sync.Mutex
+	lake      map[string]*lakePart // by kind byte + rendered prefix
+	order     []*buffer            // open order, oldest first; flushed ones are skipped
+	buffered  int64                // bytes in open buffers
+	bufRecs   int                  // records in open buffers
+	openParts int                  // lake partitions with an open buffer
+	calls     uint64               // Append calls, to tell a message's records from a re-delivery
+	evicted   time.Time            // last scan for idle lake partitions
+	closed    bool
 
 	errMu sync.Mutex // not mu: flush workers must never wait for an appender
 	err   error      // first flush failure
 
-	jobs     chan *partition
+	jobs     chan *buffer
 	inflight sync.WaitGroup
 	workers  sync.WaitGroup
 	stop     chan struct{}
 
 	stats struct {
-		records, errors, objects, bytes atomic.Int64
+		records, errors, objects, bytes, skipped atomic.Int64
 	}
 
 	droppedExtra prometheus.Counter
@@ -90,28 +81,58 @@ type Sink struct {
 	flushTime    prometheus.Observer
 	bufGauge     prometheus.Gauge
 	openGauge    prometheus.Gauge
+	skippedCtr   prometheus.Counter
+	lists        prometheus.Counter
 }
 
-// partition is one open buffer.
-type partition struct {
-	key     string // kind byte + rendered prefix
-	stem    string // from the first record's position
-	data    []byte // rows, each prefixed by its uvarint length
-	rows    int
-	size    int64 // bytes of rows, without length prefixes
-	acks    []record.AckFunc
-	lastAck *record.AckGroup
-	opened  time.Time
-	header  []byte
-	flushed bool
+// lakePart is what the sink knows about one lake partition (or error
+// output prefix) in this run.
+type lakePart struct {
+	key string // kind byte + rendered prefix
+	// durable holds, per stream id, the ranges of the objects that were in
+	// the prefix when it was listed.
+	durable  map[string][]span
+	streams  map[streamKey]*stream
+	last     *stream      // the most recently used stream, a fast path
+	open     int          // streams with an open buffer
+	inflight atomic.Int32 // objects being written
+	touched  time.Time
+}
+
+type streamKey struct{ source, partition string }
+
+// stream is one source partition's records for one lake partition.
+type stream struct {
+	key  streamKey
+	lp   *lakePart
+	id   string  // stream id, in object names
+	buf  *buffer // open buffer, or nil
+	skip []span  // durable ranges ahead of the stream's place
+	last seq     // place of the last record appended
+	call uint64  // Append call that appended it
+	used bool    // last and call are set
+}
+
+// buffer is one open object: records of one stream.
+type buffer struct {
+	st          *stream
+	first, last seq
+	data        []byte // rows, each prefixed by its uvarint length
+	rows        int
+	size        int64 // bytes of rows, without length prefixes
+	acks        []record.AckFunc
+	lastAck     *record.AckGroup
+	opened      time.Time
+	header      []byte
+	flushed     bool
 }
 
 // New builds a sink from its configuration. The store is where objects go.
-func New(cfg *config.Sink, store Store, log *zap.Logger) (*Sink, error) {
+func New(cfg *config.Sink, store Lister, log *zap.Logger) (*Sink, error) {
 	s := &Sink{
 		name: cfg.Name, format: cfg.Format, compress: cfg.Compression, store: store, log: log,
 		cfg: cfg.Buffer, maxOpen: cfg.MaxOpenPartitions, onLimit: cfg.OnPartitionLimit, maxBytes: int64(cfg.MaxBufferedBytes), maxRecs: cfg.MaxBufferedRecs, retryBase: 100 * time.Millisecond,
-		parts: map[string]*partition{}, stop: make(chan struct{}),
+		lake: map[string]*lakePart{}, stop: make(chan struct{}),
 		droppedExtra: metrics.SinkDroppedKeys.WithLabelValues(cfg.Name),
 		written:      metrics.SinkWritten.WithLabelValues(cfg.Name),
 		errWritten:   metrics.SinkErrorRecs.WithLabelValues(cfg.Name),
@@ -120,6 +141,8 @@ func New(cfg *config.Sink, store Store, log *zap.Logger) (*Sink, error) {
 		flushTime:    metrics.FlushSeconds.WithLabelValues(cfg.Name),
 		bufGauge:     metrics.SinkBuffered.WithLabelValues(cfg.Name),
 		openGauge:    metrics.SinkOpen.WithLabelValues(cfg.Name),
+		skippedCtr:   metrics.SinkSkipped.WithLabelValues(cfg.Name),
+		lists:        metrics.SinkRecoveryLists.WithLabelValues(cfg.Name),
 	}
 	if s.compress == "" {
 		s.compress = config.DefaultCompression(s.format)
@@ -160,7 +183,7 @@ func New(cfg *config.Sink, store Store, log *zap.Logger) (*Sink, error) {
 		}
 	}
 	workers := cfg.Concurrency
-	s.jobs = make(chan *partition)
+	s.jobs = make(chan *buffer)
 	for range workers {
 		s.workers.Add(1)
 		go s.flushWorker()
@@ -179,9 +202,10 @@ func (s *Sink) Name() string { return s.name }
 // ErrorSink returns the sink's own name: failures go under its error_prefix.
 func (s *Sink) ErrorSink() string { return s.name }
 
-// Append distributes encoded records to their partitions, cutting objects
-// as limits are reached. If it returns an error, ack gets that error: the
-// records are not written and the source must not checkpoint past them.
+// Append distributes encoded records to their streams, skipping those a
+// durable object already holds and cutting objects as limits are reached.
+// If it returns an error, ack gets that error: the records are not written
+// and the source must not checkpoint past them.
 func (s *Sink) Append(ctx context.Context, pp sinks.Pending, ack record.AckFunc) (err error) {
 	p := pp.(*pending)
 	group := record.NewAckGroup(ack)
@@ -193,6 +217,9 @@ func (s *Sink) Append(ctx context.Context, pp sinks.Pending, ack record.AckFunc)
 		p.data, p.ents = p.data[:0], p.ents[:0]
 		pendingPool.Put(p)
 	}()
+	if err := s.preload(ctx, p); err != nil {
+		return err
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.closed {
@@ -201,31 +228,16 @@ func (s *Sink) Append(ctx context.Context, pp sinks.Pending, ack record.AckFunc)
 	if err := s.failed(); err != nil {
 		return err
 	}
+	s.calls++
+	now := time.Now()
 	start := 0
 	for i := range p.ents {
 		e := &p.ents[i]
 		key := p.data[start:e.keyEnd]
 		row := p.data[e.keyEnd:e.rowEnd]
 		start = int(e.rowEnd)
-		part := s.parts[string(key)]
-		if part == nil {
-			if len(s.parts) >= s.maxOpen {
-				if s.onLimit == "error" && key[0] == kindData {
-					// The record goes to this sink's error output instead.
-					s.appendLimitFailure(e, group)
-					continue
-				}
-				if err := s.flushOldest(ctx); err != nil {
-					return err
-				}
-			}
-			part = s.open(string(key), e)
-		}
-		s.add(part, group, row)
-		if part.rows >= s.cfg.MaxRecords || int64(len(part.data)) >= int64(s.cfg.MaxBytes) {
-			if err := s.flushLocked(ctx, part); err != nil {
-				return err
-			}
+		if err := s.appendEntry(ctx, now, e, key, row, group); err != nil {
+			return err
 		}
 	}
 	for s.buffered > s.maxBytes {
@@ -239,37 +251,185 @@ func (s *Sink) Append(ctx context.Context, pp sinks.Pending, ack record.AckFunc)
 		}
 	}
 	s.bufGauge.Set(float64(s.buffered))
-	s.openGauge.Set(float64(len(s.parts)))
+	s.openGauge.Set(float64(s.openParts))
 	return nil
 }
 
-// open starts a partition buffer named after entry e's position.
-func (s *Sink) open(key string, e *entry) *partition {
-	part := &partition{key: key, stem: e.pos.ObjectStem(e.source), opened: time.Now(), header: e.header}
-	s.parts[key] = part
-	s.order = append(s.order, part)
-	return part
+// preload lists, in parallel and without holding the lock, the lake
+// partitions of p that this run has not seen yet.
+func (s *Sink) preload(ctx context.Context, p *pending) error {
+	var missing []string
+	s.mu.Lock()
+	start := 0
+	for i := range p.ents {
+		key := p.data[start:p.ents[i].keyEnd]
+		start = int(p.ents[i].rowEnd)
+		if s.lake[string(key)] == nil && !slices.Contains(missing, string(key)) {
+			missing = append(missing, string(key))
+		}
+	}
+	s.mu.Unlock()
+	if len(missing) == 0 {
+		return nil
+	}
+	found := make([]map[string][]span, len(missing))
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(16)
+	for i, key := range missing {
+		g.Go(func() (err error) {
+			found[i], err = s.listDurable(gctx, key[1:])
+			return err
+		})
+	}
+	if err := g.Wait(); err != nil {
+		return err
+	}
+	s.mu.Lock()
+	for i, key := range missing {
+		if s.lake[key] == nil {
+			s.lake[key] = &lakePart{key: key, durable: found[i], streams: map[streamKey]*stream{}}
+		}
+	}
+	s.mu.Unlock()
+	return nil
 }
 
-// add appends one encoded row to a partition; the partition takes one
-// child of the batch's ack group, however many of the batch's rows it gets.
-func (s *Sink) add(part *partition, group *record.AckGroup, row []byte) {
-	if part.lastAck != group {
-		part.acks = append(part.acks, group.Add())
-		part.lastAck = group
+// lakePartLocked returns the state of a lake partition, listing it now if
+// preload did not (an error record, or one forgotten meanwhile).
+func (s *Sink) lakePartLocked(ctx context.Context, key []byte) (*lakePart, error) {
+	if lp := s.lake[string(key)]; lp != nil {
+		return lp, nil
 	}
-	part.data = binary.AppendUvarint(part.data, uint64(len(row)))
-	part.data = append(part.data, row...)
-	part.rows++
-	part.size += int64(len(row))
+	durable, err := s.listDurable(ctx, string(key[1:]))
+	if err != nil {
+		return nil, err
+	}
+	lp := &lakePart{key: string(key), durable: durable, streams: map[streamKey]*stream{}}
+	s.lake[lp.key] = lp
+	return lp, nil
+}
+
+func (lp *lakePart) stream(e *entry) *stream {
+	if st := lp.last; st != nil && st.key.partition == e.pos.Partition && st.key.source == e.source {
+		return st
+	}
+	k := streamKey{e.source, e.pos.Partition}
+	st := lp.streams[k]
+	if st == nil {
+		st = &stream{key: k, lp: lp, id: StreamID(e.source, e.pos.Partition)}
+		st.skip = slices.Clone(lp.durable[st.id])
+		lp.streams[k] = st
+	}
+	lp.last = st
+	return st
+}
+
+// appendEntry places one encoded record.
+func (s *Sink) appendEntry(ctx context.Context, now time.Time, e *entry, key, row []byte, group *record.AckGroup) error {
+	lp, err := s.lakePartLocked(ctx, key)
+	if err != nil {
+		return err
+	}
+	lp.touched = now
+	st := lp.stream(e)
+	q := seqOf(e.pos)
+	if st.used {
+		switch c := cmpMsg(q, st.last); {
+		case c == 0 && st.call == s.calls:
+			q.k = st.last.k + 1
+		case c <= 0:
+			if err := s.redeliveredLocked(ctx, st); err != nil {
+				return err
+			}
+		}
+	}
+	st.last, st.call, st.used = q, s.calls, true
+	for len(st.skip) > 0 && cmpSeq(st.skip[0].last, q) < 0 {
+		st.skip = st.skip[1:]
+	}
+	if len(st.skip) > 0 && cmpSeq(st.skip[0].first, q) <= 0 {
+		// A durable object holds this record already.
+		s.stats.skipped.Add(1)
+		s.skippedCtr.Inc()
+		return nil
+	}
+	if st.buf == nil {
+		if lp.open == 0 && s.openParts >= s.maxOpen {
+			if s.onLimit == "error" && key[0] == kindData {
+				// The record goes to this sink's error output instead.
+				return s.appendLimitFailure(ctx, now, e, group)
+			}
+			if err := s.flushOldestPart(ctx); err != nil {
+				return err
+			}
+		}
+		s.open(st, q, e, now)
+	}
+	b := st.buf
+	s.add(b, group, row)
+	b.last = q
+	if b.rows >= s.cfg.MaxRecords || int64(len(b.data)) >= int64(s.cfg.MaxBytes) {
+		return s.flushLocked(ctx, b)
+	}
+	return nil
+}
+
+// redeliveredLocked handles a stream whose place went back: the source is
+// delivering records again (a Kafka partition assigned back to this
+// process). Everything written so far is made durable and the lake
+// partition listed again, as after a restart.
+func (s *Sink) redeliveredLocked(ctx context.Context, st *stream) error {
+	s.log.Info("records delivered again; re-reading what is durable", zap.String("sink", s.name),
+		zap.String("prefix", st.lp.key[1:]), zap.String("stream", st.id))
+	if st.buf != nil {
+		if err := s.flushLocked(ctx, st.buf); err != nil {
+			return err
+		}
+	}
+	s.inflight.Wait()
+	if err := s.failed(); err != nil {
+		return err
+	}
+	durable, err := s.listDurable(ctx, st.lp.key[1:])
+	if err != nil {
+		return err
+	}
+	st.lp.durable = durable
+	st.skip = slices.Clone(durable[st.id])
+	st.used = false
+	return nil
+}
+
+// open starts a buffer for a stream at place q.
+func (s *Sink) open(st *stream, q seq, e *entry, now time.Time) {
+	b := &buffer{st: st, first: q, opened: now, header: e.header}
+	st.buf = b
+	if st.lp.open == 0 {
+		s.openParts++
+	}
+	st.lp.open++
+	s.order = append(s.order, b)
+}
+
+// add appends one encoded row to a buffer; the buffer takes one child of
+// the batch's ack group, however many of the batch's rows it gets.
+func (s *Sink) add(b *buffer, group *record.AckGroup, row []byte) {
+	if b.lastAck != group {
+		b.acks = append(b.acks, group.Add())
+		b.lastAck = group
+	}
+	b.data = binary.AppendUvarint(b.data, uint64(len(row)))
+	b.data = append(b.data, row...)
+	b.rows++
+	b.size += int64(len(row))
 	s.buffered += int64(len(row))
 	s.bufRecs++
 }
 
 // appendLimitFailure re-encodes a record refused by max_open_partitions as
-// an error record. Error partitions do not count against the limit, so the
+// an error record. Error prefixes do not count against the limit, so the
 // failure always has somewhere to go.
-func (s *Sink) appendLimitFailure(e *entry, group *record.AckGroup) {
+func (s *Sink) appendLimitFailure(ctx context.Context, now time.Time, e *entry, group *record.AckGroup) error {
 	f := &sinks.Failure{Type: sinks.PartitionLimit, Code: "DynamicPartitioning.PartitionLimitExceeded",
 		Message: fmt.Sprintf("more than %d open partitions", s.maxOpen), Source: e.source, Sink: s.name, Pos: e.pos,
 		Raw: e.raw, Arrival: e.arrival, Event: e.event}
@@ -277,33 +437,54 @@ func (s *Sink) appendLimitFailure(e *entry, group *record.AckGroup) {
 	w.WriteFailure(f)
 	ep := w.Take().(*pending)
 	ee := &ep.ents[0]
-	key := string(ep.data[:ee.keyEnd])
-	part := s.parts[key]
-	if part == nil {
-		part = s.open(key, ee)
-	}
-	s.add(part, group, ep.data[ee.keyEnd:ee.rowEnd])
 	metrics.SinkFailed.WithLabelValues(s.name, sinks.PartitionLimit).Inc()
 	metrics.ErrorRecords.WithLabelValues(sinks.PartitionLimit).Inc()
+	return s.appendEntry(ctx, now, ee, ep.data[:ee.keyEnd], ep.data[ee.keyEnd:ee.rowEnd], group)
 }
 
+// flushOldest flushes the oldest open buffer.
 func (s *Sink) flushOldest(ctx context.Context) error {
 	for len(s.order) > 0 {
-		p := s.order[0]
+		b := s.order[0]
 		s.order[0] = nil
 		s.order = s.order[1:]
-		if !p.flushed {
-			return s.flushLocked(ctx, p)
+		if !b.flushed {
+			return s.flushLocked(ctx, b)
 		}
 	}
 	return nil
 }
 
+// flushOldestPart flushes every buffer of the lake partition with the
+// oldest open buffer, which closes that lake partition.
+func (s *Sink) flushOldestPart(ctx context.Context) error {
+	for len(s.order) > 0 {
+		b := s.order[0]
+		s.order[0] = nil
+		s.order = s.order[1:]
+		if b.flushed {
+			continue
+		}
+		for _, st := range b.st.lp.streams {
+			if st.buf != nil {
+				if err := s.flushLocked(ctx, st.buf); err != nil {
+					return err
+				}
+			}
+		}
+		return nil
+	}
+	return nil
+}
+
 func (s *Sink) flushLargest(ctx context.Context) error {
-	var big *partition
-	for _, p := range s.parts {
-		if big == nil || len(p.data) > len(big.data) || len(p.data) == len(big.data) && p.key < big.key {
-			big = p
+	var big *buffer
+	for _, b := range s.order {
+		if b == nil || b.flushed {
+			continue
+		}
+		if big == nil || len(b.data) > len(big.data) {
+			big = b
 		}
 	}
 	if big == nil {
@@ -312,32 +493,40 @@ func (s *Sink) flushLargest(ctx context.Context) error {
 	return s.flushLocked(ctx, big)
 }
 
-// flushLocked hands a partition to the flush workers. It blocks, holding
-// the lock, while all workers are busy: appends wait, which is the
+// flushLocked hands a buffer to the flush workers. It blocks, holding the
+// lock, while all workers are busy: appends wait, which is the
 // backpressure that reaches the source.
-func (s *Sink) flushLocked(ctx context.Context, p *partition) error {
-	delete(s.parts, p.key)
-	p.flushed = true
-	s.buffered -= p.size
-	s.bufRecs -= p.rows
+func (s *Sink) flushLocked(ctx context.Context, b *buffer) error {
+	st := b.st
+	st.buf = nil
+	st.lp.open--
+	if st.lp.open == 0 {
+		s.openParts--
+	}
+	b.flushed = true
+	s.buffered -= b.size
+	s.bufRecs -= b.rows
 	s.inflight.Add(1)
+	st.lp.inflight.Add(1)
 	select {
-	case s.jobs <- p:
+	case s.jobs <- b:
 		return nil
 	case <-ctx.Done():
+		st.lp.inflight.Add(-1)
 		s.inflight.Done()
-		for _, a := range p.acks {
+		for _, a := range b.acks {
 			a(ctx.Err())
 		}
 		return ctx.Err()
 	}
 }
 
-// ticker flushes partitions older than buffer.interval, so a quiet
-// partition never holds acks (and the source's checkpoint) for long.
+// ticker flushes buffers older than buffer.interval, so a quiet stream
+// never holds acks (and the source's checkpoint) for long, and forgets
+// lake partitions idle for two intervals.
 func (s *Sink) ticker() {
-	tick := s.cfg.Interval.D() / 10
-	tick = max(min(tick, time.Second), 10*time.Millisecond)
+	iv := s.cfg.Interval.D()
+	tick := max(min(iv/10, time.Second), 10*time.Millisecond)
 	t := time.NewTicker(tick)
 	defer t.Stop()
 	for {
@@ -346,12 +535,20 @@ func (s *Sink) ticker() {
 			return
 		case now := <-t.C:
 			s.mu.Lock()
-			for len(s.order) > 0 && (s.order[0].flushed || now.Sub(s.order[0].opened) >= s.cfg.Interval.D()) {
-				p := s.order[0]
+			for len(s.order) > 0 && (s.order[0].flushed || now.Sub(s.order[0].opened) >= iv) {
+				b := s.order[0]
 				s.order[0] = nil
 				s.order = s.order[1:]
-				if !p.flushed {
-					_ = s.flushLocked(context.Background(), p)
+				if !b.flushed {
+					_ = s.flushLocked(context.Background(), b)
+				}
+			}
+			if now.Sub(s.evicted) >= iv {
+				s.evicted = now
+				for k, lp := range s.lake {
+					if lp.open == 0 && lp.inflight.Load() == 0 && now.Sub(lp.touched) >= 2*iv {
+						delete(s.lake, k)
+					}
 				}
 			}
 			s.mu.Unlock()
@@ -424,9 +621,10 @@ func (s *Sink) flushWorker() {
 		pf = s.layout.newFileWriter()
 	}
 	var buf bytes.Buffer
-	for p := range s.jobs {
+	for b := range s.jobs {
 		start := time.Now()
-		key, body, err := s.encode(p, pf, &buf)
+		lp := b.st.lp
+		key, body, err := s.encode(b, pf, &buf)
 		if err == nil {
 			err = s.put(key, body)
 		}
@@ -443,11 +641,11 @@ func (s *Sink) flushWorker() {
 			s.bytesOut.Add(float64(len(body)))
 			s.stats.objects.Add(1)
 			s.stats.bytes.Add(int64(len(body)))
-			if p.key[0] == kindData {
-				s.written.Add(float64(p.rows))
-				s.stats.records.Add(int64(p.rows))
+			if lp.key[0] == kindData {
+				s.written.Add(float64(b.rows))
+				s.stats.records.Add(int64(b.rows))
 				if s.catalog != nil {
-					if gerr := s.catalog.register(context.Background(), p.key[1:]); gerr != nil {
+					if gerr := s.catalog.register(context.Background(), lp.key[1:]); gerr != nil {
 						// The object is durable; only its catalog entry is
 						// missing, and the next object of the partition
 						// tries again.
@@ -456,15 +654,16 @@ func (s *Sink) flushWorker() {
 					}
 				}
 			} else {
-				s.errWritten.Add(float64(p.rows))
-				s.stats.errors.Add(int64(p.rows))
+				s.errWritten.Add(float64(b.rows))
+				s.stats.errors.Add(int64(b.rows))
 			}
-			s.log.Debug("object written", zap.String("sink", s.name), zap.String("key", key), zap.Int("records", p.rows), zap.Int("bytes", len(body)))
+			s.log.Debug("object written", zap.String("sink", s.name), zap.String("key", key), zap.Int("records", b.rows), zap.Int("bytes", len(body)))
 		}
-		for _, a := range p.acks {
+		for _, a := range b.acks {
 			a(err)
 		}
-		p.data, p.acks = nil, nil
+		b.data, b.acks = nil, nil
+		lp.inflight.Add(-1)
 		s.inflight.Done()
 	}
 }
@@ -483,10 +682,11 @@ func (s *Sink) put(key string, body []byte) error {
 	return err
 }
 
-// encode builds an object from a partition and names it.
-func (s *Sink) encode(p *partition, pf *parquetFile, buf *bytes.Buffer) (string, []byte, error) {
-	prefix := p.key[1:]
-	isErr := p.key[0] == kindError
+// encode builds an object from a buffer and names it after the stream and
+// the range of places it holds.
+func (s *Sink) encode(b *buffer, pf *parquetFile, buf *bytes.Buffer) (string, []byte, error) {
+	prefix := b.st.lp.key[1:]
+	isErr := b.st.lp.key[0] == kindError
 	format := s.format
 	if isErr {
 		format = "ndjson"
@@ -496,9 +696,17 @@ func (s *Sink) encode(p *partition, pf *parquetFile, buf *bytes.Buffer) (string,
 	if gz {
 		ext += ".gz"
 	}
-	key := prefix + p.stem + ext
+	name := make([]byte, 0, len(prefix)+len(b.st.id)+48)
+	name = append(name, prefix...)
+	name = append(name, b.st.id...)
+	name = append(name, '+')
+	name = b.first.appendText(name)
+	name = append(name, '-')
+	name = b.last.appendText(name)
+	name = append(name, ext...)
+	key := string(name)
 	if format == "parquet" {
-		body, err := pf.encode(p.data, p.rows)
+		body, err := pf.encode(b.data, b.rows)
 		return key, body, err
 	}
 	buf.Reset()
@@ -510,11 +718,11 @@ func (s *Sink) encode(p *partition, pf *parquetFile, buf *bytes.Buffer) (string,
 		zw = gzip.NewWriter(buf)
 		w = zw
 	}
-	if format == "csv" && p.header != nil {
-		w.Write(p.header)
+	if format == "csv" && b.header != nil {
+		w.Write(b.header)
 		w.Write([]byte{'\n'})
 	}
-	data := p.data
+	data := b.data
 	for len(data) > 0 {
 		l, k := binary.Uvarint(data)
 		w.Write(data[k : k+int(l)])
@@ -530,11 +738,12 @@ func (s *Sink) encode(p *partition, pf *parquetFile, buf *bytes.Buffer) (string,
 
 // Stats reports what has been durably written.
 func (s *Sink) Stats() sinks.Stats {
-	return sinks.Stats{Records: s.stats.records.Load(), ErrorRecords: s.stats.errors.Load(), Objects: s.stats.objects.Load(), Bytes: s.stats.bytes.Load()}
+	return sinks.Stats{Records: s.stats.records.Load(), ErrorRecords: s.stats.errors.Load(), Objects: s.stats.objects.Load(), Bytes: s.stats.bytes.Load(),
+		Skipped: s.stats.skipped.Load()}
 }
 
 // StoreFor opens the store a sink's URL names.
-func StoreFor(cfg *config.Sink) (Store, error) {
+func StoreFor(cfg *config.Sink) (Lister, error) {
 	return OpenStore(cfg.URL, S3Options{Region: cfg.Region, Endpoint: cfg.Endpoint, KMSKeyID: cfg.KMSKeyID, StorageClass: cfg.StorageClass})
 }
 

@@ -23,7 +23,7 @@ import (
 
 // newSink builds a sink from a YAML sink body, writing to store (or a
 // file store in a temp dir when nil).
-func newSink(t testing.TB, body string, store Store) (*Sink, string) {
+func newSink(t testing.TB, body string, store Lister) (*Sink, string) {
 	t.Helper()
 	dir := t.TempDir()
 	url := "    url: 'file:" + dir + "/'\n"
@@ -127,7 +127,7 @@ func TestParquetReadBackByArrow(t *testing.T) {
 		t.Fatal(err)
 	}
 	got := files(t, dir)
-	want := []string{"project_id=P-1/hour=07/src+f+000000000001.parquet"}
+	want := []string{"project_id=P-1/hour=07/src+f+000000000001-000000000003.parquet"}
 	if strings.Join(got, ",") != strings.Join(want, ",") {
 		t.Fatalf("files = %v, want %v", got, want)
 	}
@@ -178,11 +178,11 @@ func TestSinkFailuresGoToErrorPrefix(t *testing.T) {
 		t.Fatal(err)
 	}
 	got := strings.Join(files(t, dir), "\n")
-	want := "errors/processing-failed/2024/11/03/src+f+000000000002.ndjson\nerrors/schema-mismatch/2024/11/03/src+f+000000000001.ndjson"
+	want := "errors/processing-failed/2024/11/03/src+f+000000000002-000000000003.ndjson\nerrors/schema-mismatch/2024/11/03/src+f+000000000001-000000000004.ndjson"
 	if got != want {
 		t.Fatalf("files:\n%s\nwant\n%s", got, want)
 	}
-	data, _ := os.ReadFile(filepath.Join(dir, "errors/schema-mismatch/2024/11/03/src+f+000000000001.ndjson"))
+	data, _ := os.ReadFile(filepath.Join(dir, "errors/schema-mismatch/2024/11/03/src+f+000000000001-000000000004.ndjson"))
 	lines := strings.Split(strings.TrimSpace(string(data)), "\n")
 	if len(lines) != 2 {
 		t.Fatalf("schema-mismatch lines = %d", len(lines))
@@ -199,7 +199,7 @@ func TestSinkFailuresGoToErrorPrefix(t *testing.T) {
 			t.Errorf("%s = %v, want %v", k, rec[k], v)
 		}
 	}
-	data, _ = os.ReadFile(filepath.Join(dir, "errors/processing-failed/2024/11/03/src+f+000000000002.ndjson"))
+	data, _ = os.ReadFile(filepath.Join(dir, "errors/processing-failed/2024/11/03/src+f+000000000002-000000000003.ndjson"))
 	if !strings.Contains(string(data), `"errorMessage":"partition key project_id: jq .project_id: produced null"`) ||
 		!strings.Contains(string(data), `strftime(\"%H\") cannot be applied to: string (\"not a number\")`) {
 		t.Errorf("processing-failed records:\n%s", data)
@@ -223,6 +223,12 @@ func (b *blockingStore) Put(_ context.Context, key string, _ []byte) error {
 }
 
 func (b *blockingStore) Location() string { return "mem" }
+
+func (b *blockingStore) List(context.Context, string) ([]string, error) { return nil, nil }
+
+func (b *blockingStore) Get(context.Context, string) ([]byte, error) {
+	return nil, errors.New("not found")
+}
 
 func TestAckOnlyAfterDurableWrite(t *testing.T) {
 	store := &blockingStore{release: make(chan struct{})}
@@ -270,16 +276,16 @@ func TestCuts(t *testing.T) {
 	}{
 		{"max_records", "    format: ndjson\n    buffer: {max_records: 2}\n",
 			[]string{`{"a":1}`, `{"a":2}`, `{"a":3}`},
-			[]string{"src+f+000000000001.ndjson", "src+f+000000000003.ndjson"}},
+			[]string{"src+f+000000000001-000000000002.ndjson", "src+f+000000000003-000000000003.ndjson"}},
 		{"max_open_partitions flushes oldest", "    format: ndjson\n    partition_keys: {k: .k}\n    max_open_partitions: 2\n",
 			[]string{`{"k":"a"}`, `{"k":"b"}`, `{"k":"c"}`, `{"k":"a"}`},
-			[]string{"k=a/src+f+000000000001.ndjson", "k=a/src+f+000000000004.ndjson", "k=b/src+f+000000000002.ndjson", "k=c/src+f+000000000003.ndjson"}},
+			[]string{"k=a/src+f+000000000001-000000000001.ndjson", "k=a/src+f+000000000004-000000000004.ndjson", "k=b/src+f+000000000002-000000000002.ndjson", "k=c/src+f+000000000003-000000000003.ndjson"}},
 		{"max_buffered_records flushes oldest", "    format: ndjson\n    partition_keys: {k: .k}\n    max_buffered_records: 2\n",
 			[]string{`{"k":"a"}`, `{"k":"b"}`, `{"k":"b"}`, `{"k":"b"}`},
-			[]string{"k=a/src+f+000000000001.ndjson", "k=b/src+f+000000000002.ndjson"}},
+			[]string{"k=a/src+f+000000000001-000000000001.ndjson", "k=b/src+f+000000000002-000000000004.ndjson"}},
 		{"partition-limit error", "    format: ndjson\n    partition_keys: {k: .k}\n    max_open_partitions: 1\n    on_partition_limit: error\n",
 			[]string{`{"k":"a"}`, `{"k":"b"}`},
-			[]string{"errors/partition-limit/src+f+000000000002.ndjson", "k=a/src+f+000000000001.ndjson"}},
+			[]string{"errors/partition-limit/src+f+000000000002-000000000002.ndjson", "k=a/src+f+000000000001-000000000001.ndjson"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -307,7 +313,7 @@ func TestIntervalFlushWithoutCall(t *testing.T) {
 	case <-time.After(5 * time.Second):
 		t.Fatal("no flush after the interval")
 	}
-	if got := files(t, dir); len(got) != 1 || got[0] != "k=a%2Fb/src+f+000000000001.ndjson" {
+	if got := files(t, dir); len(got) != 1 || got[0] != "k=a%2Fb/src+f+000000000001-000000000001.ndjson" {
 		t.Errorf("files = %v", got)
 	}
 }
@@ -326,7 +332,7 @@ func TestCSVAndGzip(t *testing.T) {
 		t.Fatal(err)
 	}
 	got := files(t, dir)
-	if len(got) != 1 || got[0] != "src+f+000000000001.csv.gz" {
+	if len(got) != 1 || got[0] != "src+f+000000000001-000000000001.csv.gz" {
 		t.Fatalf("files = %v", got)
 	}
 	text, err := testutil.ReadGzip(filepath.Join(dir, got[0]))

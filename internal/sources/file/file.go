@@ -1,8 +1,9 @@
 // Package file is the file source: local files, globs, .gz files and stdin
 // ("-"), one message per line. A position is the file path and the line
-// number, so re-reading a file yields the same positions, and the lines'
-// arrival time is the file's modification time, so a re-run produces the
-// same objects byte for byte.
+// number, so re-reading a file yields the same positions (and the sinks
+// recognise its records as already written), and the lines' arrival time is
+// the file's modification time, so a re-run produces the same objects byte
+// for byte. Stdin's partition is "stdin-" and the time the run opened it.
 package file
 
 import (
@@ -45,6 +46,7 @@ type Source struct {
 
 type openFile struct {
 	path    string
+	part    string // the position's partition: the path, or stdin's run identity
 	f       io.Closer
 	r       *bufio.Reader
 	line    int64
@@ -83,11 +85,15 @@ func (s *Source) Paths() []string { return s.paths }
 func (s *Source) open() error {
 	path := s.paths[s.next]
 	s.next++
-	of := &openFile{path: path}
+	of := &openFile{path: path, part: path}
 	var r io.Reader
 	if path == "-" {
 		r, of.arrival = s.stdin, time.Now().UTC()
 		of.f = io.NopCloser(nil)
+		// Stdin has no name that survives the run: each run is a new
+		// partition, so a second run with other input is never taken for
+		// a re-delivery of the first.
+		of.part = "stdin-" + of.arrival.Format("20060102T150405.000000000Z")
 	} else {
 		f, err := os.Open(path)
 		if err != nil {
@@ -187,7 +193,7 @@ func (s *Source) readLines() (record.Batch, error) {
 				slab = append(slab, data...)
 				b.Messages = append(b.Messages, record.Message{
 					Data:    slab[start:len(slab):len(slab)],
-					Pos:     record.Position{Partition: of.path, Offset: of.line},
+					Pos:     record.Position{Partition: of.part, Offset: of.line},
 					Arrival: of.arrival,
 				})
 			}

@@ -89,7 +89,7 @@ func TestStdin(t *testing.T) {
 	}
 	s.stdin = strings.NewReader("x\ny\n")
 	got, _ := readAll(t, s)
-	if len(got) != 2 || got[1].part != "-" || got[1].line != 2 {
+	if len(got) != 2 || !strings.HasPrefix(got[1].part, "stdin-20") || got[1].line != 2 {
 		t.Errorf("got %+v", got)
 	}
 }

@@ -1,0 +1,64 @@
+// Package objstore is the object-store sink (type: s3): time-partitioned
+// Parquet, NDJSON, CSV or raw-archive objects with Hive-style keys computed
+// from each record by Firehose-compatible partition_keys and prefix
+// templates, on a local directory (file:) or Amazon S3 (s3://).
+//
+// # Buffering
+//
+// Records are buffered per lake partition (the rendered prefix) and, inside
+// it, per source partition (a file, a Kafka partition, a Kinesis shard): a
+// buffer is a stream. A stream is cut into an object when it reaches
+// buffer.max_records or buffer.max_bytes, when buffer.interval has passed
+// since its first record, when opening a lake partition beyond
+// max_open_partitions (the oldest lake partition is flushed), or when all
+// buffers together exceed max_buffered_bytes or max_buffered_records. An
+// object's records are acked only after the store has made it durable.
+//
+// # Exactly once after a crash
+//
+// A source re-delivers everything after its last checkpoint, and a crashed
+// run may have made some of those records durable already, in objects cut
+// at places (wall-clock intervals, memory relief) that the next run will not
+// cut at again. Deterministic names alone (Kafka Connect's approach) do not
+// survive that: a shorter object with the same first record would replace
+// a longer one, and the records in between would be written twice under
+// other names. So the sink records what each object holds, and skips what is
+// already durable:
+//
+//   - Invariant. The records a source partition sp sends to a lake partition
+//     P arrive in source order, and each message's records arrive together.
+//     A record's place in that stream is (offset, k): its message's offset
+//     (or decimal token, for Kinesis sequence numbers) and k, its ordinal
+//     among that message's records in the stream (explode, several routes).
+//     Every object holds records of one stream, and its name carries the
+//     first and last place: src+partition+first-last.ext, for example
+//     app+app-logs-3+000000012000-000000012499.2.parquet.
+//   - Recovery. The first time a run appends to P, it lists P's prefix
+//     once and merges, per source partition, the ranges in the names it
+//     finds. A re-delivered record whose place lies inside a durable range
+//     is skipped and acked as delivered (counted as skipped); any other
+//     record is buffered as usual. Objects are never deleted or
+//     overwritten.
+//   - Why it is exactly once. Every record inside a durable object's range
+//     is durable: the object holds the stream's records between first and
+//     last, except those that were skipped because an older durable object
+//     holds them. A skipped record is therefore durable, and a record that
+//     is not inside any range is written. A new object's first record was
+//     not skipped, so it is not the first record of any durable object and
+//     the new name cannot replace an old one. Where the crashed run cut no
+//     longer matters.
+//   - Re-delivery inside one run (a Kafka partition revoked and assigned
+//     back) shows as a place that does not advance. The sink then writes
+//     out the stream's buffer, waits for every object in flight, lists P
+//     again and carries on as after a restart.
+//   - Cost. One LIST per lake partition per run (they run in parallel,
+//     before the records that need them are appended), and nothing per
+//     object: the ranges are in the names. Lake partitions idle for two
+//     buffer intervals are forgotten and listed again if touched.
+//   - Limits. A record's identity is its source position: the file source
+//     identifies a line by path and line number, so a changed file at the
+//     same path is not re-written, and stdin gets a new identity on every
+//     run. A record refused by max_open_partitions with on_partition_limit:
+//     error depends on what else was open at that moment, so it may land in
+//     the error output in one run and in the lake in another.
+package objstore
