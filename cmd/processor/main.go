@@ -14,6 +14,7 @@ import (
 	"time"
 	_ "time/tzdata" // IANA zones for epoch_to_utc in minimal containers
 
+	"github.com/KimMachineGun/automemlimit/memlimit"
 	"go.uber.org/zap"
 
 	"github.com/sluice-data/sluice/internal/athena"
@@ -147,7 +148,14 @@ func runPipeline(ctx context.Context, cfg *config.Config, stdout io.Writer) erro
 			_ = srv.Close(sctx)
 		}()
 	}
-	log.Info("pipeline starting", zap.String("config", cfg.File), zap.String("version", versionString()))
+	// In a container (ECS Fargate), let the GC work to 90 % of the task's
+	// memory instead of doubling the heap: buffers are sized by config,
+	// the GC's headroom is not. GOMEMLIMIT, if set, wins.
+	limit, err := memlimit.Set(memlimit.WithRatio(0.9), memlimit.WithProvider(memlimit.FromCgroup))
+	if err != nil && !errors.Is(err, memlimit.ErrNoLimit) {
+		log.Warn("could not read the container memory limit", zap.Error(err))
+	}
+	log.Info("pipeline starting", zap.String("config", cfg.File), zap.String("version", versionString()), zap.Int64("go_memory_limit", limit))
 	start := time.Now()
 	err = p.Run(ctx)
 	sum := p.Summary()

@@ -6,6 +6,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"sync/atomic"
 	"testing"
 
 	"github.com/johannesboyne/gofakes3"
@@ -13,6 +14,8 @@ import (
 
 	"github.com/sluice-data/sluice/internal/testutil"
 )
+
+var benchRuns atomic.Int64
 
 // BenchmarkStores runs the bench workload (testutil.WriteAppLogs, seed's
 // six keys) into the file store and into S3 (gofakes3 in-process), to
@@ -34,12 +37,15 @@ func BenchmarkStores(b *testing.B) {
 	srv := httptest.NewServer(gofakes3.New(backend).Server())
 	defer srv.Close()
 	for _, store := range []struct{ name, url string }{
-		{"file", "file:" + filepath.Join(dir, "out") + "/"},
-		{"s3", "s3://lake/app/\n    endpoint: " + srv.URL},
+		{"file", "file:" + filepath.Join(dir, "out") + "/%d/"},
+		{"s3", "s3://lake/app/%d/\n    endpoint: " + srv.URL},
 	} {
 		b.Run(store.name, func(b *testing.B) {
 			b.SetBytes(int64(buf.Len()))
 			for b.Loop() {
+				// A fresh prefix each time: a second run into the same one
+				// would find every record written and skip it.
+				run := benchRuns.Add(1)
 				runYAML(b, fmt.Sprintf(`
 service: {http_listen: "", error_sink: lake}
 sources: [{name: app, type: file, format: app_log, file: {paths: ["%s"]}}]
@@ -53,7 +59,7 @@ sinks:
       - {name: event_timestamp, type: int64}
       - {name: level, type: string}
       - {name: message, type: string}
-`, in, store.url))
+`, in, fmt.Sprintf(store.url, run)))
 			}
 			b.ReportMetric(float64(n)*float64(b.N)/b.Elapsed().Seconds(), "records/s")
 		})

@@ -1,10 +1,10 @@
 package objstore
 
 import (
-	"bytes"
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"io"
 	"math"
 	"reflect"
 	"strconv"
@@ -388,7 +388,6 @@ type parquetFile struct {
 	l    *parquetLayout
 	w    *parquet.Writer
 	rows []parquet.Row
-	out  bytes.Buffer
 }
 
 func (l *parquetLayout) newFileWriter() *parquetFile {
@@ -397,16 +396,19 @@ func (l *parquetLayout) newFileWriter() *parquetFile {
 
 const rowsPerWrite = 512
 
-// encode builds one Parquet file from the buffered rows in data (each row
-// prefixed by its uvarint length) and returns its bytes, valid until the
-// next call.
-func (f *parquetFile) encode(data []byte, nrows int) ([]byte, error) {
-	f.out.Reset()
+// rowGroupInput is how many bytes of buffered rows go into one row group:
+// the Parquet writer holds a row group's pages in memory until it is
+// flushed, so this bounds the memory of encoding an object of any size.
+const rowGroupInput = 64 << 20
+
+// encodeTo writes one Parquet file to w from the buffered rows in data
+// (each row prefixed by its uvarint length).
+func (f *parquetFile) encodeTo(w io.Writer, data []byte) error {
 	if f.w == nil {
-		f.w = parquet.NewWriter(&f.out, f.l.schema, parquet.Compression(f.l.codec),
+		f.w = parquet.NewWriter(w, f.l.schema, parquet.Compression(f.l.codec),
 			parquet.CreatedBy("sluice", "1", ""), parquet.PageBufferSize(256<<10))
 	} else {
-		f.w.Reset(&f.out)
+		f.w.Reset(w)
 	}
 	ncols := len(f.l.cols)
 	if f.l.extra != "" {
@@ -419,34 +421,38 @@ func (f *parquetFile) encode(data []byte, nrows int) ([]byte, error) {
 		}
 	}
 	batch := f.rows[:0]
+	group := 0
 	for len(data) > 0 {
 		n, k := binary.Uvarint(data)
 		if k <= 0 || int(n) > len(data)-k {
-			return nil, errors.New("corrupt row buffer")
+			return errors.New("corrupt row buffer")
 		}
 		row, err := f.decodeRow(f.rows[len(batch)][:0], data[k:k+int(n)])
 		if err != nil {
-			return nil, err
+			return err
 		}
 		batch = append(batch, row)
 		data = data[k+int(n):]
+		group += k + int(n)
 		if len(batch) == rowsPerWrite {
 			if _, err := f.w.WriteRows(batch); err != nil {
-				return nil, err
+				return err
 			}
 			batch = f.rows[:0]
+			if group >= rowGroupInput {
+				if err := f.w.Flush(); err != nil {
+					return err
+				}
+				group = 0
+			}
 		}
 	}
 	if len(batch) > 0 {
 		if _, err := f.w.WriteRows(batch); err != nil {
-			return nil, err
+			return err
 		}
 	}
-	if err := f.w.Close(); err != nil {
-		return nil, err
-	}
-	_ = nrows
-	return f.out.Bytes(), nil
+	return f.w.Close()
 }
 
 func (f *parquetFile) decodeRow(row parquet.Row, b []byte) (parquet.Row, error) {

@@ -112,10 +112,14 @@ type memStore struct {
 
 func newMemStore() *memStore { return &memStore{objs: map[string][]byte{}} }
 
-func (m *memStore) Put(_ context.Context, key string, body []byte) error {
+func (m *memStore) Put(_ context.Context, key string, body Body) error {
+	var buf bytes.Buffer
+	if err := body(&buf); err != nil {
+		return err
+	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	m.objs[key] = append([]byte(nil), body...)
+	m.objs[key] = buf.Bytes()
 	return nil
 }
 
@@ -169,7 +173,7 @@ type crashStore struct {
 	kill    context.CancelFunc
 }
 
-func (c *crashStore) Put(ctx context.Context, key string, body []byte) error {
+func (c *crashStore) Put(ctx context.Context, key string, body Body) error {
 	if c.crashed.Load() || c.after > 0 && c.puts.Load() >= c.after {
 		c.crashed.Store(true)
 		c.kill()

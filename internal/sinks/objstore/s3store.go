@@ -1,8 +1,9 @@
 package objstore
 
 import (
-	"bytes"
+	"bufio"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -38,8 +39,8 @@ type S3Options struct {
 	Endpoint       string // override; path-style addressing is used with it
 	KMSKeyID       string
 	StorageClass   string
-	// PartSize and MultipartThreshold tune multipart uploads (defaults 8 MiB
-	// and 16 MiB; S3's minimum part is 5 MiB).
+	// PartSize and MultipartThreshold tune multipart uploads (both 8 MiB by
+	// default; S3's minimum part is 5 MiB).
 	PartSize, MultipartThreshold int64
 }
 
@@ -81,12 +82,15 @@ func NewS3Store(ctx context.Context, o S3Options) (*S3Store, error) {
 		part = 8 << 20
 	}
 	if threshold == 0 {
-		threshold = 16 << 20
+		threshold = 8 << 20
 	}
 	tm := transfermanager.New(client, func(to *transfermanager.Options) {
 		to.PartSizeBytes = part
 		to.MultipartUploadThreshold = threshold
-		to.Concurrency = 4
+		// Two parts in flight per object: with up to `concurrency`
+		// objects at once, part buffers stay a bounded, small share of
+		// memory (threshold + (2+1) × part size per object).
+		to.Concurrency = 2
 	})
 	return &S3Store{client: client, tm: tm, bucket: o.Bucket, prefix: o.Prefix, kms: o.KMSKeyID, class: o.StorageClass}, nil
 }
@@ -94,12 +98,25 @@ func NewS3Store(ctx context.Context, o S3Options) (*S3Store, error) {
 // Location returns s3://bucket/prefix.
 func (s *S3Store) Location() string { return "s3://" + s.bucket + "/" + s.prefix }
 
-// Put uploads body as key under the store's prefix.
-func (s *S3Store) Put(ctx context.Context, key string, body []byte) error {
+// Put streams body to key under the store's prefix through a pipe: the
+// transfer manager reads it a part at a time, so an object of any size
+// costs the part buffers, not its whole size.
+func (s *S3Store) Put(ctx context.Context, key string, body Body) error {
+	pr, pw := io.Pipe()
+	produced := make(chan struct{})
+	go func() {
+		defer close(produced)
+		bw := bufio.NewWriterSize(pw, 256<<10)
+		err := body(bw)
+		if err == nil {
+			err = bw.Flush()
+		}
+		pw.CloseWithError(err)
+	}()
 	in := &transfermanager.UploadObjectInput{
 		Bucket: aws.String(s.bucket),
 		Key:    aws.String(s.prefix + key),
-		Body:   bytes.NewReader(body),
+		Body:   pr,
 	}
 	if ct := contentType(key); ct != "" {
 		in.ContentType = aws.String(ct)
@@ -111,11 +128,18 @@ func (s *S3Store) Put(ctx context.Context, key string, body []byte) error {
 	if s.class != "" {
 		in.StorageClass = tmtypes.StorageClass(s.class)
 	}
-	if _, err := s.tm.UploadObject(ctx, in); err != nil {
+	_, err := s.tm.UploadObject(ctx, in)
+	// If the upload stopped reading (it failed), unblock the writer; then
+	// wait for it, since body reads the caller's buffers.
+	pr.CloseWithError(errUploadEnded)
+	<-produced
+	if err != nil {
 		return fmt.Errorf("put s3://%s/%s%s: %w", s.bucket, s.prefix, key, err)
 	}
 	return nil
 }
+
+var errUploadEnded = errors.New("upload ended")
 
 func contentType(key string) string {
 	switch {

@@ -3,6 +3,7 @@ package objstore
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -149,7 +150,7 @@ func TestS3MultipartAndAbort(t *testing.T) {
 		t.Fatal(err)
 	}
 	body := bytes.Repeat([]byte("0123456789abcdef"), (12<<20)/16) // 12 MiB: three parts
-	if err := st.Put(context.Background(), "big/object.ndjson", body); err != nil {
+	if err := st.Put(context.Background(), "big/object.ndjson", Bytes(body)); err != nil {
 		t.Fatal(err)
 	}
 	if n := f.requests("partNumber="); n != 3 {
@@ -164,11 +165,52 @@ func TestS3MultipartAndAbort(t *testing.T) {
 		return 500, r.URL.Query().Get("partNumber") == "2"
 	}
 	f.mu.Unlock()
-	if err := st.Put(context.Background(), "big/failed.ndjson", body); err == nil {
+	if err := st.Put(context.Background(), "big/failed.ndjson", Bytes(body)); err == nil {
 		t.Fatal("upload succeeded with a failing part")
 	}
 	if n := f.requests("DELETE /lake/big/failed.ndjson?uploadId="); n != 1 {
 		t.Errorf("AbortMultipartUpload requests = %d, want 1", n)
+	}
+}
+
+// TestS3StreamedBody: an object is streamed from its Body a part at a time;
+// a Body that fails part-way fails the Put, the multipart upload is
+// aborted and no object appears.
+func TestS3StreamedBody(t *testing.T) {
+	f := newFakeS3(t)
+	st, err := NewS3Store(context.Background(), S3Options{Bucket: "lake", Endpoint: f.srv.URL, PartSize: 5 << 20, MultipartThreshold: 5 << 20})
+	if err != nil {
+		t.Fatal(err)
+	}
+	chunk := bytes.Repeat([]byte("sluice-"), 9362) // ~64 KiB
+	gen := func(n int, fail error) Body {
+		return func(w io.Writer) error {
+			for i := 0; i < n; i++ {
+				if _, err := w.Write(chunk); err != nil {
+					return err
+				}
+			}
+			return fail
+		}
+	}
+	if err := st.Put(context.Background(), "s/ok.ndjson", gen(200, nil)); err != nil { // 12.5 MiB
+		t.Fatal(err)
+	}
+	if got := f.get(t, "s/ok.ndjson"); len(got) != 200*len(chunk) || !bytes.Equal(got[:len(chunk)], chunk) {
+		t.Errorf("object: %d bytes, want %d", len(got), 200*len(chunk))
+	}
+	if n := f.requests("partNumber="); n != 3 {
+		t.Errorf("UploadPart requests = %d, want 3", n)
+	}
+	err = st.Put(context.Background(), "s/broken.ndjson", gen(150, errors.New("encoder failed")))
+	if err == nil || !strings.Contains(err.Error(), "encoder failed") {
+		t.Fatalf("Put with a failing body = %v", err)
+	}
+	if n := f.requests("DELETE /lake/s/broken.ndjson?uploadId="); n != 1 {
+		t.Errorf("AbortMultipartUpload requests = %d, want 1", n)
+	}
+	if keys, _ := st.List(context.Background(), "s/"); strings.Join(keys, ",") != "s/ok.ndjson" {
+		t.Errorf("objects = %v", keys)
 	}
 }
 
@@ -221,7 +263,7 @@ func TestS3ListAndGet(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, k := range []string{"dt=2024-11-03/hour=09/b.ndjson.gz", "dt=2024-11-03/hour=09/a.ndjson.gz", "dt=2024-11-03/hour=09/.tmp", "dt=2024-11-03/hour=10/c.ndjson.gz"} {
-		if err := st.Put(context.Background(), k, []byte(k)); err != nil {
+		if err := st.Put(context.Background(), k, Bytes([]byte(k))); err != nil {
 			t.Fatal(err)
 		}
 	}

@@ -1,12 +1,12 @@
 package objstore
 
 import (
-	"bytes"
 	"compress/gzip"
 	"context"
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"io"
 	"math/rand/v2"
 	"slices"
 	"strings"
@@ -66,8 +66,13 @@ type Sink struct {
 
 	jobs     chan *buffer
 	inflight sync.WaitGroup
-	workers  sync.WaitGroup
-	stop     chan struct{}
+	// flying is the memory (buffer capacity) of objects handed to the
+	// workers and not yet written; with the open buffers it is held under
+	// max_buffered_bytes. freed wakes an append waiting for it to drop.
+	flying  atomic.Int64
+	freed   chan struct{}
+	workers sync.WaitGroup
+	stop    chan struct{}
 
 	stats struct {
 		records, errors, objects, bytes, skipped atomic.Int64
@@ -132,7 +137,7 @@ func New(cfg *config.Sink, store Lister, log *zap.Logger) (*Sink, error) {
 	s := &Sink{
 		name: cfg.Name, format: cfg.Format, compress: cfg.Compression, store: store, log: log,
 		cfg: cfg.Buffer, maxOpen: cfg.MaxOpenPartitions, onLimit: cfg.OnPartitionLimit, maxBytes: int64(cfg.MaxBufferedBytes), maxRecs: cfg.MaxBufferedRecs, retryBase: 100 * time.Millisecond,
-		lake: map[string]*lakePart{}, stop: make(chan struct{}),
+		lake: map[string]*lakePart{}, stop: make(chan struct{}), freed: make(chan struct{}, 1),
 		droppedExtra: metrics.SinkDroppedKeys.WithLabelValues(cfg.Name),
 		written:      metrics.SinkWritten.WithLabelValues(cfg.Name),
 		errWritten:   metrics.SinkErrorRecs.WithLabelValues(cfg.Name),
@@ -240,10 +245,8 @@ func (s *Sink) Append(ctx context.Context, pp sinks.Pending, ack record.AckFunc)
 			return err
 		}
 	}
-	for s.buffered > s.maxBytes {
-		if err := s.flushLargest(ctx); err != nil {
-			return err
-		}
+	if err := s.holdMemory(ctx); err != nil {
+		return err
 	}
 	for s.bufRecs > s.maxRecs {
 		if err := s.flushOldest(ctx); err != nil {
@@ -252,6 +255,27 @@ func (s *Sink) Append(ctx context.Context, pp sinks.Pending, ack record.AckFunc)
 	}
 	s.bufGauge.Set(float64(s.buffered))
 	s.openGauge.Set(float64(s.openParts))
+	return nil
+}
+
+// holdMemory keeps the rows held by open buffers and by objects being
+// written under max_buffered_bytes: it flushes the largest buffer while the
+// open ones alone exceed half of it, then waits for writes to finish. The
+// wait is the backpressure that bounds memory however large the output.
+func (s *Sink) holdMemory(ctx context.Context) error {
+	for s.buffered+s.flying.Load() > s.maxBytes {
+		if s.buffered > s.maxBytes/2 || s.flying.Load() == 0 {
+			if err := s.flushLargest(ctx); err != nil {
+				return err
+			}
+			continue
+		}
+		select {
+		case <-s.freed:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
 	return nil
 }
 
@@ -506,6 +530,7 @@ func (s *Sink) flushLocked(ctx context.Context, b *buffer) error {
 	b.flushed = true
 	s.buffered -= b.size
 	s.bufRecs -= b.rows
+	s.flying.Add(int64(cap(b.data)))
 	s.inflight.Add(1)
 	st.lp.inflight.Add(1)
 	select {
@@ -513,6 +538,7 @@ func (s *Sink) flushLocked(ctx context.Context, b *buffer) error {
 		return nil
 	case <-ctx.Done():
 		st.lp.inflight.Add(-1)
+		s.flying.Add(-int64(cap(b.data)))
 		s.inflight.Done()
 		for _, a := range b.acks {
 			a(ctx.Err())
@@ -620,14 +646,17 @@ func (s *Sink) flushWorker() {
 	if s.layout != nil {
 		pf = s.layout.newFileWriter()
 	}
-	var buf bytes.Buffer
 	for b := range s.jobs {
 		start := time.Now()
 		lp := b.st.lp
-		key, body, err := s.encode(b, pf, &buf)
-		if err == nil {
-			err = s.put(key, body)
-		}
+		key, format := s.objectKey(b)
+		var size int64
+		err := s.put(key, func(w io.Writer) error {
+			cw := &countingWriter{w: w}
+			err := s.encodeTo(cw, b, format, pf)
+			size = cw.n
+			return err
+		})
 		if err != nil {
 			s.log.Error("object write failed", zap.String("sink", s.name), zap.String("key", key), zap.Error(err))
 			s.errMu.Lock()
@@ -638,9 +667,9 @@ func (s *Sink) flushWorker() {
 		} else {
 			s.flushTime.Observe(time.Since(start).Seconds())
 			s.objects.Inc()
-			s.bytesOut.Add(float64(len(body)))
+			s.bytesOut.Add(float64(size))
 			s.stats.objects.Add(1)
-			s.stats.bytes.Add(int64(len(body)))
+			s.stats.bytes.Add(size)
 			if lp.key[0] == kindData {
 				s.written.Add(float64(b.rows))
 				s.stats.records.Add(int64(b.rows))
@@ -657,19 +686,24 @@ func (s *Sink) flushWorker() {
 				s.errWritten.Add(float64(b.rows))
 				s.stats.errors.Add(int64(b.rows))
 			}
-			s.log.Debug("object written", zap.String("sink", s.name), zap.String("key", key), zap.Int("records", b.rows), zap.Int("bytes", len(body)))
+			s.log.Debug("object written", zap.String("sink", s.name), zap.String("key", key), zap.Int("records", b.rows), zap.Int64("bytes", size))
 		}
 		for _, a := range b.acks {
 			a(err)
 		}
+		s.flying.Add(-int64(cap(b.data)))
 		b.data, b.acks = nil, nil
 		lp.inflight.Add(-1)
 		s.inflight.Done()
+		select {
+		case s.freed <- struct{}{}:
+		default:
+		}
 	}
 }
 
 // put writes with retries: a transient store error should not fail a run.
-func (s *Sink) put(key string, body []byte) error {
+func (s *Sink) put(key string, body Body) error {
 	var err error
 	backoff := s.retryBase
 	for attempt := 0; attempt < 6; attempt++ {
@@ -682,18 +716,16 @@ func (s *Sink) put(key string, body []byte) error {
 	return err
 }
 
-// encode builds an object from a buffer and names it after the stream and
-// the range of places it holds.
-func (s *Sink) encode(b *buffer, pf *parquetFile, buf *bytes.Buffer) (string, []byte, error) {
+// objectKey names a buffer's object after its stream and the range of
+// places it holds; it also returns the format the object is written in.
+func (s *Sink) objectKey(b *buffer) (key, format string) {
 	prefix := b.st.lp.key[1:]
-	isErr := b.st.lp.key[0] == kindError
-	format := s.format
-	if isErr {
+	format = s.format
+	if b.st.lp.key[0] == kindError {
 		format = "ndjson"
 	}
 	ext := map[string]string{"parquet": ".parquet", "ndjson": ".ndjson", "csv": ".csv", "raw": ".ndjson"}[format]
-	gz := s.compress == "gzip" && format != "parquet"
-	if gz {
+	if s.compress == "gzip" && format != "parquet" {
 		ext += ".gz"
 	}
 	name := make([]byte, 0, len(prefix)+len(b.st.id)+48)
@@ -704,36 +736,51 @@ func (s *Sink) encode(b *buffer, pf *parquetFile, buf *bytes.Buffer) (string, []
 	name = append(name, '-')
 	name = b.last.appendText(name)
 	name = append(name, ext...)
-	key := string(name)
+	return string(name), format
+}
+
+// encodeTo writes a buffer's object to w in format.
+func (s *Sink) encodeTo(w io.Writer, b *buffer, format string, pf *parquetFile) error {
 	if format == "parquet" {
-		body, err := pf.encode(b.data, b.rows)
-		return key, body, err
+		return pf.encodeTo(w, b.data)
 	}
-	buf.Reset()
-	var w interface {
-		Write([]byte) (int, error)
-	} = buf
 	var zw *gzip.Writer
-	if gz {
-		zw = gzip.NewWriter(buf)
+	if s.compress == "gzip" {
+		zw = gzip.NewWriter(w)
 		w = zw
 	}
 	if format == "csv" && b.header != nil {
-		w.Write(b.header)
-		w.Write([]byte{'\n'})
+		if _, err := w.Write(b.header); err != nil {
+			return err
+		}
+		if _, err := w.Write([]byte{'\n'}); err != nil {
+			return err
+		}
 	}
 	data := b.data
 	for len(data) > 0 {
 		l, k := binary.Uvarint(data)
-		w.Write(data[k : k+int(l)])
+		if _, err := w.Write(data[k : k+int(l)]); err != nil {
+			return err
+		}
 		data = data[k+int(l):]
 	}
 	if zw != nil {
-		if err := zw.Close(); err != nil {
-			return key, nil, err
-		}
+		return zw.Close()
 	}
-	return key, buf.Bytes(), nil
+	return nil
+}
+
+// countingWriter counts what passes through it.
+type countingWriter struct {
+	w io.Writer
+	n int64
+}
+
+func (c *countingWriter) Write(p []byte) (int, error) {
+	n, err := c.w.Write(p)
+	c.n += int64(n)
+	return n, err
 }
 
 // Stats reports what has been durably written.

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"sort"
@@ -214,7 +215,7 @@ type blockingStore struct {
 	fail    error
 }
 
-func (b *blockingStore) Put(_ context.Context, key string, _ []byte) error {
+func (b *blockingStore) Put(_ context.Context, key string, _ Body) error {
 	<-b.release
 	b.mu.Lock()
 	defer b.mu.Unlock()
@@ -427,4 +428,40 @@ func FuzzParquetRows(f *testing.F) {
 			t.Fatalf("%d values for %d columns", len(got), len(s.layout.cols)+1)
 		}
 	})
+}
+
+// TestMemoryHeldUnderCap: rows in open buffers plus rows of objects being
+// written stay under max_buffered_bytes; an append past it waits for a
+// write to finish.
+func TestMemoryHeldUnderCap(t *testing.T) {
+	store := &blockingStore{release: make(chan struct{})}
+	s, _ := newSink(t, "    format: ndjson\n    partition_keys: {k: .k}\n    max_buffered_bytes: 4KiB\n    concurrency: 16\n", store)
+	var once sync.Once
+	release := func() { once.Do(func() { close(store.release) }) }
+	t.Cleanup(release) // before the sink's Close, which would wait for the writes
+	big := `{"k":"%d","pad":"` + strings.Repeat("x", 900) + `"}`
+	appended := make(chan int, 100)
+	go func() {
+		for i := range 20 {
+			feed(t, s, nil, fmt.Sprintf(big, i))
+			appended <- i
+		}
+		close(appended)
+	}()
+	time.Sleep(100 * time.Millisecond)
+	if n := len(appended); n >= 20 {
+		t.Fatalf("all %d appends went through with every write blocked", n)
+	}
+	if held := s.flying.Load(); held > 4096+2048 {
+		t.Errorf("%d bytes held by blocked writes, cap 4 KiB", held)
+	}
+	release()
+	for range appended {
+	}
+	if err := s.Flush(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if len(store.puts) != 20 {
+		t.Errorf("puts = %d, want 20", len(store.puts))
+	}
 }

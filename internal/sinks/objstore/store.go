@@ -1,11 +1,13 @@
 package objstore
 
 import (
+	"bufio"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -13,10 +15,23 @@ import (
 	"strings"
 )
 
-// Store writes whole objects. Put must be atomic: a reader sees the old
+// Body writes an object's content to w. A store may call it more than once
+// (a retried write); each call must write the same bytes.
+type Body func(w io.Writer) error
+
+// Bytes is a Body for content already in memory.
+func Bytes(b []byte) Body {
+	return func(w io.Writer) error {
+		_, err := w.Write(b)
+		return err
+	}
+}
+
+// Store writes whole objects, streamed from a Body so that an object is
+// never held in memory whole. Put must be atomic: a reader sees the old
 // object or the new one, never a part; and durable once it returns.
 type Store interface {
-	Put(ctx context.Context, key string, body []byte) error
+	Put(ctx context.Context, key string, body Body) error
 	// Location describes where keys go, for logs.
 	Location() string
 }
@@ -51,7 +66,7 @@ func (s *FileStore) Location() string { return s.root }
 // Put writes body to a temporary file in the target directory, syncs it,
 // renames it over key and syncs the directory, so the object is complete and
 // durable when Put returns.
-func (s *FileStore) Put(_ context.Context, key string, body []byte) error {
+func (s *FileStore) Put(_ context.Context, key string, body Body) error {
 	path := filepath.Join(s.root, filepath.FromSlash(key))
 	dir := filepath.Dir(path)
 	if err := os.MkdirAll(dir, 0o755); err != nil {
@@ -64,7 +79,11 @@ func (s *FileStore) Put(_ context.Context, key string, body []byte) error {
 	if err != nil {
 		return fmt.Errorf("put %s: %w", key, err)
 	}
-	_, err = f.Write(body)
+	bw := bufio.NewWriterSize(f, 1<<20)
+	err = body(bw)
+	if err == nil {
+		err = bw.Flush()
+	}
 	if err == nil {
 		err = f.Sync()
 	}
