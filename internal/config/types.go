@@ -86,7 +86,7 @@ type Sink struct {
 	Buffer            Buffer   `yaml:"buffer" doc:"Per-partition buffering hints."`
 	MaxOpenPartitions int      `yaml:"max_open_partitions" default:"500" doc:"Open partition buffers; opening one more flushes the oldest."`
 	OnPartitionLimit  string   `yaml:"on_partition_limit" default:"flush_oldest" enum:"flush_oldest|error" doc:"At max_open_partitions: flush the oldest partition, or send the record to the error output as partition-limit."`
-	MaxBufferedBytes  Size     `yaml:"max_buffered_bytes" default:"256MiB" doc:"Bytes buffered across all partitions before the largest is flushed."`
+	MaxBufferedBytes  Size     `yaml:"max_buffered_bytes" default:"256MiB" doc:"Memory for rows: open buffers plus objects being written. Past it the largest buffer is flushed, then appends wait for writes."`
 	MaxBufferedRecs   int      `yaml:"max_buffered_records" default:"100000" doc:"Records buffered across all partitions before the oldest partition is flushed; keep it below the sources' max_pending so reading never waits for buffer.interval."`
 	Concurrency       int      `yaml:"concurrency" default:"8" doc:"Objects encoded and written at once."`
 	KMSKeyID          string   `yaml:"kms_key_id" doc:"SSE-KMS key for S3 objects."`
