@@ -102,7 +102,23 @@ type Sink struct {
 	ID        string         `yaml:"id" doc:"jq for the document _id; default derived from the source position."`
 	Bulk      Bulk           `yaml:"bulk" doc:"Bulk request limits."`
 	Retry     Retry          `yaml:"retry" doc:"Retry limits."`
-	ErrorSink string         `yaml:"error_sink" doc:"Where documents OpenSearch rejects go (an s3 sink)."`
+	ErrorSink string         `yaml:"error_sink" doc:"Where documents OpenSearch rejects go (an s3 sink); default service.error_sink."`
+	TLS       TLS            `yaml:"tls" doc:"TLS settings for the OpenSearch endpoints."`
+	// Bootstrap, applied idempotently (PUT) at start.
+	IndexTemplate  NamedFile `yaml:"index_template" doc:"Index template to PUT at start: {name, file} (JSON body of _index_template)."`
+	IngestPipeline NamedFile `yaml:"ingest_pipeline" doc:"Ingest pipeline to PUT at start and name in every bulk request: {name, file}."`
+}
+
+// TLS configures a client's TLS.
+type TLS struct {
+	CAFile             string `yaml:"ca_file" doc:"PEM file of the CAs to trust instead of the system's."`
+	InsecureSkipVerify bool   `yaml:"insecure_skip_verify" doc:"Do not verify the server's certificate (tests only)."`
+}
+
+// NamedFile is a named JSON body read from a file.
+type NamedFile struct {
+	Name string `yaml:"name" doc:"Name of the object to create or replace."`
+	File string `yaml:"file" doc:"JSON file with its body, relative to the working directory."`
 }
 
 // Glue names the catalog table a Parquet sink's partitions are registered in.

@@ -1,8 +1,10 @@
 package config
 
 import (
+	"encoding/json"
 	"fmt"
 	"net/url"
+	"os"
 	"slices"
 	"strings"
 	"time"
@@ -22,7 +24,7 @@ var Available = struct {
 	Sinks   []string
 }{
 	Sources: []string{"file", "archive"},
-	Sinks:   []string{"s3"},
+	Sinks:   []string{"s3", "opensearch"},
 }
 
 type validator struct {
@@ -304,6 +306,10 @@ func (v *validator) sink(i int, sinks map[string]int) {
 		v.errorf(p+".type", "sink type %q is not available in this build (available: %s)", s.Type, strings.Join(Available.Sinks, ", "))
 		return
 	}
+	if s.Type == "opensearch" {
+		v.openSearch(p, s, sinks)
+		return
+	}
 	if s.Type != "s3" {
 		return
 	}
@@ -450,4 +456,87 @@ func ParseObjectURL(raw string) (scheme, location string, err error) {
 func CheckSeverity(scale, s string) error {
 	_, err := severity.ParseBound(scale, s)
 	return err
+}
+
+func (v *validator) openSearch(p string, s *Sink, sinks map[string]int) {
+	if len(s.Endpoints) == 0 {
+		v.errorf(p, "missing required key \"endpoints\"")
+	}
+	for j, e := range s.Endpoints {
+		u, err := url.Parse(e)
+		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			v.errorf(fmt.Sprintf("%s.endpoints[%d]", p, j), "%q is not an http(s) URL", e)
+		}
+	}
+	if s.Index == "" {
+		v.errorf(p, "missing required key \"index\"")
+	} else if tpl, err := template.Parse(s.Index); err != nil {
+		v.errorf(p+".index", "%v", err)
+	} else if len(tpl.Keys()) > 0 || tpl.UsesErrorType() {
+		v.errorf(p+".index", "an index name can use !{timestamp:...} and !{arrival:...} only")
+	} else if name := indexSample(tpl); strings.ToLower(name) != name {
+		v.errorf(p+".index", "index names must be lowercase (this one renders as %q)", name)
+	}
+	if s.ID != "" {
+		if _, err := jq.Compile(s.ID); err != nil {
+			v.errorf(p+".id", "%v", err)
+		}
+	}
+	switch s.Auth.Type {
+	case "basic":
+		if s.Auth.Username == "" || s.Auth.Password == "" {
+			v.errorf(p+".auth", "basic auth needs username and password")
+		}
+	case "sigv4":
+		if s.Auth.Username != "" || s.Auth.Password != "" {
+			v.errorf(p+".auth", "sigv4 signs with AWS credentials; username and password do not apply")
+		}
+	}
+	if s.Bulk.MaxDocs <= 0 {
+		v.errorf(p+".bulk.max_docs", "must be greater than 0")
+	}
+	if s.Bulk.MaxBytes <= 0 {
+		v.errorf(p+".bulk.max_bytes", "must be greater than 0")
+	}
+	if s.Bulk.Concurrency <= 0 {
+		v.errorf(p+".bulk.concurrency", "must be greater than 0")
+	}
+	if s.Bulk.Interval.D() <= 0 {
+		v.errorf(p+".bulk.interval", "must be greater than 0")
+	}
+	if s.Retry.MaxElapsed.D() <= 0 {
+		v.errorf(p+".retry.max_elapsed", "must be greater than 0")
+	}
+	if s.ErrorSink != "" {
+		v.errorSinkRef(p+".error_sink", s.ErrorSink, sinks)
+	} else if v.c.Service.ErrorSink == "" {
+		v.errorf(p, "documents OpenSearch rejects have nowhere to go: set error_sink here or service.error_sink")
+	}
+	for _, b := range []struct {
+		key string
+		nf  NamedFile
+	}{{"index_template", s.IndexTemplate}, {"ingest_pipeline", s.IngestPipeline}} {
+		switch {
+		case (b.nf.Name == "") != (b.nf.File == ""):
+			v.errorf(p+"."+b.key, "set both name and file")
+		case b.nf.File != "":
+			if data, err := os.ReadFile(b.nf.File); err != nil {
+				v.errorf(p+"."+b.key+".file", "%v", err)
+			} else if !json.Valid(data) {
+				v.errorf(p+"."+b.key+".file", "%s is not valid JSON", b.nf.File)
+			}
+		}
+	}
+	if s.TLS.CAFile != "" {
+		if _, err := os.Stat(s.TLS.CAFile); err != nil {
+			v.errorf(p+".tls.ca_file", "%v", err)
+		}
+	}
+}
+
+// indexSample renders an index template for a fixed time: month names
+// (MMM) and literals must come out lowercase.
+func indexSample(tpl *template.Template) string {
+	at := time.Date(2024, 11, 3, 7, 0, 0, 0, time.UTC)
+	return string(tpl.Append(nil, template.Values{Time: at, Arrival: at}))
 }

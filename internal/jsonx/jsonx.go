@@ -220,3 +220,21 @@ func Copy(a *fastjson.Arena, v *fastjson.Value) *fastjson.Value {
 		return a.NewNull()
 	}
 }
+
+// AppendString appends s as a JSON string literal: quotes, backslashes and
+// control bytes escaped, other bytes (UTF-8 included) as they are.
+func AppendString(dst, s []byte) []byte {
+	dst = append(dst, '"')
+	for _, c := range s {
+		switch {
+		case c == '"' || c == '\\':
+			dst = append(dst, '\\', c)
+		case c < 0x20:
+			dst = append(dst, `\u00`...)
+			dst = append(dst, "0123456789abcdef"[c>>4], "0123456789abcdef"[c&15])
+		default:
+			dst = append(dst, c)
+		}
+	}
+	return append(dst, '"')
+}

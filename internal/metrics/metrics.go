@@ -45,6 +45,12 @@ var (
 	SinkDroppedKeys   = counter("sink_extra_fields_dropped_total", "Records whose fields outside the schema were dropped (extra_column is empty).", "sink")
 	SinkSkipped       = counter("sink_skipped_total", "Records not written again because a durable object already holds them (re-delivery after a restart).", "sink")
 	SinkRecoveryLists = counter("sink_recovery_lists_total", "Listings of a lake partition to find what is already durable.", "sink")
+	SearchIndexed     = counter("opensearch_documents_indexed_total", "Documents OpenSearch indexed (2xx, or 409 on our own id).", "sink")
+	SearchRetried     = counter("opensearch_documents_retried_total", "Documents sent again after a 429/5xx item or request answer, or a connection error.", "sink")
+	SearchFailed      = counter("opensearch_documents_failed_total", "Documents sent to the error sink (4xx, too large, or retries exhausted).", "sink")
+	SearchInflight    = gauge("opensearch_bulk_inflight", "Bulk requests in flight.", "sink")
+	SearchBulkSeconds = prometheus.NewHistogramVec(prometheus.HistogramOpts{Namespace: "sluice", Name: "opensearch_bulk_seconds", Help: "Bulk request latency.", Buckets: prometheus.ExponentialBuckets(0.005, 2, 14)}, []string{"sink"})
+	SearchBulkBytes   = prometheus.NewHistogramVec(prometheus.HistogramOpts{Namespace: "sluice", Name: "opensearch_bulk_bytes", Help: "Bulk request body size.", Buckets: prometheus.ExponentialBuckets(4096, 4, 9)}, []string{"sink"})
 	SinkBuffered      = gauge("sink_buffered_bytes", "Bytes buffered in open partitions.", "sink")
 	SinkOpen          = gauge("sink_open_partitions", "Open partition buffers.", "sink")
 	FlushSeconds      = prometheus.NewHistogramVec(prometheus.HistogramOpts{Namespace: "sluice", Name: "sink_flush_seconds", Help: "Time to encode and durably write one object.", Buckets: prometheus.ExponentialBuckets(0.001, 2, 16)}, []string{"sink"})
@@ -53,6 +59,6 @@ var (
 )
 
 func init() {
-	Registry.MustRegister(FlushSeconds)
+	Registry.MustRegister(FlushSeconds, SearchBulkSeconds, SearchBulkBytes)
 	Registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 }

@@ -31,6 +31,7 @@ import (
 	"github.com/sluice-data/sluice/internal/routing"
 	"github.com/sluice-data/sluice/internal/sinks"
 	"github.com/sluice-data/sluice/internal/sinks/objstore"
+	"github.com/sluice-data/sluice/internal/sinks/opensearch"
 	"github.com/sluice-data/sluice/internal/sources"
 	"github.com/sluice-data/sluice/internal/sources/archive"
 	"github.com/sluice-data/sluice/internal/sources/file"
@@ -104,18 +105,18 @@ func New(cfg *config.Config, log *zap.Logger) (*Pipeline, error) {
 	sinkIdx := map[string]int{}
 	for i := range cfg.Sinks {
 		sc := &cfg.Sinks[i]
-		store, err := objstore.StoreFor(sc)
-		if err != nil {
-			p.closeSinks()
-			return nil, err
-		}
-		s, err := objstore.New(sc, store, log)
+		s, err := newSink(cfg, sc, log)
 		if err != nil {
 			p.closeSinks()
 			return nil, err
 		}
 		p.sinks = append(p.sinks, s)
 		sinkIdx[sc.Name] = i
+	}
+	for _, s := range p.sinks {
+		if os, ok := s.(*opensearch.Sink); ok {
+			os.SetErrorSink(p.sinks[sinkIdx[os.ErrorSink()]])
+		}
 	}
 	p.sinkStats = make([]SinkStats, len(p.sinks))
 	srcIdx := map[string]int{}
@@ -188,6 +189,38 @@ func New(cfg *config.Config, log *zap.Logger) (*Pipeline, error) {
 	return p, nil
 }
 
+func newSink(cfg *config.Config, sc *config.Sink, log *zap.Logger) (sinks.Sink, error) {
+	switch sc.Type {
+	case "opensearch":
+		errSink := sc.ErrorSink
+		if errSink == "" {
+			errSink = cfg.Service.ErrorSink
+		}
+		return opensearch.New(sc, errSink, log)
+	default:
+		store, err := objstore.StoreFor(sc)
+		if err != nil {
+			return nil, err
+		}
+		return objstore.New(sc, store, log)
+	}
+}
+
+// flushOrder lists sinks that hand failures to other sinks (OpenSearch)
+// first, so that the object-store sinks flushed after them make those
+// failures durable.
+func (p *Pipeline) flushOrder() []sinks.Sink {
+	var first, then []sinks.Sink
+	for _, s := range p.sinks {
+		if _, ok := s.(*opensearch.Sink); ok {
+			first = append(first, s)
+		} else {
+			then = append(then, s)
+		}
+	}
+	return append(first, then...)
+}
+
 // relieve asks every sink to flush its oldest buffers: a source waits at
 // its pending cap.
 func (p *Pipeline) relieve() {
@@ -198,7 +231,7 @@ func (p *Pipeline) relieve() {
 }
 
 func (p *Pipeline) closeSinks() {
-	for _, s := range p.sinks {
+	for _, s := range p.flushOrder() {
 		_ = s.Close(context.Background())
 	}
 }
@@ -273,7 +306,7 @@ func (p *Pipeline) Run(ctx context.Context) error {
 		p.closeSinks()
 		return err
 	}
-	for _, s := range p.sinks {
+	for _, s := range p.flushOrder() {
 		if err := s.Flush(work); err != nil {
 			p.closeSinks()
 			if cause := context.Cause(work); cause != nil && errors.Is(err, context.Canceled) {
@@ -282,7 +315,7 @@ func (p *Pipeline) Run(ctx context.Context) error {
 			return err
 		}
 	}
-	for _, s := range p.sinks {
+	for _, s := range p.flushOrder() {
 		if err := s.Close(work); err != nil {
 			return err
 		}

@@ -35,6 +35,13 @@ type Failure struct {
 	Raw     []byte    // the message bytes, as read
 	Arrival time.Time // when the source read it
 	Event   time.Time // its event time, for !{timestamp:} in error_prefix
+	// FiledSource and FiledPos, when set, are where an error output files
+	// the failure instead of Source and Pos. An error output keeps each
+	// source partition's records in source order; a sink whose failures
+	// come out of order (OpenSearch items failing after retries) files
+	// them in a stream of its own, in the order it reports them.
+	FiledSource string
+	FiledPos    record.Position
 }
 
 // Sink is a configured output.

@@ -319,7 +319,7 @@ func appendExtra(dst []byte, obj *fastjson.Object, t *trie) ([]byte, bool) {
 			if n > 0 {
 				dst = append(dst, ',')
 			}
-			dst = appendJSONString(dst, k)
+			dst = jsonx.AppendString(dst, k)
 			dst = append(dst, ':')
 			var wrote bool
 			dst, wrote = appendExtra(dst, o, c)
@@ -333,7 +333,7 @@ func appendExtra(dst []byte, obj *fastjson.Object, t *trie) ([]byte, bool) {
 		if n > 0 {
 			dst = append(dst, ',')
 		}
-		dst = appendJSONString(dst, k)
+		dst = jsonx.AppendString(dst, k)
 		dst = append(dst, ':')
 		dst = v.MarshalTo(dst)
 		n++
@@ -363,22 +363,6 @@ func hasExtra(obj *fastjson.Object, t *trie) bool {
 		}
 	})
 	return found
-}
-
-func appendJSONString(dst, s []byte) []byte {
-	dst = append(dst, '"')
-	for _, c := range s {
-		switch {
-		case c == '"' || c == '\\':
-			dst = append(dst, '\\', c)
-		case c < 0x20:
-			dst = append(dst, `\u00`...)
-			dst = append(dst, "0123456789abcdef"[c>>4], "0123456789abcdef"[c&15])
-		default:
-			dst = append(dst, c)
-		}
-	}
-	return append(dst, '"')
 }
 
 // parquetFile turns buffered binary rows into Parquet files, reusing one

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/sluice-data/sluice/internal/jq"
+	"github.com/sluice-data/sluice/internal/jsonx"
 	"github.com/sluice-data/sluice/internal/record"
 	"github.com/sluice-data/sluice/internal/sinks"
 	"github.com/sluice-data/sluice/internal/template"
@@ -158,7 +159,11 @@ func (w *writer) WriteFailure(f *sinks.Failure) {
 	p.data = w.errPfx.Append(p.data, template.Values{Time: at, Arrival: f.Arrival, ErrorType: f.Type})
 	keyEnd := len(p.data)
 	p.data = AppendErrorRecord(p.data, f)
-	p.ents = append(p.ents, entry{keyEnd: uint32(keyEnd), rowEnd: uint32(len(p.data)), pos: f.Pos, source: f.Source})
+	pos, source := f.Pos, f.Source
+	if f.FiledSource != "" {
+		pos, source = f.FiledPos, f.FiledSource
+	}
+	p.ents = append(p.ents, entry{keyEnd: uint32(keyEnd), rowEnd: uint32(len(p.data)), pos: pos, source: source})
 }
 
 // AppendErrorRecord renders a failure as one NDJSON line in the shape
@@ -168,26 +173,26 @@ func AppendErrorRecord(dst []byte, f *sinks.Failure) []byte {
 	dst = append(dst, `{"attemptsMade":1,"arrivalTimestamp":`...)
 	dst = strconv.AppendInt(dst, f.Arrival.UnixMilli(), 10)
 	dst = append(dst, `,"errorCode":`...)
-	dst = appendJSONString(dst, []byte(f.Code))
+	dst = jsonx.AppendString(dst, []byte(f.Code))
 	dst = append(dst, `,"errorMessage":`...)
-	dst = appendJSONString(dst, []byte(f.Message))
+	dst = jsonx.AppendString(dst, []byte(f.Message))
 	dst = append(dst, `,"errorOutputType":`...)
-	dst = appendJSONString(dst, []byte(f.Type))
+	dst = jsonx.AppendString(dst, []byte(f.Type))
 	dst = append(dst, `,"rawData":"`...)
 	dst = base64.StdEncoding.AppendEncode(dst, f.Raw)
 	dst = append(dst, `","source":`...)
-	dst = appendJSONString(dst, []byte(f.Source))
+	dst = jsonx.AppendString(dst, []byte(f.Source))
 	dst = append(dst, `,"sourcePartition":`...)
-	dst = appendJSONString(dst, []byte(f.Pos.Partition))
+	dst = jsonx.AppendString(dst, []byte(f.Pos.Partition))
 	dst = append(dst, `,"sourcePosition":`...)
-	dst = appendJSONString(dst, []byte(f.Pos.String()))
+	dst = jsonx.AppendString(dst, []byte(f.Pos.String()))
 	if f.Route != "" {
 		dst = append(dst, `,"route":`...)
-		dst = appendJSONString(dst, []byte(f.Route))
+		dst = jsonx.AppendString(dst, []byte(f.Route))
 	}
 	if f.Sink != "" {
 		dst = append(dst, `,"sink":`...)
-		dst = appendJSONString(dst, []byte(f.Sink))
+		dst = jsonx.AppendString(dst, []byte(f.Sink))
 	}
 	return append(dst, "}\n"...)
 }
@@ -196,18 +201,18 @@ func AppendErrorRecord(dst []byte, f *sinks.Failure) []byte {
 // from, when it arrived, and its bytes.
 func appendEnvelope(dst []byte, rec *record.Record) []byte {
 	dst = append(dst, `{"source":`...)
-	dst = appendJSONString(dst, []byte(rec.Source))
+	dst = jsonx.AppendString(dst, []byte(rec.Source))
 	dst = append(dst, `,"partition":`...)
-	dst = appendJSONString(dst, []byte(rec.Pos.Partition))
+	dst = jsonx.AppendString(dst, []byte(rec.Pos.Partition))
 	dst = append(dst, `,"offset":`...)
 	dst = strconv.AppendInt(dst, rec.Pos.Offset, 10)
 	if rec.Pos.Token != "" {
 		dst = append(dst, `,"token":`...)
-		dst = appendJSONString(dst, []byte(rec.Pos.Token))
+		dst = jsonx.AppendString(dst, []byte(rec.Pos.Token))
 	}
 	if rec.Pos.Sub != "" {
 		dst = append(dst, `,"sub":`...)
-		dst = appendJSONString(dst, []byte(rec.Pos.Sub))
+		dst = jsonx.AppendString(dst, []byte(rec.Pos.Sub))
 	}
 	dst = append(dst, `,"arrival":`...)
 	dst = strconv.AppendInt(dst, rec.Arrival.UnixMilli(), 10)
