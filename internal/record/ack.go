@@ -43,6 +43,10 @@ func (g *AckGroup) Add() AckFunc {
 // Seal says no more children will be added.
 func (g *AckGroup) Seal() { g.done(nil) }
 
+// SealWith seals the group and, if err is not nil, fails it with err: what
+// a stage returns when it could not take all of a batch.
+func (g *AckGroup) SealWith(err error) { g.done(err) }
+
 func (g *AckGroup) done(err error) {
 	if err != nil {
 		g.mu.Lock()

@@ -109,3 +109,18 @@ func TestObjectStem(t *testing.T) {
 		}
 	}
 }
+
+func TestSealWithFailsTheGroup(t *testing.T) {
+	var got error
+	fired := 0
+	g := NewAckGroup(func(err error) { got = err; fired++ })
+	child := g.Add()
+	g.SealWith(errors.New("sink refused"))
+	if fired != 0 {
+		t.Fatal("fired before its child")
+	}
+	child(nil)
+	if fired != 1 || got == nil || got.Error() != "sink refused" {
+		t.Errorf("fired %d times with %v", fired, got)
+	}
+}

@@ -9,6 +9,7 @@ package sinks
 
 import (
 	"context"
+	"sync"
 	"time"
 
 	"github.com/sluice-data/sluice/internal/record"
@@ -94,4 +95,16 @@ type Writer interface {
 type Pending interface {
 	// Len is the number of records.
 	Len() int
+}
+
+// Wait waits for wg, or until ctx is done.
+func Wait(ctx context.Context, wg *sync.WaitGroup) error {
+	done := make(chan struct{})
+	go func() { wg.Wait(); close(done) }()
+	select {
+	case <-done:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
 }

@@ -215,10 +215,7 @@ func (s *Sink) Append(ctx context.Context, pp sinks.Pending, ack record.AckFunc)
 	p := pp.(*pending)
 	group := record.NewAckGroup(ack)
 	defer func() {
-		if err != nil {
-			group.Add()(err)
-		}
-		group.Seal()
+		group.SealWith(err)
 		p.data, p.ents = p.data[:0], p.ents[:0]
 		pendingPool.Put(p)
 	}()
@@ -610,12 +607,8 @@ func (s *Sink) Flush(ctx context.Context) error {
 	s.bufGauge.Set(0)
 	s.openGauge.Set(0)
 	s.mu.Unlock()
-	done := make(chan struct{})
-	go func() { s.inflight.Wait(); close(done) }()
-	select {
-	case <-done:
-	case <-ctx.Done():
-		return ctx.Err()
+	if err := sinks.Wait(ctx, &s.inflight); err != nil {
+		return err
 	}
 	return s.failed()
 }

@@ -185,10 +185,7 @@ func (s *Sink) Append(ctx context.Context, pp sinks.Pending, ack record.AckFunc)
 	p := pp.(*pending)
 	group := record.NewAckGroup(ack)
 	defer func() {
-		if err != nil {
-			group.Add()(err)
-		}
-		group.Seal()
+		group.SealWith(err)
 	}()
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -272,12 +269,8 @@ func (s *Sink) Flush(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	done := make(chan struct{})
-	go func() { s.inflight.Wait(); close(done) }()
-	select {
-	case <-done:
-	case <-ctx.Done():
-		return ctx.Err()
+	if err := sinks.Wait(ctx, &s.inflight); err != nil {
+		return err
 	}
 	return s.failed()
 }
