@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/signal"
 	"runtime/debug"
+	"strings"
 	"syscall"
 	"time"
 	_ "time/tzdata" // IANA zones for epoch_to_utc in minimal containers
@@ -31,6 +32,9 @@ const usage = `usage: processor <command> [flags]
 commands:
   run -c FILE        run the pipeline the configuration describes
   validate -c FILE   check a configuration; prints OK or every error
+  replay -c FILE --source NAME --from T1 --to T2 [--routes a,b]
+                     run a time range of a kafka or archive source again through
+                     today's routes (no group joined, nothing committed)
   athena-ddl -c FILE --sink NAME [--database DB]
                      print the Athena table (with partition projection) for a Parquet sink
   version            print the version
@@ -75,7 +79,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	case "version":
 		fmt.Fprintln(stdout, versionString())
 		return nil
-	case "validate", "run", "athena-ddl":
+	case "validate", "run", "athena-ddl", "replay":
 	case "-h", "--help", "help":
 		fmt.Fprint(stdout, usage)
 		return nil
@@ -89,6 +93,13 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if cmd == "athena-ddl" {
 		sink = fs.String("sink", "", "sink name")
 		database = fs.String("database", "", "Athena database")
+	}
+	var source, fromS, toS, routesS *string
+	if cmd == "replay" {
+		source = fs.String("source", "", "source name")
+		fromS = fs.String("from", "", "RFC 3339 start (inclusive)")
+		toS = fs.String("to", "", "RFC 3339 end (exclusive)")
+		routesS = fs.String("routes", "", "comma-separated routes (default: every route from the source)")
 	}
 	if err := fs.Parse(rest); err != nil {
 		return usageError(stderr, "%s: %v", cmd, err)
@@ -117,11 +128,34 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		}
 		fmt.Fprint(stdout, ddl)
 		return nil
+	case "replay":
+		if *source == "" || *fromS == "" || *toS == "" {
+			return usageError(stderr, "replay: --source, --from and --to are required")
+		}
+		from, err := time.Parse(time.RFC3339, *fromS)
+		if err != nil {
+			return usageError(stderr, "replay: --from: want an RFC 3339 time, not %q", *fromS)
+		}
+		to, err := time.Parse(time.RFC3339, *toS)
+		if err != nil {
+			return usageError(stderr, "replay: --to: want an RFC 3339 time, not %q", *toS)
+		}
+		if !to.After(from) {
+			return usageError(stderr, "replay: --to must be after --from")
+		}
+		var routes []string
+		if *routesS != "" {
+			routes = strings.Split(*routesS, ",")
+		}
+		if err := replayConfig(cfg, *source, routes); err != nil {
+			return &exitError{code: 1, err: err}
+		}
+		return runPipeline(ctx, cfg, stdout, pipeline.Replay(from, to))
 	}
 	return runPipeline(ctx, cfg, stdout)
 }
 
-func runPipeline(ctx context.Context, cfg *config.Config, stdout io.Writer) error {
+func runPipeline(ctx context.Context, cfg *config.Config, stdout io.Writer, opts ...pipeline.Option) error {
 	log, err := service.NewLogger(cfg.Service.LogLevel, cfg.Service.Name)
 	if err != nil {
 		return err
@@ -133,7 +167,7 @@ func runPipeline(ctx context.Context, cfg *config.Config, stdout io.Writer) erro
 	// handling lets a second one end the process at once.
 	context.AfterFunc(ctx, stop)
 
-	p, err := pipeline.New(cfg, log)
+	p, err := pipeline.New(cfg, log, opts...)
 	if err != nil {
 		return err
 	}
@@ -157,7 +191,14 @@ func runPipeline(ctx context.Context, cfg *config.Config, stdout io.Writer) erro
 	}
 	log.Info("pipeline starting", zap.String("config", cfg.File), zap.String("version", versionString()), zap.Int64("go_memory_limit", limit))
 	start := time.Now()
+	stopProgress := func() {}
+	if len(opts) > 0 {
+		var pctx context.Context
+		pctx, stopProgress = context.WithCancel(ctx)
+		go progress(pctx, p, os.Stderr)
+	}
 	err = p.Run(ctx)
+	stopProgress()
 	sum := p.Summary()
 	sum.Print(stdout)
 	fmt.Fprintf(stdout, "elapsed: %s\n", time.Since(start).Round(time.Millisecond))

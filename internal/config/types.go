@@ -38,6 +38,33 @@ type Source struct {
 	BatchSize  int        `yaml:"batch_size" default:"1024" doc:"Messages per batch handed to the pipeline."`
 	File       FileSource `yaml:"file" doc:"Settings for type: file."`
 	Archive    Archive    `yaml:"archive" doc:"Settings for type: archive."`
+	Kafka      Kafka      `yaml:"kafka" doc:"Settings for type: kafka."`
+}
+
+// Kafka reads topics as a consumer group.
+type Kafka struct {
+	Brokers  []string  `yaml:"brokers" doc:"Seed brokers, host:port."`
+	Topics   []string  `yaml:"topics" doc:"Topics to consume."`
+	Group    string    `yaml:"group" doc:"Consumer group; offsets are committed only after every sink durably wrote the records."`
+	Start    string    `yaml:"start" default:"earliest" doc:"Where a group without committed offsets starts: earliest, latest, or an RFC 3339 time."`
+	ClientID string    `yaml:"client_id" default:"sluice" doc:"Kafka client id."`
+	TLS      KafkaTLS  `yaml:"tls" doc:"TLS to the brokers."`
+	SASL     KafkaSASL `yaml:"sasl" doc:"SASL authentication."`
+}
+
+// KafkaTLS configures TLS to the brokers.
+type KafkaTLS struct {
+	Enabled            bool   `yaml:"enabled" doc:"Use TLS."`
+	CAFile             string `yaml:"ca_file" doc:"PEM file of the CAs to trust instead of the system's."`
+	InsecureSkipVerify bool   `yaml:"insecure_skip_verify" doc:"Do not verify the brokers' certificates (tests only)."`
+}
+
+// KafkaSASL configures SASL.
+type KafkaSASL struct {
+	Mechanism string `yaml:"mechanism" default:"none" enum:"none|plain|scram-sha-256|scram-sha-512|aws-msk-iam" doc:"SASL mechanism."`
+	Username  string `yaml:"username" doc:"User for plain and scram."`
+	Password  string `yaml:"password" doc:"Password for plain and scram."`
+	Region    string `yaml:"region" doc:"AWS region for aws-msk-iam (default: the SDK's)."`
 }
 
 // Archive reads back a raw event archive (a format: raw sink's objects)

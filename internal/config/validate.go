@@ -23,7 +23,7 @@ var Available = struct {
 	Sources []string
 	Sinks   []string
 }{
-	Sources: []string{"file", "archive"},
+	Sources: []string{"file", "archive", "kafka"},
 	Sinks:   []string{"s3", "opensearch"},
 }
 
@@ -148,6 +148,34 @@ func (v *validator) source(i int, sinks map[string]int) {
 				v.errorf(p+".archive.to", "want an RFC 3339 time, not %q", a.To)
 			} else if !to.After(from) {
 				v.errorf(p+".archive.to", "must be after from")
+			}
+		}
+	}
+	if s.Type == "kafka" {
+		k := s.Kafka
+		if len(k.Brokers) == 0 {
+			v.errorf(p+".kafka.brokers", "a kafka source needs at least one broker")
+		}
+		if len(k.Topics) == 0 {
+			v.errorf(p+".kafka.topics", "a kafka source needs at least one topic")
+		}
+		if k.Group == "" {
+			v.errorf(p+".kafka", "missing required key \"group\": offsets are committed to a consumer group")
+		}
+		if k.Start != "earliest" && k.Start != "latest" {
+			if _, err := time.Parse(time.RFC3339, k.Start); err != nil {
+				v.errorf(p+".kafka.start", "want earliest, latest or an RFC 3339 time, not %q", k.Start)
+			}
+		}
+		switch k.SASL.Mechanism {
+		case "plain", "scram-sha-256", "scram-sha-512":
+			if k.SASL.Username == "" || k.SASL.Password == "" {
+				v.errorf(p+".kafka.sasl", "%s needs username and password", k.SASL.Mechanism)
+			}
+		}
+		if k.TLS.CAFile != "" {
+			if _, err := os.Stat(k.TLS.CAFile); err != nil {
+				v.errorf(p+".kafka.tls.ca_file", "%v", err)
 			}
 		}
 	}

@@ -35,8 +35,23 @@ import (
 	"github.com/sluice-data/sluice/internal/sources"
 	"github.com/sluice-data/sluice/internal/sources/archive"
 	"github.com/sluice-data/sluice/internal/sources/file"
+	"github.com/sluice-data/sluice/internal/sources/kafka"
 	"github.com/sluice-data/sluice/internal/transforms"
 )
+
+// Option changes how New builds a pipeline.
+type Option func(*options)
+
+type options struct {
+	replay   bool
+	from, to time.Time
+}
+
+// Replay makes the pipeline's Kafka and archive sources read the time range
+// [from, to) and end, without joining groups or committing anything.
+func Replay(from, to time.Time) Option {
+	return func(o *options) { o.replay, o.from, o.to = true, from, to }
+}
 
 // Pipeline is a configured, runnable pipeline.
 type Pipeline struct {
@@ -97,7 +112,11 @@ type RouteStats struct {
 }
 
 // New builds the pipeline: compiles routes, opens sinks and sources.
-func New(cfg *config.Config, log *zap.Logger) (*Pipeline, error) {
+func New(cfg *config.Config, log *zap.Logger, opts ...Option) (*Pipeline, error) {
+	var o options
+	for _, opt := range opts {
+		opt(&o)
+	}
 	p := &Pipeline{cfg: cfg, log: log, workers: cfg.Service.Workers}
 	if p.workers <= 0 {
 		p.workers = runtime.GOMAXPROCS(0)
@@ -137,16 +156,30 @@ func New(cfg *config.Config, log *zap.Logger) (*Pipeline, error) {
 			}
 			fs.OnWait(p.relieve)
 			rt.src = fs
+		case "kafka":
+			var err error
+			if o.replay {
+				rt.src, err = kafka.NewReplay(sc, o.from, o.to, log)
+			} else {
+				rt.src, err = kafka.New(sc, p.relieve, log)
+			}
+			if err != nil {
+				p.closeSinks()
+				return nil, err
+			}
 		case "archive":
+			if o.replay {
+				sc.Archive.From, sc.Archive.To = o.from.Format(time.RFC3339Nano), o.to.Format(time.RFC3339Nano)
+			}
 			store, err := objstore.OpenStore(sc.Archive.URL, objstore.S3Options{Region: sc.Archive.Region, Endpoint: sc.Archive.Endpoint})
 			if err != nil {
 				p.closeSinks()
 				return nil, fmt.Errorf("source %s: %w", sc.Name, err)
 			}
-			from, _ := time.Parse(time.RFC3339, sc.Archive.From)
+			from, _ := time.Parse(time.RFC3339Nano, sc.Archive.From)
 			to := time.Now()
 			if sc.Archive.To != "" {
-				to, _ = time.Parse(time.RFC3339, sc.Archive.To)
+				to, _ = time.Parse(time.RFC3339Nano, sc.Archive.To)
 			}
 			rt.src = archive.New(sc.Name, store, from, to, sc.BatchSize, sc.MaxPending)
 		default:
@@ -331,41 +364,72 @@ func (p *Pipeline) Run(ctx context.Context) error {
 	return nil
 }
 
-// read pulls batches from the sources. Finite (file) sources are read one
-// after the other in configuration order, so a run over the same files is
-// the same sequence of batches. stop is the shutdown signal; readCtx ends a
-// blocked read on a signal or a failure; a batch already read is still
+// read pulls batches from the sources. Finite (file, archive) sources are
+// read one after the other in configuration order, so a run over the same
+// files is the same sequence of batches; each streaming source (Kafka)
+// is read on its own, alongside. stop is the shutdown signal; readCtx ends
+// a blocked read on a signal or a failure; a batch already read is still
 // handed on unless the pipeline failed (sendCtx), since workers drain on
 // shutdown.
 func (p *Pipeline) read(stop, readCtx, sendCtx context.Context, jobs chan<- job) error {
+	var seqMu sync.Mutex
 	var seq uint64
-	for i, s := range p.sources {
+	send := func(j job) bool {
+		seqMu.Lock()
+		defer seqMu.Unlock()
+		j.seq = seq
+		select {
+		case jobs <- j:
+			seq++
+			return true
+		case <-sendCtx.Done():
+			j.ack(sendCtx.Err())
+			return false
+		}
+	}
+	readOne := func(i int) error {
+		s := p.sources[i]
 		for {
 			if stop.Err() != nil {
 				return nil
 			}
 			b, ack, err := s.src.ReadBatch(readCtx)
 			if errors.Is(err, io.EOF) {
-				break
+				p.log.Info("source finished", zap.String("source", s.cfg.Name))
+				return nil
 			}
 			if err != nil {
 				if readCtx.Err() != nil {
 					return nil
 				}
-				return err
+				return fmt.Errorf("source %s: %w", s.cfg.Name, err)
 			}
-			select {
-			case jobs <- job{seq: seq, src: i, batch: b, ack: ack}:
-				seq++
-			case <-sendCtx.Done():
-				ack(sendCtx.Err())
+			if !send(job{src: i, batch: b, ack: ack}) {
 				return nil
 			}
 		}
-		p.log.Info("source finished", zap.String("source", s.cfg.Name))
 	}
-	return nil
+	var g errgroup.Group
+	g.Go(func() error {
+		for i, s := range p.sources {
+			if !streaming(s.cfg.Type) {
+				if err := readOne(i); err != nil {
+					return err
+				}
+			}
+		}
+		return nil
+	})
+	for i, s := range p.sources {
+		if streaming(s.cfg.Type) {
+			g.Go(func() error { return readOne(i) })
+		}
+	}
+	return g.Wait()
 }
+
+// streaming sources never end by themselves.
+func streaming(typ string) bool { return typ == "kafka" || typ == "kinesis" }
 
 // sequence appends results to the sinks in read order.
 func (p *Pipeline) sequence(ctx context.Context, results <-chan result) error {

@@ -331,13 +331,13 @@ func TestMetricsBalance(t *testing.T) {
 	}
 }
 
-func runYAML(t testing.TB, y string) Summary {
+func runYAML(t testing.TB, y string, opts ...Option) Summary {
 	t.Helper()
 	cfg, err := config.Parse("t.yaml", []byte(y), func(string) (string, bool) { return "", false })
 	if err != nil {
 		t.Fatal(err)
 	}
-	p, err := New(cfg, zap.NewNop())
+	p, err := New(cfg, zap.NewNop(), opts...)
 	if err != nil {
 		t.Fatal(err)
 	}

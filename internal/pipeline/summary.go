@@ -7,6 +7,7 @@ import (
 	"strings"
 
 	"github.com/sluice-data/sluice/internal/sources/file"
+	"github.com/sluice-data/sluice/internal/sources/kafka"
 )
 
 // Summary is the accounting of a run: where every record went.
@@ -48,8 +49,11 @@ func (p *Pipeline) Summary() Summary {
 	for _, src := range p.sources {
 		ss := SourceSummary{Name: src.cfg.Name, Messages: src.stats.Messages.Load(), Records: src.stats.Records.Load(),
 			DecodeFailed: src.stats.DecodeFailed.Load(), Unmatched: src.stats.Unmatched.Load(), Routed: src.stats.Routed.Load()}
-		if fs, ok := src.src.(*file.Source); ok {
-			ss.Checkpoints = fs.Checkpoints()
+		switch cs := src.src.(type) {
+		case *file.Source:
+			ss.Checkpoints = cs.Checkpoints()
+		case *kafka.Source:
+			ss.Checkpoints = cs.Checkpoints()
 		}
 		s.Sources = append(s.Sources, ss)
 	}
@@ -159,4 +163,16 @@ func (s Summary) Print(w io.Writer) {
 	} else if len(cps) > 10 {
 		fmt.Fprintf(w, "checkpoints: %d files, all read\n", len(cps))
 	}
+}
+
+// ReplayProgress reports records read so far and, for Kafka sources
+// reading a range, each partition's progress.
+func (p *Pipeline) ReplayProgress() (records int64, parts []kafka.PartitionProgress) {
+	for _, src := range p.sources {
+		records += src.stats.Messages.Load()
+		if ks, ok := src.src.(*kafka.Source); ok {
+			parts = append(parts, ks.Progress()...)
+		}
+	}
+	return records, parts
 }
