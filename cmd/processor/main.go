@@ -49,7 +49,13 @@ type exitError struct {
 func (e *exitError) Error() string { return e.err.Error() }
 
 func main() {
-	err := run(context.Background(), os.Args[1:], os.Stdout, os.Stderr)
+	// Signals are caught from the first instruction, so a SIGTERM that
+	// arrives while the configuration loads still means a clean stop. The
+	// first signal starts the graceful shutdown; restoring the default
+	// handling lets a second one end the process at once.
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
+	context.AfterFunc(ctx, stop)
+	err := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
 	var ee *exitError
 	switch {
 	case err == nil:
@@ -161,11 +167,6 @@ func runPipeline(ctx context.Context, cfg *config.Config, stdout io.Writer, opts
 		return err
 	}
 	defer log.Sync()
-	ctx, stop := signal.NotifyContext(ctx, syscall.SIGTERM, syscall.SIGINT)
-	defer stop()
-	// The first signal starts the graceful shutdown; restoring the default
-	// handling lets a second one end the process at once.
-	context.AfterFunc(ctx, stop)
 
 	p, err := pipeline.New(cfg, log, opts...)
 	if err != nil {

@@ -43,13 +43,16 @@ type Source struct {
 
 // Kafka reads topics as a consumer group.
 type Kafka struct {
-	Brokers  []string  `yaml:"brokers" doc:"Seed brokers, host:port."`
-	Topics   []string  `yaml:"topics" doc:"Topics to consume."`
-	Group    string    `yaml:"group" doc:"Consumer group; offsets are committed only after every sink durably wrote the records."`
-	Start    string    `yaml:"start" default:"earliest" doc:"Where a group without committed offsets starts: earliest, latest, or an RFC 3339 time."`
-	ClientID string    `yaml:"client_id" default:"sluice" doc:"Kafka client id."`
-	TLS      KafkaTLS  `yaml:"tls" doc:"TLS to the brokers."`
-	SASL     KafkaSASL `yaml:"sasl" doc:"SASL authentication."`
+	Brokers  []string `yaml:"brokers" doc:"Seed brokers, host:port."`
+	Topics   []string `yaml:"topics" doc:"Topics to consume."`
+	Group    string   `yaml:"group" doc:"Consumer group; offsets are committed only after every sink durably wrote the records."`
+	Start    string   `yaml:"start" default:"earliest" doc:"Where a group without committed offsets starts: earliest, latest, or an RFC 3339 time."`
+	ClientID string   `yaml:"client_id" default:"sluice" doc:"Kafka client id."`
+	// SessionTimeout is how long the group waits for a silent member
+	// before giving its partitions to others.
+	SessionTimeout Duration  `yaml:"session_timeout" default:"45s" doc:"How long the group waits for a member that stopped heartbeating (a killed task) before reassigning its partitions."`
+	TLS            KafkaTLS  `yaml:"tls" doc:"TLS to the brokers."`
+	SASL           KafkaSASL `yaml:"sasl" doc:"SASL authentication."`
 }
 
 // KafkaTLS configures TLS to the brokers.

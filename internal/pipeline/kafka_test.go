@@ -1,6 +1,7 @@
 package pipeline
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"path/filepath"
@@ -9,6 +10,7 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/valyala/fastjson"
 
 	"github.com/sluice-data/sluice/internal/testutil"
 )
@@ -94,4 +96,75 @@ sinks:
 	if len(ids) != 1000 {
 		t.Errorf("%d distinct ids, want 1000", len(ids))
 	}
+}
+
+// BenchmarkKafkaToParquet runs the BenchmarkStores workload (200,000 bench
+// records, the seed's six keys, ~1,500 objects to a file store) from a
+// kfake topic of 8 partitions instead of a file. The source reads the whole
+// topic as a replay range (same fetch path as the group, which never
+// ends); compare with BenchmarkStores/file. Records are keyed by
+// project_id, as the planning engines produce them ("keyed"), or spread
+// round-robin ("roundrobin": every lake partition then gets records from
+// all 8 partitions, so 8 times the objects, each an eighth the size).
+func BenchmarkKafkaToParquet(b *testing.B) {
+	for _, keyed := range []bool{true, false} {
+		name := map[bool]string{true: "keyed", false: "roundrobin"}[keyed]
+		b.Run(name, func(b *testing.B) { benchKafka(b, keyed) })
+	}
+}
+
+func benchKafka(b *testing.B, keyed bool) {
+	const n = 200000
+	var buf bytes.Buffer
+	if err := testutil.WriteAppLogs(&buf, n); err != nil {
+		b.Fatal(err)
+	}
+	c, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(8, "logs"))
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer c.Close()
+	part := kgo.StickyKeyPartitioner(nil)
+	if !keyed {
+		part = kgo.RoundRobinPartitioner()
+	}
+	cl, err := kgo.NewClient(kgo.SeedBrokers(c.ListenAddrs()...), kgo.RecordPartitioner(part), kgo.ProducerBatchMaxBytes(4<<20))
+	if err != nil {
+		b.Fatal(err)
+	}
+	at := time.Date(2024, 11, 3, 0, 0, 0, 0, time.UTC)
+	var recs []*kgo.Record
+	for _, line := range bytes.Split(bytes.TrimSpace(buf.Bytes()), []byte("\n")) {
+		r := &kgo.Record{Topic: "logs", Value: line, Timestamp: at}
+		if keyed {
+			r.Key = []byte(fastjson.GetString(line, "project_id"))
+		}
+		recs = append(recs, r)
+	}
+	for i := 0; i < len(recs); i += 20000 {
+		if err := cl.ProduceSync(context.Background(), recs[i:min(i+20000, len(recs))]...).FirstErr(); err != nil {
+			b.Fatal(err)
+		}
+	}
+	cl.Close()
+	dir := b.TempDir()
+	b.SetBytes(int64(buf.Len()))
+	for b.Loop() {
+		run := benchRuns.Add(1)
+		runYAML(b, fmt.Sprintf(`
+service: {http_listen: "", error_sink: lake}
+sources: [{name: app, type: kafka, format: app_log, kafka: {brokers: ["%s"], topics: [logs], group: bench}}]
+routes: [{name: r, from: [app], to: [lake]}]
+sinks:
+  - name: lake
+    type: s3
+    url: "file:%s/%d/"
+    format: parquet
+`+seedKeys+`
+      - {name: event_timestamp, type: int64}
+      - {name: level, type: string}
+      - {name: message, type: string}
+`, c.ListenAddrs()[0], dir, run), Replay(at.Add(-time.Hour), at.Add(time.Hour)))
+	}
+	b.ReportMetric(float64(n)*float64(b.N)/b.Elapsed().Seconds(), "records/s")
 }

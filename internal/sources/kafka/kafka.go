@@ -122,6 +122,7 @@ func New(cfg *config.Source, relieve func(), log *zap.Logger) (*Source, error) {
 	opts = append(opts,
 		kgo.ConsumeTopics(cfg.Kafka.Topics...),
 		kgo.ConsumerGroup(cfg.Kafka.Group),
+		kgo.SessionTimeout(cfg.Kafka.SessionTimeout.D()),
 		kgo.Balancers(kgo.CooperativeStickyBalancer()),
 		kgo.ConsumeResetOffset(start),
 		kgo.AutoCommitMarks(),
