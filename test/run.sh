@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # The test command (README). Runs every test, unit and integration, against
-# the real parts it needs. This build's tests need no external emulator:
-# the file store, the built binary and Apache Arrow's Parquet reader all run
-# in-process. Later sources and sinks add their emulators here.
+# the real parts it needs. Kafka (kfake), S3 (gofakes3) and the OpenSearch
+# fake run in-process or as helper processes the tests build; Apache Arrow
+# reads the Parquet back. The Kinesis issue adds the npm emulators here.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 go version
