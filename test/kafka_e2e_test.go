@@ -122,7 +122,10 @@ func TestKafkaKillOneOfTwo(t *testing.T) {
 	}
 	a, _ := start("a")
 	b, bOut := start("b")
-	time.Sleep(2500 * time.Millisecond)
+	// Kill a once the group is well under way but far from done.
+	for waited := 0; committedTotal(t, cl) < n/5 && waited < 600; waited++ {
+		time.Sleep(50 * time.Millisecond)
+	}
 	a.Process.Signal(syscall.SIGKILL)
 	a.Wait()
 	t.Logf("a killed at %d committed records", committedTotal(t, cl))
@@ -135,6 +138,9 @@ func TestKafkaKillOneOfTwo(t *testing.T) {
 		}
 		time.Sleep(500 * time.Millisecond)
 	}
+	// Let the restarted processor finish starting (it may have nothing
+	// left to read) before asking both to stop.
+	time.Sleep(time.Second)
 	for _, c := range []*exec.Cmd{a, b} {
 		c.Process.Signal(syscall.SIGTERM)
 	}

@@ -122,7 +122,7 @@ func New(cfg *config.Source, relieve func(), log *zap.Logger) (*Source, error) {
 	opts = append(opts,
 		kgo.ConsumeTopics(cfg.Kafka.Topics...),
 		kgo.ConsumerGroup(cfg.Kafka.Group),
-		kgo.SessionTimeout(cfg.Kafka.SessionTimeout.D()),
+		kgo.SessionTimeout(sessionTimeout(cfg.Kafka)),
 		kgo.Balancers(kgo.CooperativeStickyBalancer()),
 		kgo.ConsumeResetOffset(start),
 		kgo.AutoCommitMarks(),
@@ -140,6 +140,13 @@ func New(cfg *config.Source, relieve func(), log *zap.Logger) (*Source, error) {
 		return nil, fmt.Errorf("source %s: %w", cfg.Name, err)
 	}
 	return s, nil
+}
+
+func sessionTimeout(k config.Kafka) time.Duration {
+	if d := k.SessionTimeout.D(); d > 0 {
+		return d
+	}
+	return 45 * time.Second
 }
 
 func newSource(cfg *config.Source, relieve func(), log *zap.Logger) *Source {
