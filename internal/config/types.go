@@ -53,6 +53,9 @@ type Kafka struct {
 	SessionTimeout Duration  `yaml:"session_timeout" default:"45s" doc:"How long the group waits for a member that stopped heartbeating (a killed task) before reassigning its partitions."`
 	TLS            KafkaTLS  `yaml:"tls" doc:"TLS to the brokers."`
 	SASL           KafkaSASL `yaml:"sasl" doc:"SASL authentication."`
+	// MetadataField, when set, puts each message's Kafka metadata into its
+	// JSON records, for routes, partition keys and ids.
+	MetadataField string `yaml:"metadata_field" doc:"Dotted path under which each JSON record gets {topic, partition, offset, timestamp, key, headers} (for match, partition_keys, id); empty: not added."`
 }
 
 // KafkaTLS configures TLS to the brokers.

@@ -178,6 +178,9 @@ func (v *validator) source(i int, sinks map[string]int) {
 				v.errorf(p+".kafka.tls.ca_file", "%v", err)
 			}
 		}
+		if k.MetadataField != "" && !jsonx.ParsePath(k.MetadataField).Valid() {
+			v.errorf(p+".kafka.metadata_field", "invalid field path %q", k.MetadataField)
+		}
 	}
 }
 

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"os"
 	"path/filepath"
 	"testing"
 	"time"
@@ -167,4 +168,63 @@ sinks:
 `, c.ListenAddrs()[0], dir, run), Replay(at.Add(-time.Hour), at.Add(time.Hour)))
 	}
 	b.ReportMetric(float64(n)*float64(b.N)/b.Elapsed().Seconds(), "records/s")
+}
+
+// TestKafkaMetadata: with metadata_field set, the key, headers, topic,
+// partition, offset and timestamp are usable in a route's match, in
+// partition keys and in the record written.
+func TestKafkaMetadata(t *testing.T) {
+	c, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(2, "logs"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	cl, err := kgo.NewClient(kgo.SeedBrokers(c.ListenAddrs()...))
+	if err != nil {
+		t.Fatal(err)
+	}
+	at := time.Date(2024, 11, 3, 7, 0, 0, 0, time.UTC)
+	var recs []*kgo.Record
+	for i := range 40 {
+		tenant := []string{"acme", "globex"}[i%2]
+		recs = append(recs, &kgo.Record{Topic: "logs", Key: []byte(fmt.Sprintf("plant-%d", i%4)), Timestamp: at,
+			Headers: []kgo.RecordHeader{{Key: "tenant", Value: []byte(tenant)}}, Value: []byte(fmt.Sprintf(`{"i":%d}`, i))})
+	}
+	if err := cl.ProduceSync(context.Background(), recs...).FirstErr(); err != nil {
+		t.Fatal(err)
+	}
+	cl.Close()
+	dir := t.TempDir()
+	sum := runYAML(t, fmt.Sprintf(`
+service: {http_listen: "", error_sink: out}
+sources:
+  - {name: k, type: kafka, format: json, kafka: {brokers: ["%s"], topics: [logs], group: g, metadata_field: _kafka}}
+routes:
+  - {name: acme, from: [k], match: {_kafka: {headers: {tenant: [acme]}}}, to: [out]}
+sinks:
+  - {name: out, type: s3, url: "file:%s/", format: ndjson, partition_keys: {key: ._kafka.key}}
+`, c.ListenAddrs()[0], dir), Replay(at.Add(-time.Minute), at.Add(time.Minute)))
+	if sum.Sinks[0].Written != 20 || sum.Sources[0].Unmatched != 20 {
+		t.Fatalf("written %d, unmatched %d; want 20, 20", sum.Sinks[0].Written, sum.Sources[0].Unmatched)
+	}
+	tree := testutil.TreeHashes(dir)
+	keys := map[string]bool{}
+	for rel := range tree {
+		keys[filepath.Dir(rel)] = true
+		b, _ := os.ReadFile(filepath.Join(dir, rel))
+		for _, line := range bytes.Split(bytes.TrimSpace(b), []byte("\n")) {
+			v, err := fastjson.ParseBytes(line)
+			if err != nil {
+				t.Fatal(err)
+			}
+			m := v.Get("_kafka")
+			if string(m.GetStringBytes("topic")) != "logs" || string(m.GetStringBytes("headers", "tenant")) != "acme" ||
+				string(m.GetStringBytes("timestamp")) != "2024-11-03T07:00:00.000Z" || m.Get("offset") == nil || m.Get("partition") == nil {
+				t.Errorf("metadata: %s", line)
+			}
+		}
+	}
+	if len(keys) != 2 || !keys["key=plant-0"] || !keys["key=plant-2"] {
+		t.Errorf("partitions by key: %v", keys)
+	}
 }

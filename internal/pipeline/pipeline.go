@@ -16,6 +16,7 @@ import (
 	"fmt"
 	"io"
 	"runtime"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -26,6 +27,7 @@ import (
 
 	"github.com/sluice-data/sluice/internal/config"
 	"github.com/sluice-data/sluice/internal/decode"
+	"github.com/sluice-data/sluice/internal/jsonx"
 	"github.com/sluice-data/sluice/internal/metrics"
 	"github.com/sluice-data/sluice/internal/record"
 	"github.com/sluice-data/sluice/internal/routing"
@@ -84,6 +86,28 @@ type sourceRT struct {
 	errorSink int
 	routes    []*routeRT // routes that read this source, in order
 	stats     SourceStats
+	metaPath  jsonx.Path // where records get the message's metadata; nil: not added
+}
+
+// addMeta sets path in v to the message's metadata: topic, partition,
+// offset, timestamp (RFC 3339, ms), key and headers as UTF-8 strings.
+func addMeta(a *fastjson.Arena, v *fastjson.Value, path jsonx.Path, m *record.Meta) {
+	o := a.NewObject()
+	o.Set("topic", a.NewString(m.Topic))
+	o.Set("partition", a.NewNumberInt(int(m.Partition)))
+	o.Set("offset", a.NewNumberString(strconv.FormatInt(m.Offset, 10)))
+	o.Set("timestamp", a.NewString(m.Timestamp.Format("2006-01-02T15:04:05.000Z07:00")))
+	if m.Key != nil {
+		o.Set("key", a.NewStringBytes(m.Key))
+	} else {
+		o.Set("key", a.NewNull())
+	}
+	h := a.NewObject()
+	for _, hd := range m.Headers {
+		h.Set(hd.Key, a.NewStringBytes(hd.Value))
+	}
+	o.Set("headers", h)
+	jsonx.Set(a, v, path, o)
 }
 
 type routeRT struct {
@@ -142,6 +166,9 @@ func New(cfg *config.Config, log *zap.Logger, opts ...Option) (*Pipeline, error)
 	for i := range cfg.Sources {
 		sc := &cfg.Sources[i]
 		rt := &sourceRT{cfg: sc, errorSink: -1}
+		if sc.Type == "kafka" && sc.Kafka.MetadataField != "" {
+			rt.metaPath = jsonx.ParsePath(sc.Kafka.MetadataField)
+		}
 		if sc.ErrorSink != "" {
 			rt.errorSink = sinkIdx[sc.ErrorSink]
 		} else if cfg.Service.ErrorSink != "" {
@@ -503,10 +530,15 @@ func (w *worker) process(j job) result {
 	routeCounts := make([]transforms.Stats, len(src.routes))
 	matched := make([]int64, len(src.routes))
 	dec := w.decoders[j.src]
+	var cur *record.Message
+	metaPath := src.metaPath
 	emit := func(rec *record.Record) {
 		bc.records++
 		w.recNo++
 		w.tctx.Reset()
+		if metaPath != nil && cur.Meta != nil && rec.Value != nil {
+			addMeta(&w.tctx.Arena, rec.Value, metaPath, cur.Meta)
+		}
 		took, dirty := false, false
 		for i, rt := range src.routes {
 			if rt.pattern != nil && !rt.pattern.Match(rec.Value) {
@@ -518,6 +550,9 @@ func (w *worker) process(j job) result {
 					panic(fmt.Sprintf("re-parse of decoded record failed: %v", err))
 				}
 				rec.Value = v
+				if metaPath != nil && cur.Meta != nil {
+					addMeta(&w.tctx.Arena, rec.Value, metaPath, cur.Meta)
+				}
 			}
 			took = true
 			matched[i]++
@@ -545,7 +580,8 @@ func (w *worker) process(j job) result {
 			Source: origin, Pos: e.Pos, Raw: e.Raw, Arrival: m.Arrival, Event: m.Arrival})
 	}
 	for i := range j.batch.Messages {
-		dec.Decode(&j.batch.Messages[i], emit, fail)
+		cur = &j.batch.Messages[i]
+		dec.Decode(cur, emit, fail)
 	}
 	src.stats.Messages.Add(int64(len(j.batch.Messages)))
 	src.stats.Records.Add(bc.records)

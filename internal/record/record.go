@@ -108,6 +108,25 @@ type Message struct {
 	// again from the archive; names and ids derive from it, so a replay
 	// overwrites what the live path wrote.
 	Origin string
+	// Meta is the source's metadata for the message (Kafka: topic,
+	// partition, offset, timestamp, key, headers), or nil.
+	Meta *Meta
+}
+
+// Meta is what a source knows about a message besides its bytes.
+type Meta struct {
+	Topic     string
+	Partition int32
+	Offset    int64
+	Timestamp time.Time
+	Key       []byte
+	Headers   []Header
+}
+
+// Header is one message header.
+type Header struct {
+	Key   string
+	Value []byte
 }
 
 // Batch is what a source hands out in one ReadBatch call.

@@ -286,7 +286,15 @@ func (s *Source) batchOf(ctx context.Context, recs []*kgo.Record) (record.Batch,
 		}
 		sp.last = r
 		sp.n++
-		b.Messages = append(b.Messages, record.Message{Data: r.Value, Pos: record.Position{Partition: tp.String(), Offset: r.Offset}, Arrival: r.Timestamp.UTC()})
+		m := record.Message{Data: r.Value, Pos: record.Position{Partition: tp.String(), Offset: r.Offset}, Arrival: r.Timestamp.UTC()}
+		if s.cfg.MetadataField != "" {
+			meta := &record.Meta{Topic: r.Topic, Partition: r.Partition, Offset: r.Offset, Timestamp: r.Timestamp.UTC(), Key: r.Key}
+			for _, h := range r.Headers {
+				meta.Headers = append(meta.Headers, record.Header{Key: h.Key, Value: h.Value})
+			}
+			m.Meta = meta
+		}
+		b.Messages = append(b.Messages, m)
 	}
 	s.mu.Unlock()
 	if len(b.Messages) == 0 {
