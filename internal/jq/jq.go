@@ -25,6 +25,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/itchyny/gojq"
 	"github.com/itchyny/timefmt-go"
@@ -323,15 +324,14 @@ func (f *fastExpr) appendText(dst []byte, root *fastjson.Value) (out []byte, ok 
 			if s.isNum {
 				return dst, false, nil
 			}
+			if !utf8.Valid(s.str) {
+				// gojq maps runes: each invalid byte becomes U+FFFD.
+				s.str = []byte(strings.Map(func(r rune) rune { return asciiCase(st.kind, r) }, string(s.str)))
+				break
+			}
 			b := make([]byte, len(s.str))
 			for i, c := range s.str {
-				switch {
-				case st.kind == stepDowncase && 'A' <= c && c <= 'Z':
-					c += 'a' - 'A'
-				case st.kind == stepUpcase && 'a' <= c && c <= 'z':
-					c -= 'a' - 'A'
-				}
-				b[i] = c
+				b[i] = byte(asciiCase(st.kind, rune(c)))
 			}
 			s.str = b
 		}
@@ -387,4 +387,16 @@ func epochToTime(v float64) (time.Time, bool) {
 		return time.Time{}, false
 	}
 	return t, true
+}
+
+// asciiCase changes the case of ASCII letters only, as jq's ascii_downcase
+// and ascii_upcase do.
+func asciiCase(kind stepKind, c rune) rune {
+	switch {
+	case kind == stepDowncase && 'A' <= c && c <= 'Z':
+		return c + 'a' - 'A'
+	case kind == stepUpcase && 'a' <= c && c <= 'z':
+		return c - ('a' - 'A')
+	}
+	return c
 }
