@@ -39,6 +39,19 @@ type Source struct {
 	File       FileSource `yaml:"file" doc:"Settings for type: file."`
 	Archive    Archive    `yaml:"archive" doc:"Settings for type: archive."`
 	Kafka      Kafka      `yaml:"kafka" doc:"Settings for type: kafka."`
+	Kinesis    Kinesis    `yaml:"kinesis" doc:"Settings for type: kinesis."`
+}
+
+// Kinesis reads a stream with shard leases in DynamoDB, KCL-style.
+type Kinesis struct {
+	Stream           string   `yaml:"stream" doc:"Stream name."`
+	Region           string   `yaml:"region" doc:"AWS region (default: the SDK's)."`
+	Endpoint         string   `yaml:"endpoint" doc:"Kinesis endpoint override, for emulators (AWS_ENDPOINT_URL_KINESIS also works)."`
+	DynamoDBEndpoint string   `yaml:"dynamodb_endpoint" doc:"Endpoint override for the lease table (AWS_ENDPOINT_URL_DYNAMODB also works)."`
+	LeaseTable       string   `yaml:"lease_table" doc:"DynamoDB table holding shard leases and checkpoints; created (on-demand billing) if missing."`
+	Start            string   `yaml:"start" default:"trim_horizon" doc:"Where a shard without a checkpoint starts: trim_horizon, latest, or an RFC 3339 time."`
+	LeaseDuration    Duration `yaml:"lease_duration" default:"10s" doc:"A lease not renewed for this long is expired and may be taken."`
+	MaxLeasesPerTake int      `yaml:"max_leases_per_take" default:"2" doc:"Leases a worker takes at most per lease interval, so workers balance gradually."`
 }
 
 // Kafka reads topics as a consumer group.

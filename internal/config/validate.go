@@ -23,7 +23,7 @@ var Available = struct {
 	Sources []string
 	Sinks   []string
 }{
-	Sources: []string{"file", "archive", "kafka"},
+	Sources: []string{"file", "archive", "kafka", "kinesis"},
 	Sinks:   []string{"s3", "opensearch"},
 }
 
@@ -180,6 +180,26 @@ func (v *validator) source(i int, sinks map[string]int) {
 		}
 		if k.MetadataField != "" && !jsonx.ParsePath(k.MetadataField).Valid() {
 			v.errorf(p+".kafka.metadata_field", "invalid field path %q", k.MetadataField)
+		}
+	}
+	if s.Type == "kinesis" {
+		k := s.Kinesis
+		if k.Stream == "" {
+			v.errorf(p+".kinesis", "missing required key \"stream\"")
+		}
+		if k.LeaseTable == "" {
+			v.errorf(p+".kinesis", "missing required key \"lease_table\": shard leases and checkpoints live in DynamoDB")
+		}
+		if k.Start != "trim_horizon" && k.Start != "latest" {
+			if _, err := time.Parse(time.RFC3339, k.Start); err != nil {
+				v.errorf(p+".kinesis.start", "want trim_horizon, latest or an RFC 3339 time, not %q", k.Start)
+			}
+		}
+		if k.LeaseDuration.D() < time.Second {
+			v.errorf(p+".kinesis.lease_duration", "must be at least 1s")
+		}
+		if k.MaxLeasesPerTake <= 0 {
+			v.errorf(p+".kinesis.max_leases_per_take", "must be greater than 0")
 		}
 	}
 }

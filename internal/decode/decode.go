@@ -77,6 +77,12 @@ func (e *Error) Error() string { return fmt.Sprintf("decode %s: %v", e.Pos, e.Er
 // that does not decode. The record passed to emit is valid only during the
 // call.
 func (d *Decoder) Decode(msg *record.Message, emit func(*record.Record), fail func(*Error)) {
+	if msg.Err != nil {
+		// The source could not take the message apart (a corrupt KPL
+		// aggregate): it fails whole, with the source's reason.
+		fail(&Error{Pos: msg.Pos, Raw: msg.Data, Err: msg.Err})
+		return
+	}
 	if d.format == "metric_stream" && bytes.IndexByte(bytes.TrimSpace(msg.Data), '\n') >= 0 {
 		// Several newline-separated objects in one stream record: each is a
 		// record named by its index among the non-empty lines.

@@ -38,6 +38,7 @@ import (
 	"github.com/sluice-data/sluice/internal/sources/archive"
 	"github.com/sluice-data/sluice/internal/sources/file"
 	"github.com/sluice-data/sluice/internal/sources/kafka"
+	"github.com/sluice-data/sluice/internal/sources/kinesis"
 	"github.com/sluice-data/sluice/internal/transforms"
 )
 
@@ -49,7 +50,7 @@ type options struct {
 	from, to time.Time
 }
 
-// Replay makes the pipeline's Kafka and archive sources read the time range
+// Replay makes the pipeline's Kafka, Kinesis and archive sources read the time range
 // [from, to) and end, without joining groups or committing anything.
 func Replay(from, to time.Time) Option {
 	return func(o *options) { o.replay, o.from, o.to = true, from, to }
@@ -193,6 +194,17 @@ func New(cfg *config.Config, log *zap.Logger, opts ...Option) (*Pipeline, error)
 			if err != nil {
 				p.closeSinks()
 				return nil, err
+			}
+		case "kinesis":
+			var err error
+			if o.replay {
+				rt.src, err = kinesis.NewReplay(sc, o.from, o.to, log)
+			} else {
+				rt.src, err = kinesis.New(sc, p.relieve, log)
+			}
+			if err != nil {
+				p.closeSinks()
+				return nil, fmt.Errorf("source %s: %w", sc.Name, err)
 			}
 		case "archive":
 			if o.replay {

@@ -8,6 +8,7 @@ import (
 
 	"github.com/sluice-data/sluice/internal/sources/file"
 	"github.com/sluice-data/sluice/internal/sources/kafka"
+	"github.com/sluice-data/sluice/internal/sources/kinesis"
 )
 
 // Summary is the accounting of a run: where every record went.
@@ -53,6 +54,8 @@ func (p *Pipeline) Summary() Summary {
 		case *file.Source:
 			ss.Checkpoints = cs.Checkpoints()
 		case *kafka.Source:
+			ss.Checkpoints = cs.Checkpoints()
+		case *kinesis.Source:
 			ss.Checkpoints = cs.Checkpoints()
 		}
 		s.Sources = append(s.Sources, ss)

@@ -111,6 +111,9 @@ type Message struct {
 	// Meta is the source's metadata for the message (Kafka: topic,
 	// partition, offset, timestamp, key, headers), or nil.
 	Meta *Meta
+	// Err, when set, is why the source could not read the message (a
+	// corrupt KPL aggregate); it goes to the error output with Data.
+	Err error
 }
 
 // Meta is what a source knows about a message besides its bytes.
