@@ -1,0 +1,107 @@
+package pipeline
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"testing"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	awsconfig "github.com/aws/aws-sdk-go-v2/config"
+	"github.com/aws/aws-sdk-go-v2/service/kinesis"
+	ktypes "github.com/aws/aws-sdk-go-v2/service/kinesis/types"
+	"go.uber.org/zap"
+
+	"github.com/sluice-data/sluice/internal/config"
+	ksrc "github.com/sluice-data/sluice/internal/sources/kinesis"
+	"github.com/sluice-data/sluice/internal/testutil"
+)
+
+// BenchmarkKinesisToParquet reads 50,000 bench records from a 4-shard
+// kinesalite stream into the BenchmarkStores lake (replay path), and, for
+// comparison, the same stream through the source alone: the difference
+// says whether the emulator or the pipeline bounds the rate.
+func BenchmarkKinesisToParquet(b *testing.B) {
+	kin, ddb := os.Getenv("SLUICE_TEST_KINESIS_ENDPOINT"), os.Getenv("SLUICE_TEST_DYNAMODB_ENDPOINT")
+	if kin == "" {
+		b.Skip("SLUICE_TEST_KINESIS_ENDPOINT unset: run under test/run.sh's emulators")
+	}
+	b.Setenv("AWS_ACCESS_KEY_ID", "test")
+	b.Setenv("AWS_SECRET_ACCESS_KEY", "test")
+	const n = 50000
+	var buf bytes.Buffer
+	testutil.WriteAppLogs(&buf, n)
+	cfg, _ := awsconfig.LoadDefaultConfig(context.Background(), awsconfig.WithRegion("us-east-1"))
+	kc := kinesis.NewFromConfig(cfg, func(o *kinesis.Options) { o.BaseEndpoint = aws.String(kin) })
+	stream := fmt.Sprintf("bench-%d", time.Now().UnixNano())
+	kc.CreateStream(context.Background(), &kinesis.CreateStreamInput{StreamName: aws.String(stream), ShardCount: aws.Int32(4)})
+	for range 200 {
+		out, err := kc.DescribeStreamSummary(context.Background(), &kinesis.DescribeStreamSummaryInput{StreamName: aws.String(stream)})
+		if err == nil && out.StreamDescriptionSummary.StreamStatus == ktypes.StreamStatusActive {
+			break
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	from := time.Now().Add(-time.Minute)
+	lines := bytes.Split(bytes.TrimSpace(buf.Bytes()), []byte("\n"))
+	for i := 0; i < len(lines); i += 500 {
+		var entries []ktypes.PutRecordsRequestEntry
+		for j := i; j < min(i+500, len(lines)); j++ {
+			entries = append(entries, ktypes.PutRecordsRequestEntry{PartitionKey: aws.String(fmt.Sprint(j % 97)), Data: lines[j]})
+		}
+		if _, err := kc.PutRecords(context.Background(), &kinesis.PutRecordsInput{StreamName: aws.String(stream), Records: entries}); err != nil {
+			b.Fatal(err)
+		}
+	}
+	to := time.Now().Add(time.Minute)
+	src := &config.Source{Name: "app", Type: "kinesis", BatchSize: 1024, MaxPending: 1000000,
+		Kinesis: config.Kinesis{Stream: stream, Region: "us-east-1", Endpoint: kin, DynamoDBEndpoint: ddb, LeaseTable: stream, Start: "trim_horizon"}}
+	b.Run("source-only", func(b *testing.B) {
+		for b.Loop() {
+			s, err := ksrc.NewReplay(src, from, to, zap.NewNop())
+			if err != nil {
+				b.Fatal(err)
+			}
+			got := 0
+			for {
+				bt, ack, err := s.ReadBatch(context.Background())
+				if err == io.EOF {
+					break
+				}
+				if err != nil {
+					b.Fatal(err)
+				}
+				got += len(bt.Messages)
+				ack(nil)
+			}
+			if got != n {
+				b.Fatalf("read %d", got)
+			}
+		}
+		b.ReportMetric(float64(n)*float64(b.N)/b.Elapsed().Seconds(), "records/s")
+	})
+	b.Run("to-parquet", func(b *testing.B) {
+		dir := b.TempDir()
+		for b.Loop() {
+			run := benchRuns.Add(1)
+			runYAML(b, fmt.Sprintf(`
+service: {http_listen: "", error_sink: lake}
+sources: [{name: app, type: kinesis, format: app_log, kinesis: {stream: %s, region: us-east-1, endpoint: "%s", dynamodb_endpoint: "%s", lease_table: %s}}]
+routes: [{name: r, from: [app], to: [lake]}]
+sinks:
+  - name: lake
+    type: s3
+    url: "file:%s/%d/"
+    format: parquet
+`+seedKeys+`
+      - {name: event_timestamp, type: int64}
+      - {name: level, type: string}
+      - {name: message, type: string}
+`, stream, kin, ddb, stream, dir, run), Replay(from, to))
+		}
+		b.ReportMetric(float64(n)*float64(b.N)/b.Elapsed().Seconds(), "records/s")
+	})
+}
