@@ -1,6 +1,10 @@
 # Sourced by test/run.sh: installs (once) and starts the Kinesis and
 # DynamoDB emulators the Kinesis tests need, exports their endpoints, and
 # stops them when the shell exits.
+if [ -n "${SLUICE_TEST_KINESIS_ENDPOINT:-}" ] && curl -s -o /dev/null "$SLUICE_TEST_KINESIS_ENDPOINT" && \
+   [ -n "${SLUICE_TEST_DYNAMODB_ENDPOINT:-}" ] && curl -s -o /dev/null "$SLUICE_TEST_DYNAMODB_ENDPOINT"; then
+  return 0 # already running (started by .ci/run)
+fi
 emu_dir="$(pwd)/test/emulators"
 if [ ! -x "$emu_dir/node_modules/.bin/kinesalite" ] || [ ! -x "$emu_dir/node_modules/.bin/dynalite" ]; then
   echo "== installing kinesalite@3.3.3 and dynalite@4.0.0 (npm)"
