@@ -100,42 +100,8 @@ func TestCrashExactlyOnce(t *testing.T) {
 	if kills < 2 {
 		t.Logf("only %d runs were killed mid-stream", kills)
 	}
-	counts := map[string]int{}
-	objects := 0
-	err := filepath.Walk(out, func(p string, info os.FileInfo, err error) error {
-		if err != nil || info.IsDir() || strings.HasPrefix(info.Name(), ".") {
-			return err
-		}
-		if !strings.HasSuffix(p, ".parquet") {
-			return fmt.Errorf("unexpected object %s", p)
-		}
-		objects++
-		pf, err := testutil.ReadParquet(p)
-		if err != nil {
-			return err
-		}
-		for _, row := range pf.Rows {
-			id, _ := row["id"].(string)
-			counts[id]++
-		}
-		return nil
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	bad := 0
-	for i := range n {
-		id := fmt.Sprintf("r%06d", i)
-		if c := counts[id]; c != 1 {
-			if bad++; bad <= 10 {
-				t.Errorf("record %s is in the lake %d times", id, c)
-			}
-		}
-		delete(counts, id)
-	}
-	if bad > 0 || len(counts) > 0 {
-		t.Fatalf("%d records not exactly once, %d unknown ids", bad, len(counts))
-	}
+	counts, objects := parquetIDs(t, out)
+	exactlyOnce(t, counts, n)
 	t.Logf("%d kills; %d objects; every one of %d records exactly once", kills, objects, n)
 }
 
@@ -160,5 +126,55 @@ func writeIdentifiedLogs(t *testing.T, path string, n int) {
 	}
 	if err := w.Flush(); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// parquetIDs has Apache Arrow read every Parquet object under dir and
+// counts each value of the id column; any other object is an error.
+func parquetIDs(t *testing.T, dir string) (counts map[string]int, objects int) {
+	t.Helper()
+	counts = map[string]int{}
+	err := filepath.Walk(dir, func(p string, info os.FileInfo, err error) error {
+		if err != nil || info.IsDir() || strings.HasPrefix(info.Name(), ".") {
+			return err
+		}
+		if !strings.HasSuffix(p, ".parquet") {
+			return fmt.Errorf("unexpected object %s", p)
+		}
+		objects++
+		pf, err := testutil.ReadParquet(p)
+		if err != nil {
+			return err
+		}
+		for _, row := range pf.Rows {
+			id, _ := row["id"].(string)
+			counts[id]++
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return counts, objects
+}
+
+// exactlyOnce fails unless ids r000000..r(n-1) each appear once and
+// nothing else does.
+func exactlyOnce(t *testing.T, counts map[string]int, n int) {
+	t.Helper()
+	bad, known := 0, 0
+	for i := range n {
+		id := fmt.Sprintf("r%06d", i)
+		if c := counts[id]; c != 1 {
+			if bad++; bad <= 10 {
+				t.Errorf("record %s is in the lake %d times", id, c)
+			}
+		}
+		if counts[id] > 0 {
+			known++
+		}
+	}
+	if bad > 0 || len(counts) != known {
+		t.Fatalf("%d records not exactly once, %d unknown ids", bad, len(counts)-known)
 	}
 }

@@ -16,8 +16,6 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
-
-	"github.com/sluice-data/sluice/internal/testutil"
 )
 
 const kafkaConfig = `
@@ -150,39 +148,8 @@ func TestKafkaKillOneOfTwo(t *testing.T) {
 		}
 	}
 	t.Logf("restarted a:\n%s\nb:\n%s", aOut, bOut)
-	counts := map[string]int{}
-	objects := 0
-	err = filepath.Walk(out, func(p string, info os.FileInfo, err error) error {
-		if err != nil || info.IsDir() || strings.HasPrefix(info.Name(), ".") {
-			return err
-		}
-		objects++
-		pf, err := testutil.ReadParquet(p)
-		if err != nil {
-			return err
-		}
-		for _, row := range pf.Rows {
-			id, _ := row["id"].(string)
-			counts[id]++
-		}
-		return nil
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	bad := 0
-	for i := range n {
-		id := fmt.Sprintf("r%06d", i)
-		if c := counts[id]; c != 1 {
-			if bad++; bad <= 10 {
-				t.Errorf("record %s is in the lake %d times", id, c)
-			}
-		}
-		delete(counts, id)
-	}
-	if bad > 0 || len(counts) > 0 {
-		t.Fatalf("%d records not exactly once, %d unknown ids", bad, len(counts))
-	}
+	counts, objects := parquetIDs(t, out)
+	exactlyOnce(t, counts, n)
 	t.Logf("%d objects; every one of %d records exactly once", objects, n)
 }
 
