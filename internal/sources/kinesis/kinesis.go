@@ -99,6 +99,7 @@ type reader struct {
 	next   int64            // tracker position of the next batch
 	seqs   map[int64]string // batch end position -> sequence number
 	marked int64            // last position checkpointed
+	wrote  time.Time        // when the last checkpoint was written
 	ended  bool             // read to SHARD_END
 	lost   bool
 	read   string // last sequence number read (replay progress)
@@ -241,6 +242,21 @@ func (s *Source) leaseRound(ctx context.Context) error {
 		if ended {
 			continue
 		}
+		select {
+		case <-r.done:
+			// The reader gave up on an error: give the lease back so that
+			// it (or another worker) starts the shard afresh.
+			s.mu.Lock()
+			delete(s.readers, r.shard)
+			s.mu.Unlock()
+			s.checkpoint(ctx, r)
+			if err := s.leases.release(ctx, r.shard, s.owner); err != nil {
+				return err
+			}
+			continue
+		default:
+		}
+		s.checkpoint(ctx, r)
 		next, err := s.leases.renew(ctx, r.shard, counter, s.owner)
 		if errors.Is(err, errLeaseLost) {
 			s.lose(r)
@@ -609,9 +625,21 @@ func (s *Source) ReadBatch(ctx context.Context) (record.Batch, record.AckFunc, e
 		rng.Ack(err)
 		pending.Sub(n)
 		if err == nil && !s.replay {
-			s.checkpoint(context.Background(), r)
+			s.checkpointEvery(r, time.Second)
 		}
 	}, nil
+}
+
+// checkpointEvery writes the shard's checkpoint unless one was written less
+// than every ago: one conditional write a second per shard at most; the
+// lease round and shutdown write whatever is left.
+func (s *Source) checkpointEvery(r *reader, every time.Duration) {
+	r.mu.Lock()
+	recent := time.Since(r.wrote) < every
+	r.mu.Unlock()
+	if !recent {
+		s.checkpoint(context.Background(), r)
+	}
 }
 
 // checkpoint writes the shard's checkpoint if it moved.
@@ -629,6 +657,7 @@ func (s *Source) checkpoint(ctx context.Context, r *reader) {
 		}
 	}
 	r.marked = ck
+	r.wrote = time.Now()
 	r.mu.Unlock()
 	if err := s.leases.checkpoint(ctx, r.shard, s.owner, seq); err != nil {
 		s.log.Warn("kinesis checkpoint refused", zap.String("source", s.name), zap.String("shard", r.shard), zap.Error(err))
