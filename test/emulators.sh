@@ -11,7 +11,7 @@ if [ ! -x "$emu_dir/node_modules/.bin/kinesalite" ] || [ ! -x "$emu_dir/node_mod
   mkdir -p "$emu_dir"
   (cd "$emu_dir" && npm install --no-audit --no-fund --loglevel=error --prefix . kinesalite@3.3.3 dynalite@4.0.0 >/dev/null)
 fi
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()'; }
+free_port() { node -e 'const s=require("net").createServer().listen(0,"127.0.0.1",()=>{console.log(s.address().port);s.close()})'; }
 kin_port=$(free_port)
 ddb_port=$(free_port)
 "$emu_dir/node_modules/.bin/kinesalite" --port "$kin_port" --shardLimit 1000 --createStreamMs 0 --deleteStreamMs 0 --updateStreamMs 0 >"$emu_dir/kinesalite.log" 2>&1 &
