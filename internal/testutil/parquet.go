@@ -53,6 +53,9 @@ func ReadParquet(path string) (*ParquetFile, error) {
 			pf.Codec = strings.ToLower(cc.Compression().String())
 		}
 	}
+	if err := checkChunkPaths(rdr); err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
 	for i := 0; i < md.Schema.NumColumns(); i++ {
 		pf.LogicalTypes = append(pf.LogicalTypes, md.Schema.Column(i).LogicalType().String())
 	}
@@ -85,6 +88,28 @@ func ReadParquet(path string) (*ParquetFile, error) {
 		pf.Rows = append(pf.Rows, rows...)
 	}
 	return pf, nil
+}
+
+// checkChunkPaths checks that every column chunk names its column. Arrow
+// reads columns by position and would not notice an empty path_in_schema,
+// but Athena, Trino and Spark look chunks up by it and fail the file
+// (parquet-go/parquet-go#602 wrote such files after Writer.Reset).
+func checkChunkPaths(rdr *file.Reader) error {
+	md := rdr.MetaData()
+	for g := 0; g < md.NumRowGroups(); g++ {
+		rg := md.RowGroup(g)
+		for c := 0; c < md.Schema.NumColumns(); c++ {
+			cc, err := rg.ColumnChunk(c)
+			if err != nil {
+				return err
+			}
+			want := md.Schema.Column(c).ColumnPath().String()
+			if got := cc.PathInSchema().String(); got != want {
+				return fmt.Errorf("row group %d column %d: path_in_schema %q, schema says %q", g, c, got, want)
+			}
+		}
+	}
+	return nil
 }
 
 // ReadGzip returns the decompressed content of a gzip file.

@@ -365,12 +365,10 @@ func hasExtra(obj *fastjson.Object, t *trie) bool {
 	return found
 }
 
-// parquetFile turns buffered binary rows into Parquet files, reusing one
-// writer between files (allocating a writer per file costs as much as the
-// encoding of a small file).
+// parquetFile turns buffered binary rows into Parquet files, reusing its
+// row buffers between files.
 type parquetFile struct {
 	l    *parquetLayout
-	w    *parquet.Writer
 	rows []parquet.Row
 }
 
@@ -388,12 +386,12 @@ const rowGroupInput = 64 << 20
 // encodeTo writes one Parquet file to w from the buffered rows in data
 // (each row prefixed by its uvarint length).
 func (f *parquetFile) encodeTo(w io.Writer, data []byte) error {
-	if f.w == nil {
-		f.w = parquet.NewWriter(w, f.l.schema, parquet.Compression(f.l.codec),
-			parquet.CreatedBy("sluice", "1", ""), parquet.PageBufferSize(256<<10))
-	} else {
-		f.w.Reset(w)
-	}
+	// A new writer per file: Writer.Reset in parquet-go v0.32.0 clears the
+	// column paths it shares with its footer, so every file after the first
+	// has an empty path_in_schema, which Athena, Trino and Spark refuse
+	// (parquet-go/parquet-go#602).
+	pw := parquet.NewWriter(w, f.l.schema, parquet.Compression(f.l.codec),
+		parquet.CreatedBy("sluice", "1", ""), parquet.PageBufferSize(256<<10))
 	ncols := len(f.l.cols)
 	if f.l.extra != "" {
 		ncols++
@@ -419,12 +417,12 @@ func (f *parquetFile) encodeTo(w io.Writer, data []byte) error {
 		data = data[k+int(n):]
 		group += k + int(n)
 		if len(batch) == rowsPerWrite {
-			if _, err := f.w.WriteRows(batch); err != nil {
+			if _, err := pw.WriteRows(batch); err != nil {
 				return err
 			}
 			batch = f.rows[:0]
 			if group >= rowGroupInput {
-				if err := f.w.Flush(); err != nil {
+				if err := pw.Flush(); err != nil {
 					return err
 				}
 				group = 0
@@ -432,11 +430,11 @@ func (f *parquetFile) encodeTo(w io.Writer, data []byte) error {
 		}
 	}
 	if len(batch) > 0 {
-		if _, err := f.w.WriteRows(batch); err != nil {
+		if _, err := pw.WriteRows(batch); err != nil {
 			return err
 		}
 	}
-	return f.w.Close()
+	return pw.Close()
 }
 
 func (f *parquetFile) decodeRow(row parquet.Row, b []byte) (parquet.Row, error) {

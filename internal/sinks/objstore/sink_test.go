@@ -164,6 +164,36 @@ func TestParquetReadBackByArrow(t *testing.T) {
 	}
 }
 
+// TestEveryParquetFileNamesItsColumns writes several files through one
+// flush worker: each must carry path_in_schema for every column chunk, not
+// just the first (a reused parquet-go Writer blanked them; Athena then
+// fails the file with HIVE_CANNOT_OPEN_SPLIT).
+func TestEveryParquetFileNamesItsColumns(t *testing.T) {
+	s, dir := newSink(t, "    concurrency: 1\n    buffer: {max_records: 2}\n"+typedSchema, nil)
+	feed(t, s, nil,
+		`{"project_id":"P-1","ts":1730617200,"n":1}`, `{"project_id":"P-1","ts":1730617200,"n":2}`,
+		`{"project_id":"P-2","ts":1730617200,"n":3}`, `{"project_id":"P-2","ts":1730617200,"n":4}`,
+		`{"project_id":"P-3","ts":1730617200,"n":5}`)
+	if err := s.Flush(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	got := files(t, dir)
+	if len(got) != 3 {
+		t.Fatalf("files = %v, want 3", got)
+	}
+	rows := 0
+	for _, f := range got {
+		pf, err := testutil.ReadParquet(filepath.Join(dir, f))
+		if err != nil {
+			t.Fatal(err)
+		}
+		rows += len(pf.Rows)
+	}
+	if rows != 5 {
+		t.Errorf("%d rows, want 5", rows)
+	}
+}
+
 func TestSinkFailuresGoToErrorPrefix(t *testing.T) {
 	s, dir := newSink(t, typedSchema+"    error_prefix: 'errors/!{error-output-type}/!{timestamp:yyyy/MM/dd}/'\n", nil)
 	fails := feed(t, s, nil,
