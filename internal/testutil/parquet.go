@@ -18,6 +18,7 @@ import (
 	"github.com/apache/arrow-go/v18/arrow/array"
 	"github.com/apache/arrow-go/v18/arrow/memory"
 	"github.com/apache/arrow-go/v18/parquet/file"
+	"github.com/apache/arrow-go/v18/parquet/metadata"
 	"github.com/apache/arrow-go/v18/parquet/pqarrow"
 )
 
@@ -32,6 +33,9 @@ type ParquetFile struct {
 	Codec string
 	// LogicalTypes lists each leaf's Parquet logical type.
 	LogicalTypes []string
+	// Pages is the most data pages any column chunk has, by its offset
+	// index (0 when the file has none).
+	Pages int
 }
 
 // ReadParquet reads a whole file.
@@ -53,7 +57,7 @@ func ReadParquet(path string) (*ParquetFile, error) {
 			pf.Codec = strings.ToLower(cc.Compression().String())
 		}
 	}
-	if err := checkChunkPaths(rdr); err != nil {
+	if pf.Pages, err = checkChunks(rdr); err != nil {
 		return nil, fmt.Errorf("%s: %w", path, err)
 	}
 	for i := 0; i < md.Schema.NumColumns(); i++ {
@@ -90,26 +94,70 @@ func ReadParquet(path string) (*ParquetFile, error) {
 	return pf, nil
 }
 
-// checkChunkPaths checks that every column chunk names its column. Arrow
+// checkChunks checks that every column chunk names its column. Arrow
 // reads columns by position and would not notice an empty path_in_schema,
 // but Athena, Trino and Spark look chunks up by it and fail the file
 // (parquet-go/parquet-go#602 wrote such files after Writer.Reset).
-func checkChunkPaths(rdr *file.Reader) error {
+func checkChunks(rdr *file.Reader) (pages int, err error) {
 	md := rdr.MetaData()
 	for g := 0; g < md.NumRowGroups(); g++ {
 		rg := md.RowGroup(g)
 		for c := 0; c < md.Schema.NumColumns(); c++ {
 			cc, err := rg.ColumnChunk(c)
 			if err != nil {
-				return err
+				return 0, err
 			}
 			want := md.Schema.Column(c).ColumnPath().String()
 			if got := cc.PathInSchema().String(); got != want {
-				return fmt.Errorf("row group %d column %d: path_in_schema %q, schema says %q", g, c, got, want)
+				return 0, fmt.Errorf("row group %d column %d: path_in_schema %q, schema says %q", g, c, got, want)
 			}
+			n, err := checkOffsetIndex(rdr, g, c, cc, rg.NumRows())
+			if err != nil {
+				return 0, fmt.Errorf("row group %d column %s: %w", g, want, err)
+			}
+			pages = max(pages, n)
 		}
 	}
-	return nil
+	return pages, nil
+}
+
+// checkOffsetIndex checks that the page index, when written, locates the
+// chunk's data pages exactly: Trino (Athena) seeks by it, and an index
+// that points elsewhere fails queries that filter on the column.
+func checkOffsetIndex(rdr *file.Reader, g, c int, cc *metadata.ColumnChunkMetaData, rows int64) (int, error) {
+	if cc.GetOffsetIndexLocation() == nil {
+		return 0, nil
+	}
+	rgi, err := rdr.GetPageIndexReader().RowGroup(g)
+	if err != nil {
+		return 0, err
+	}
+	oi, err := rgi.GetOffsetIndex(c)
+	if err != nil || oi == nil {
+		return 0, fmt.Errorf("offset index: %v", err)
+	}
+	start := cc.DataPageOffset()
+	if cc.HasDictionaryPage() && cc.DictionaryPageOffset() > 0 {
+		start = cc.DictionaryPageOffset()
+	}
+	end := start + cc.TotalCompressedSize()
+	locs := oi.GetPageLocations()
+	if len(locs) == 0 || locs[0].Offset != cc.DataPageOffset() || locs[0].FirstRowIndex != 0 {
+		return 0, fmt.Errorf("offset index does not start at the first data page (%d)", cc.DataPageOffset())
+	}
+	for i, l := range locs {
+		next := end
+		if i+1 < len(locs) {
+			next = locs[i+1].Offset
+			if locs[i+1].FirstRowIndex <= l.FirstRowIndex || locs[i+1].FirstRowIndex >= rows {
+				return 0, fmt.Errorf("offset index page %d: first row %d", i+1, locs[i+1].FirstRowIndex)
+			}
+		}
+		if l.Offset+int64(l.CompressedPageSize) != next {
+			return 0, fmt.Errorf("offset index page %d: %d+%d does not reach the next page at %d", i, l.Offset, l.CompressedPageSize, next)
+		}
+	}
+	return len(locs), nil
 }
 
 // ReadGzip returns the decompressed content of a gzip file.

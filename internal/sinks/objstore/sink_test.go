@@ -194,6 +194,31 @@ func TestEveryParquetFileNamesItsColumns(t *testing.T) {
 	}
 }
 
+// TestParquetPagesIndexed writes one object of many pages per column; the
+// reader checks that its offset index locates every page.
+func TestParquetPagesIndexed(t *testing.T) {
+	s, dir := newSink(t, typedSchema, nil)
+	lines := make([]string, 30000)
+	for i := range lines {
+		lines[i] = fmt.Sprintf(`{"project_id":"P-1","ts":1730617200,"n":%d,"j":{"text":"%0100d"}}`, i, i)
+	}
+	feed(t, s, nil, lines...)
+	if err := s.Flush(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	got := files(t, dir)
+	if len(got) != 1 {
+		t.Fatalf("files = %v", got)
+	}
+	pf, err := testutil.ReadParquet(filepath.Join(dir, got[0]))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(pf.Rows) != len(lines) || pf.Pages < 2 {
+		t.Errorf("%d rows in %d pages of the largest column, want %d rows in several pages", len(pf.Rows), pf.Pages, len(lines))
+	}
+}
+
 func TestSinkFailuresGoToErrorPrefix(t *testing.T) {
 	s, dir := newSink(t, typedSchema+"    error_prefix: 'errors/!{error-output-type}/!{timestamp:yyyy/MM/dd}/'\n", nil)
 	fails := feed(t, s, nil,
