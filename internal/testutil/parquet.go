@@ -11,8 +11,10 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"maps"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 
 	"github.com/apache/arrow-go/v18/arrow/array"
@@ -36,6 +38,9 @@ type ParquetFile struct {
 	// Pages is the most data pages any column chunk has, by its offset
 	// index (0 when the file has none).
 	Pages int
+	// PageKinds lists, sorted, each distinct "page type/encoding" found by
+	// reading every page header, e.g. "DATA_PAGE/PLAIN".
+	PageKinds []string
 }
 
 // ReadParquet reads a whole file.
@@ -58,6 +63,9 @@ func ReadParquet(path string) (*ParquetFile, error) {
 		}
 	}
 	if pf.Pages, err = checkChunks(rdr); err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	if pf.PageKinds, err = pageKinds(rdr); err != nil {
 		return nil, fmt.Errorf("%s: %w", path, err)
 	}
 	for i := 0; i < md.Schema.NumColumns(); i++ {
@@ -158,6 +166,28 @@ func checkOffsetIndex(rdr *file.Reader, g, c int, cc *metadata.ColumnChunkMetaDa
 		}
 	}
 	return len(locs), nil
+}
+
+// pageKinds reads every page header of every column chunk.
+func pageKinds(rdr *file.Reader) ([]string, error) {
+	seen := map[string]bool{}
+	for g := 0; g < rdr.NumRowGroups(); g++ {
+		rg := rdr.RowGroup(g)
+		for c := 0; c < rg.NumColumns(); c++ {
+			pr, err := rg.GetColumnPageReader(c)
+			if err != nil {
+				return nil, err
+			}
+			for pr.Next() {
+				p := pr.Page()
+				seen[p.Type().String()+"/"+p.Encoding().String()] = true
+			}
+			if err := pr.Err(); err != nil {
+				return nil, err
+			}
+		}
+	}
+	return slices.Sorted(maps.Keys(seen)), nil
 }
 
 // ReadGzip returns the decompressed content of a gzip file.

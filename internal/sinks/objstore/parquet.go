@@ -390,8 +390,14 @@ func (f *parquetFile) encodeTo(w io.Writer, data []byte) error {
 	// column paths it shares with its footer, so every file after the first
 	// has an empty path_in_schema, which Athena, Trino and Spark refuse
 	// (parquet-go/parquet-go#602).
+	//
+	// Version 1 data pages with PLAIN strings, as Firehose's Parquet SerDe
+	// writes by default (WriterVersion V1): every reader takes them, where
+	// parquet-go's defaults (V2 pages, DELTA_LENGTH_BYTE_ARRAY) fail in
+	// Snowflake and older Spark and Presto readers.
 	pw := parquet.NewWriter(w, f.l.schema, parquet.Compression(f.l.codec),
-		parquet.CreatedBy("sluice", "1", ""), parquet.PageBufferSize(256<<10))
+		parquet.CreatedBy("sluice", "1", ""), parquet.PageBufferSize(256<<10),
+		parquet.DataPageVersion(1), parquet.DefaultEncodingFor(parquet.ByteArray, &parquet.Plain))
 	ncols := len(f.l.cols)
 	if f.l.extra != "" {
 		ncols++

@@ -143,6 +143,11 @@ func TestParquetReadBackByArrow(t *testing.T) {
 	if pf.Codec != "snappy" {
 		t.Errorf("codec = %s", pf.Codec)
 	}
+	// Version 1 data pages, PLAIN values (strings too), RLE levels: what
+	// Firehose writes and every reader takes.
+	if k := strings.Join(pf.PageKinds, ","); k != "DATA_PAGE/PLAIN" {
+		t.Errorf("pages = %s, want DATA_PAGE/PLAIN only", k)
+	}
 	if lt := strings.Join(pf.LogicalTypes, ","); !strings.Contains(lt, "Timestamp(isAdjustedToUTC=true, timeUnit=milliseconds") {
 		t.Errorf("logical types = %s", lt)
 	}
