@@ -1,7 +1,6 @@
 package objstore
 
 import (
-	"bufio"
 	"context"
 	"errors"
 	"fmt"
@@ -106,12 +105,7 @@ func (s *S3Store) Put(ctx context.Context, key string, body Body) error {
 	produced := make(chan struct{})
 	go func() {
 		defer close(produced)
-		bw := bufio.NewWriterSize(pw, 256<<10)
-		err := body(bw)
-		if err == nil {
-			err = bw.Flush()
-		}
-		pw.CloseWithError(err)
+		pw.CloseWithError(writeBody(pw, body))
 	}()
 	in := &transfermanager.UploadObjectInput{
 		Bucket: aws.String(s.bucket),

@@ -13,6 +13,7 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
+	"sync"
 )
 
 // Body writes an object's content to w. A store may call it more than once
@@ -79,11 +80,7 @@ func (s *FileStore) Put(_ context.Context, key string, body Body) error {
 	if err != nil {
 		return fmt.Errorf("put %s: %w", key, err)
 	}
-	bw := bufio.NewWriterSize(f, 1<<20)
-	err = body(bw)
-	if err == nil {
-		err = bw.Flush()
-	}
+	err = writeBody(f, body)
 	if err == nil {
 		err = f.Sync()
 	}
@@ -139,4 +136,22 @@ func (s *FileStore) List(_ context.Context, prefix string) ([]string, error) {
 // Get reads one file.
 func (s *FileStore) Get(_ context.Context, key string) ([]byte, error) {
 	return os.ReadFile(filepath.Join(s.root, filepath.FromSlash(key)))
+}
+
+// bufPool holds Put's write buffers: a new one per object would allocate
+// its size again for each of thousands of objects a minute.
+var bufPool = sync.Pool{New: func() any { return bufio.NewWriterSize(nil, 256<<10) }}
+
+// writeBody writes body to w through a pooled buffer.
+func writeBody(w io.Writer, body Body) error {
+	bw := bufPool.Get().(*bufio.Writer)
+	bw.Reset(w)
+	defer func() {
+		bw.Reset(nil)
+		bufPool.Put(bw)
+	}()
+	if err := body(bw); err != nil {
+		return err
+	}
+	return bw.Flush()
 }
