@@ -144,6 +144,16 @@ func DDL(cfg *config.Config, sinkName, database string) (string, error) {
 			parts = append(parts, fmt.Sprintf("  `%s` string", kv.Key))
 		}
 		fmt.Fprintf(&b, "PARTITIONED BY (\n%s\n)\n", strings.Join(parts, ",\n"))
+		var injected []string
+		for _, kv := range s.PartitionKeys {
+			if project(kv.Key, kv.Value).props[0][1] == "injected" {
+				injected = append(injected, kv.Key)
+			}
+		}
+		if len(injected) > 0 {
+			fmt.Fprintf(&b, "-- %s: injected, so every query must filter on %s with = or IN. Path values are Hive-escaped (AWS/EC2 is stored as AWS%%2FEC2).\n",
+				strings.Join(injected, ", "), map[bool]string{true: "it", false: "each"}[len(injected) == 1])
+		}
 	}
 	b.WriteString("STORED AS PARQUET\n")
 	fmt.Fprintf(&b, "LOCATION '%s'\n", location)

@@ -14,6 +14,7 @@ PARTITIONED BY (
   `day` string,
   `hour` string
 )
+-- project_id, plan_ver: injected, so every query must filter on each with = or IN. Path values are Hive-escaped (AWS/EC2 is stored as AWS%2FEC2).
 STORED AS PARQUET
 LOCATION 's3://mozart-lake/app-logs/'
 TBLPROPERTIES (
