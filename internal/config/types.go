@@ -140,6 +140,7 @@ type Sink struct {
 	Endpoint          string   `yaml:"endpoint" doc:"Endpoint override for S3-compatible servers."`
 	StorageClass      string   `yaml:"storage_class" doc:"S3 storage class."`
 	Glue              Glue     `yaml:"glue" doc:"Register each new partition in the Glue Data Catalog."`
+	Retry             Retry    `yaml:"retry" doc:"Retry limits of store writes and listings (s3) or of documents (opensearch)."`
 
 	// OpenSearch sinks.
 	Endpoints []string       `yaml:"endpoints" doc:"OpenSearch endpoints."`
@@ -147,7 +148,6 @@ type Sink struct {
 	Index     string         `yaml:"index" doc:"Index name template."`
 	ID        string         `yaml:"id" doc:"jq for the document _id; default derived from the source position."`
 	Bulk      Bulk           `yaml:"bulk" doc:"Bulk request limits."`
-	Retry     Retry          `yaml:"retry" doc:"Retry limits."`
 	ErrorSink string         `yaml:"error_sink" doc:"Where documents OpenSearch rejects go (an s3 sink); default service.error_sink."`
 	TLS       TLS            `yaml:"tls" doc:"TLS settings for the OpenSearch endpoints."`
 	// Bootstrap, applied idempotently (PUT) at start.
@@ -209,5 +209,5 @@ type Bulk struct {
 
 // Retry limits retries.
 type Retry struct {
-	MaxElapsed Duration `yaml:"max_elapsed" default:"300s" doc:"Give up retrying an item after this long."`
+	MaxElapsed Duration `yaml:"max_elapsed" default:"300s" doc:"Give up retrying after this long: opensearch per document (then it goes to error_sink); s3 per object write or recovery LIST (then the sink fails and the process exits, checkpointed only before the unwritten records)."`
 }

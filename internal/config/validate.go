@@ -454,6 +454,9 @@ func (v *validator) sink(i int, sinks map[string]int) {
 	if s.Concurrency <= 0 {
 		v.errorf(p+".concurrency", "must be greater than 0")
 	}
+	if s.Retry.MaxElapsed.D() <= 0 {
+		v.errorf(p+".retry.max_elapsed", "must be greater than 0")
+	}
 	if s.MaxBufferedRecs <= 0 {
 		v.errorf(p+".max_buffered_records", "must be greater than 0")
 	}

@@ -8,7 +8,6 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"time"
 
 	"github.com/sluice-data/sluice/internal/record"
 )
@@ -168,17 +167,12 @@ func mergeSpans(in []span) []span {
 // the merged ranges of the objects in it. Listing is retried like writes.
 func (s *Sink) listDurable(ctx context.Context, prefix string) (map[string][]span, error) {
 	var keys []string
-	var err error
-	backoff := s.retryBase
-	for attempt := 0; attempt < 6; attempt++ {
-		if keys, err = s.store.List(ctx, prefix); err == nil {
-			break
-		}
-		if ctx.Err() != nil {
-			return nil, ctx.Err()
-		}
-		time.Sleep(backoff)
-		backoff *= 2
+	err := s.retry(ctx, "list "+prefix, func() (err error) {
+		keys, err = s.store.List(ctx, prefix)
+		return err
+	})
+	if ctx.Err() != nil {
+		return nil, ctx.Err()
 	}
 	if err != nil {
 		return nil, fmt.Errorf("recovery: %w", err)

@@ -33,23 +33,25 @@ var ErrClosed = errors.New("objstore: sink closed")
 
 // Sink is an object-store sink.
 type Sink struct {
-	name      string
-	format    string
-	compress  string
-	store     Lister
-	log       *zap.Logger
-	keys      []*jq.Expr
-	keyNames  []string
-	prefix    *template.Template
-	errPrefix *template.Template
-	layout    *parquetLayout
-	catalog   *catalog // nil unless glue is configured
-	cfg       config.Buffer
-	maxOpen   int
-	onLimit   string
-	maxBytes  int64
-	maxRecs   int
-	retryBase time.Duration // first retry backoff; doubles per attempt
+	name       string
+	format     string
+	compress   string
+	store      Lister
+	log        *zap.Logger
+	keys       []*jq.Expr
+	keyNames   []string
+	prefix     *template.Template
+	errPrefix  *template.Template
+	layout     *parquetLayout
+	catalog    *catalog // nil unless glue is configured
+	cfg        config.Buffer
+	maxOpen    int
+	onLimit    string
+	maxBytes   int64
+	maxRecs    int
+	retryBase  time.Duration // first retry backoff; doubles per attempt
+	maxBackoff time.Duration // cap on the backoff
+	maxElapsed time.Duration // retry.max_elapsed: retrying a store call stops after this long
 
 	mu        sync.Mutex
 	lake      map[string]*lakePart // by kind byte + rendered prefix
@@ -88,6 +90,7 @@ type Sink struct {
 	openGauge    prometheus.Gauge
 	skippedCtr   prometheus.Counter
 	lists        prometheus.Counter
+	retries      prometheus.Counter
 }
 
 // lakePart is what the sink knows about one lake partition (or error
@@ -136,7 +139,7 @@ type buffer struct {
 func New(cfg *config.Sink, store Lister, log *zap.Logger) (*Sink, error) {
 	s := &Sink{
 		name: cfg.Name, format: cfg.Format, compress: cfg.Compression, store: store, log: log,
-		cfg: cfg.Buffer, maxOpen: cfg.MaxOpenPartitions, onLimit: cfg.OnPartitionLimit, maxBytes: int64(cfg.MaxBufferedBytes), maxRecs: cfg.MaxBufferedRecs, retryBase: 100 * time.Millisecond,
+		cfg: cfg.Buffer, maxOpen: cfg.MaxOpenPartitions, onLimit: cfg.OnPartitionLimit, maxBytes: int64(cfg.MaxBufferedBytes), maxRecs: cfg.MaxBufferedRecs, retryBase: 100 * time.Millisecond, maxBackoff: 30 * time.Second, maxElapsed: cfg.Retry.MaxElapsed.D(),
 		lake: map[string]*lakePart{}, stop: make(chan struct{}), freed: make(chan struct{}, 1),
 		droppedExtra: metrics.SinkDroppedKeys.WithLabelValues(cfg.Name),
 		written:      metrics.SinkWritten.WithLabelValues(cfg.Name),
@@ -148,6 +151,7 @@ func New(cfg *config.Sink, store Lister, log *zap.Logger) (*Sink, error) {
 		openGauge:    metrics.SinkOpen.WithLabelValues(cfg.Name),
 		skippedCtr:   metrics.SinkSkipped.WithLabelValues(cfg.Name),
 		lists:        metrics.SinkRecoveryLists.WithLabelValues(cfg.Name),
+		retries:      metrics.SinkStoreRetries.WithLabelValues(cfg.Name),
 	}
 	if s.compress == "" {
 		s.compress = config.DefaultCompression(s.format)
@@ -695,18 +699,49 @@ func (s *Sink) flushWorker() {
 	}
 }
 
-// put writes with retries: a transient store error should not fail a run.
+// put writes an object, retrying store errors.
 func (s *Sink) put(key string, body Body) error {
-	var err error
+	return s.retry(context.Background(), "put "+key, func() error {
+		return s.store.Put(context.Background(), key, body)
+	})
+}
+
+// retry runs op until it succeeds, ctx ends, or retry.max_elapsed has
+// passed since its first failure, waiting between tries with exponential
+// backoff (from 100 ms, capped at 30 s) and jitter. A store outage
+// shorter than max_elapsed costs no restart: the buffer's acks are held
+// meanwhile, and with every flush worker waiting here, appends block and
+// the sources stop reading. Past it the sink fails, the process exits with
+// the error, and nothing has been checkpointed past the unwritten records.
+func (s *Sink) retry(ctx context.Context, what string, op func() error) error {
+	start := time.Now()
 	backoff := s.retryBase
-	for attempt := 0; attempt < 6; attempt++ {
-		if err = s.store.Put(context.Background(), key, body); err == nil {
+	for attempt := 1; ; attempt++ {
+		err := op()
+		if err == nil {
+			if attempt > 1 {
+				s.log.Info("store call succeeded after retries", zap.String("sink", s.name), zap.String("op", what),
+					zap.Int("attempts", attempt), zap.Duration("elapsed", time.Since(start)))
+			}
 			return nil
 		}
-		time.Sleep(backoff + time.Duration(rand.Int64N(int64(backoff))))
-		backoff *= 2
+		elapsed := time.Since(start)
+		if elapsed >= s.maxElapsed || ctx.Err() != nil {
+			if attempt == 1 {
+				return err
+			}
+			return fmt.Errorf("%d attempts in %s: %w", attempt, elapsed.Round(time.Millisecond), err)
+		}
+		s.retries.Inc()
+		wait := min(backoff/2+time.Duration(rand.Int64N(int64(backoff/2)+1)), s.maxElapsed-elapsed)
+		s.log.Warn("store call failed; retrying", zap.String("sink", s.name), zap.String("op", what),
+			zap.Int("attempt", attempt), zap.Duration("wait", wait), zap.Error(err))
+		select {
+		case <-time.After(wait):
+		case <-ctx.Done():
+		}
+		backoff = min(backoff*2, s.maxBackoff)
 	}
-	return err
 }
 
 // objectKey names a buffer's object after its stream and the range of

@@ -10,6 +10,7 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -50,7 +51,7 @@ func newSink(t testing.TB, body string, store Lister) (*Sink, string) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	s.retryBase = time.Millisecond
+	s.retryBase, s.maxElapsed = time.Millisecond, 100*time.Millisecond
 	t.Cleanup(func() { s.Close(context.Background()) })
 	return s, dir
 }
@@ -318,14 +319,50 @@ func TestStoreFailureFailsAck(t *testing.T) {
 	s, _ := newSink(t, "    format: ndjson\n", store)
 	acked := make(chan error, 1)
 	feed(t, s, func(err error) { acked <- err }, `{"a":1}`)
-	if err := s.Flush(context.Background()); err == nil || !strings.Contains(err.Error(), "disk full") {
+	err := s.Flush(context.Background())
+	if err == nil || !strings.Contains(err.Error(), "disk full") {
 		t.Fatalf("Flush = %v", err)
 	}
 	if err := <-acked; err == nil {
 		t.Fatal("ack succeeded though the write failed")
 	}
-	if len(store.puts) != 6 {
-		t.Errorf("attempts = %d, want 6", len(store.puts))
+	// Retried until retry.max_elapsed (100 ms here, from 1 ms backoff).
+	if want := fmt.Sprintf("%d attempts in", len(store.puts)); len(store.puts) < 3 || !strings.Contains(err.Error(), want) {
+		t.Errorf("%d attempts; Flush = %v", len(store.puts), err)
+	}
+}
+
+// flakyStore fails its first n Puts.
+type flakyStore struct {
+	*memStore
+	n, calls atomic.Int32
+}
+
+func (f *flakyStore) Put(ctx context.Context, key string, body Body) error {
+	if f.calls.Add(1) <= f.n.Load() {
+		return errors.New("503 SlowDown")
+	}
+	return f.memStore.Put(ctx, key, body)
+}
+
+// TestOutageShorterThanMaxElapsed: a store that fails many times in a row
+// (far more than a fixed attempt count would allow) costs no failure while
+// retry.max_elapsed lasts; the ack waits for the write.
+func TestOutageShorterThanMaxElapsed(t *testing.T) {
+	store := &flakyStore{memStore: newMemStore()}
+	store.n.Store(25)
+	s, _ := newSink(t, "    format: ndjson\n", store)
+	s.retryBase, s.maxBackoff, s.maxElapsed = time.Millisecond, 2*time.Millisecond, time.Minute
+	acked := make(chan error, 1)
+	feed(t, s, func(err error) { acked <- err }, `{"a":1}`)
+	if err := s.Flush(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-acked; err != nil {
+		t.Fatal(err)
+	}
+	if got := store.calls.Load(); got != 26 {
+		t.Errorf("%d puts, want 25 failures and one success", got)
 	}
 }
 
