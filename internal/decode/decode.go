@@ -119,6 +119,7 @@ func (d *Decoder) one(msg *record.Message, data []byte, pos record.Position, emi
 		fail(&Error{Pos: pos, Raw: data, Err: fmt.Errorf("invalid JSON: %w", err)})
 		return
 	}
+	jsonx.Dedupe(v)
 	if err := d.check(v); err != nil {
 		fail(&Error{Pos: pos, Raw: data, Err: err})
 		return

@@ -6,6 +6,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/valyala/fastjson"
+
 	"github.com/sluice-data/sluice/internal/record"
 )
 
@@ -42,6 +44,7 @@ func TestFormats(t *testing.T) {
 	}{
 		{"app log", "app_log", `{"id":"a","event_timestamp":1730617200}`, []result{{pos: "p:1", event: "2024-11-03T07:00:00Z", fields: "a"}}},
 		{"app log ms", "app_log", `{"id":"a","event_timestamp":1730617200123}`, []result{{pos: "p:1", event: "2024-11-03T07:00:00.123Z", fields: "a"}}},
+		{"duplicate keys: the last wins, as in jq", "app_log", `{"id":"a","event_timestamp":1,"id":"b","event_timestamp":1730617200}`, []result{{pos: "p:1", event: "2024-11-03T07:00:00Z", fields: "b"}}},
 		{"app log no time", "app_log", `{"id":"a"}`, []result{{pos: "p:1", event: "2026-01-01T00:00:00Z", fields: "a"}}},
 		{"app log bad time", "app_log", `{"event_timestamp":"later"}`, []result{{pos: "p:1", err: `event time event_timestamp: "later" is neither an epoch nor an RFC 3339 time`, fields: `{"event_timestamp":"later"}`}}},
 		{"bad json", "app_log", `{"project_id":`, []result{{pos: "p:1", err: "invalid JSON: cannot parse JSON: cannot parse object: cannot parse object value: cannot parse empty string; unparsed tail: \"\"", fields: `{"project_id":`}}},
@@ -91,19 +94,52 @@ func TestSamples(t *testing.T) {
 }
 
 func FuzzDecode(f *testing.F) {
-	for _, s := range []string{`{"event_timestamp":1}`, `{"source":"a","detail-type":"b","detail":{}}`, "{\"metric_name\":\"a\",\"timestamp\":1}\n{}", `[`} {
+	for _, s := range []string{`{"event_timestamp":1}`, `{"a":1,"a":{"b":1,"b":2}}`, `{"source":"a","detail-type":"b","detail":{}}`, "{\"metric_name\":\"a\",\"timestamp\":1}\n{}", `[`} {
 		f.Add(s)
 	}
 	f.Fuzz(func(t *testing.T, data string) {
 		for _, format := range Formats {
 			d, _ := New("s", format, "", "")
 			n := 0
-			d.Decode(&record.Message{Data: []byte(data)}, func(*record.Record) { n++ }, func(*Error) { n++ })
+			d.Decode(&record.Message{Data: []byte(data)}, func(r *record.Record) {
+				n++
+				if r.Value != nil {
+					if k := duplicateKey(r.Value); k != "" {
+						t.Fatalf("%s: decoded record keeps duplicate key %q", format, k)
+					}
+				}
+			}, func(*Error) { n++ })
 			if n == 0 {
 				t.Fatalf("%s: message produced neither a record nor an error", format)
 			}
 		}
 	})
+}
+
+// duplicateKey returns a key some object in v holds twice, or "".
+func duplicateKey(v *fastjson.Value) (dup string) {
+	switch v.Type() {
+	case fastjson.TypeObject:
+		o, _ := v.Object()
+		seen := map[string]bool{}
+		o.Visit(func(k []byte, c *fastjson.Value) {
+			if seen[string(k)] && dup == "" {
+				dup = string(k)
+			}
+			seen[string(k)] = true
+			if d := duplicateKey(c); d != "" && dup == "" {
+				dup = d
+			}
+		})
+	case fastjson.TypeArray:
+		arr, _ := v.Array()
+		for _, c := range arr {
+			if d := duplicateKey(c); d != "" {
+				return d
+			}
+		}
+	}
+	return dup
 }
 
 func BenchmarkDecodeAppLog(b *testing.B) {

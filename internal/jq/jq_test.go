@@ -5,6 +5,8 @@ import (
 	"testing"
 
 	"github.com/valyala/fastjson"
+
+	"github.com/sluice-data/sluice/internal/jsonx"
 )
 
 var records = []string{
@@ -136,6 +138,7 @@ func FuzzNativeMatchesGojq(f *testing.F) {
 		if err != nil {
 			return
 		}
+		jsonx.Dedupe(v) // as the decoder does: one value per key, the last
 		for _, e := range compiled {
 			slow := &Expr{src: e.src, code: e.code}
 			got, gerr := e.AppendText(nil, v)

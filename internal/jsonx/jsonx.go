@@ -7,8 +7,10 @@
 package jsonx
 
 import (
+	"bytes"
 	"math"
 	"math/big"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -237,4 +239,75 @@ func AppendString(dst, s []byte) []byte {
 		}
 	}
 	return append(dst, '"')
+}
+
+// Dedupe leaves each object in v (at any depth) with one value per key,
+// the last one, as jq, JavaScript and encoding/json read duplicate names
+// (RFC 8259 leaves them to the reader). fastjson keeps every pair and its
+// Get finds the first, so without this a route, a native partition key and
+// a gojq expression could read different values of one field. The decoder
+// calls it once per record.
+func Dedupe(v *fastjson.Value) {
+	switch v.Type() {
+	case fastjson.TypeObject:
+		o, _ := v.Object()
+		dedupeObject(o)
+	case fastjson.TypeArray:
+		arr, _ := v.Array()
+		for _, c := range arr {
+			Dedupe(c)
+		}
+	}
+}
+
+// smallObject is the most keys compared pairwise; larger objects use a map.
+const smallObject = 32
+
+func dedupeObject(o *fastjson.Object) {
+	n := o.Len()
+	var small [smallObject][]byte
+	keys := small[:0]
+	var seen map[string]int
+	var dups []string
+	if n > smallObject {
+		seen = make(map[string]int, n)
+	}
+	o.Visit(func(k []byte, c *fastjson.Value) {
+		if t := c.Type(); t == fastjson.TypeObject || t == fastjson.TypeArray {
+			Dedupe(c)
+		}
+		if seen != nil {
+			if seen[string(k)]++; seen[string(k)] == 2 {
+				dups = append(dups, string(k))
+			}
+			return
+		}
+		for _, prev := range keys {
+			if bytes.Equal(prev, k) {
+				if !slices.Contains(dups, string(k)) {
+					dups = append(dups, string(k))
+				}
+				break
+			}
+		}
+		keys = append(keys, k)
+	})
+	for _, k := range dups {
+		// Del removes the first pair with the key: repeat until only the
+		// last is left.
+		for count(o, k) > 1 {
+			o.Del(k)
+		}
+	}
+}
+
+// count returns how many pairs of o have key k.
+func count(o *fastjson.Object, k string) int {
+	n := 0
+	o.Visit(func(key []byte, _ *fastjson.Value) {
+		if string(key) == k {
+			n++
+		}
+	})
+	return n
 }
