@@ -303,8 +303,13 @@ func (p *Pipeline) relieve() {
 }
 
 func (p *Pipeline) closeSinks() {
+	// The pipeline has given up (a failure, or shutdown_timeout passed):
+	// a done context tells each sink to stop retrying now. What it has not
+	// written stays unacked, so nothing is checkpointed past it.
+	done, cancel := context.WithCancel(context.Background())
+	cancel()
 	for _, s := range p.flushOrder() {
-		_ = s.Close(context.Background())
+		_ = s.Close(done)
 	}
 }
 

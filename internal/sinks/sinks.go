@@ -60,7 +60,9 @@ type Sink interface {
 	Append(ctx context.Context, p Pending, ack record.AckFunc) error
 	// Flush writes out everything buffered and waits until it is durable.
 	Flush(ctx context.Context) error
-	// Close flushes and releases resources.
+	// Close flushes and releases resources. If ctx is done, the caller has
+	// given up: writes still retrying stop at once and their acks get an
+	// error.
 	Close(ctx context.Context) error
 	// Stats reports what the sink has durably written so far.
 	Stats() Stats

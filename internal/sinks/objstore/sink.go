@@ -53,6 +53,11 @@ type Sink struct {
 	maxBackoff time.Duration // cap on the backoff
 	maxElapsed time.Duration // retry.max_elapsed: retrying a store call stops after this long
 
+	// abortCtx ends when Close is called with a done context: writes
+	// stop retrying, and their acks get the error.
+	abortCtx context.Context
+	abort    context.CancelFunc
+
 	mu        sync.Mutex
 	lake      map[string]*lakePart // by kind byte + rendered prefix
 	order     []*buffer            // open order, oldest first; flushed ones are skipped
@@ -153,6 +158,7 @@ func New(cfg *config.Sink, store Lister, log *zap.Logger) (*Sink, error) {
 		lists:        metrics.SinkRecoveryLists.WithLabelValues(cfg.Name),
 		retries:      metrics.SinkStoreRetries.WithLabelValues(cfg.Name),
 	}
+	s.abortCtx, s.abort = context.WithCancel(context.Background())
 	if s.compress == "" {
 		s.compress = config.DefaultCompression(s.format)
 	}
@@ -623,9 +629,13 @@ func (s *Sink) failed() error {
 	return s.err
 }
 
-// Close flushes, then stops the workers.
+// Close flushes, then stops the workers. With ctx done, writes still
+// retrying give up first.
 func (s *Sink) Close(ctx context.Context) error {
 	err := s.Flush(ctx)
+	if ctx.Err() != nil {
+		s.abort()
+	}
 	s.mu.Lock()
 	if !s.closed {
 		s.closed = true
@@ -634,6 +644,7 @@ func (s *Sink) Close(ctx context.Context) error {
 	}
 	s.mu.Unlock()
 	s.workers.Wait()
+	s.abort() // releases the context
 	return err
 }
 
@@ -701,8 +712,8 @@ func (s *Sink) flushWorker() {
 
 // put writes an object, retrying store errors.
 func (s *Sink) put(key string, body Body) error {
-	return s.retry(context.Background(), "put "+key, func() error {
-		return s.store.Put(context.Background(), key, body)
+	return s.retry(s.abortCtx, "put "+key, func() error {
+		return s.store.Put(s.abortCtx, key, body)
 	})
 }
 

@@ -366,6 +366,39 @@ func TestOutageShorterThanMaxElapsed(t *testing.T) {
 	}
 }
 
+// TestCloseGivesUp: closed with a done context while a write is being
+// retried (a long outage, max_elapsed far off), the sink stops retrying at
+// once and the ack gets the error, so nothing is checkpointed.
+func TestCloseGivesUp(t *testing.T) {
+	store := &flakyStore{memStore: newMemStore()}
+	store.n.Store(1 << 30)
+	s, _ := newSink(t, "    format: ndjson\n", store)
+	s.maxElapsed = 10 * time.Minute
+	acked := make(chan error, 1)
+	feed(t, s, func(err error) { acked <- err }, `{"a":1}`)
+	s.Relieve(context.Background())
+	for store.calls.Load() < 2 { // retrying
+		time.Sleep(5 * time.Millisecond)
+	}
+	done, cancel := context.WithCancel(context.Background())
+	cancel()
+	closed := make(chan error, 1)
+	go func() { closed <- s.Close(done) }()
+	for _, c := range []chan error{acked, closed} {
+		select {
+		case err := <-c:
+			if err == nil {
+				t.Error("success reported for a write that never happened")
+			}
+		case <-time.After(10 * time.Second):
+			t.Fatal("Close did not stop the retries")
+		}
+	}
+	if len(store.objs) != 0 {
+		t.Errorf("objects written: %v", store.objs)
+	}
+}
+
 func TestCuts(t *testing.T) {
 	tests := []struct {
 		name, body string

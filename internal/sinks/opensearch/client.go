@@ -125,7 +125,7 @@ func (s *Sink) send(items []*item) outcome {
 	if s.pipeline != "" {
 		path += "?pipeline=" + url.QueryEscape(s.pipeline)
 	}
-	req, err := http.NewRequest(http.MethodPost, path, bytes.NewReader(buf.Bytes()))
+	req, err := http.NewRequestWithContext(s.abortCtx, http.MethodPost, path, bytes.NewReader(buf.Bytes()))
 	if err != nil {
 		return s.allFailed(items, "OpenSearch.RequestFailed", err.Error())
 	}

@@ -89,6 +89,10 @@ type Sink struct {
 	inflight sync.WaitGroup
 	senders  sync.WaitGroup
 	stop     chan struct{}
+	// abortCtx ends when Close is called with a done context: requests
+	// stop retrying and their acks get errAborted.
+	abortCtx context.Context
+	abort    context.CancelFunc
 
 	failMu sync.Mutex
 	err    error // first failure to hand rejected documents to the error sink
@@ -150,6 +154,7 @@ func newSink(cfg *config.Sink, errorSink string, client *opensearch.Client, log 
 		mSize:     metrics.SearchBulkBytes.WithLabelValues(cfg.Name),
 		mInflight: metrics.SearchInflight.WithLabelValues(cfg.Name),
 	}
+	s.abortCtx, s.abort = context.WithCancel(context.Background())
 	var err error
 	if s.index, err = template.Parse(cfg.Index); err != nil {
 		return nil, fmt.Errorf("sink %s: index: %w", cfg.Name, err)
@@ -275,9 +280,13 @@ func (s *Sink) Flush(ctx context.Context) error {
 	return s.failed()
 }
 
-// Close flushes and stops the senders.
+// Close flushes and stops the senders. With ctx done, requests still
+// retrying give up first, unacknowledged.
 func (s *Sink) Close(ctx context.Context) error {
 	err := s.Flush(ctx)
+	if ctx.Err() != nil {
+		s.abort()
+	}
 	s.mu.Lock()
 	if !s.closed {
 		s.closed = true
@@ -286,8 +295,12 @@ func (s *Sink) Close(ctx context.Context) error {
 	}
 	s.mu.Unlock()
 	s.senders.Wait()
+	s.abort() // releases the context
 	return err
 }
+
+// errAborted fails the acks of documents not indexed when Close gave up.
+var errAborted = errors.New("opensearch: sink closed while documents were being retried")
 
 // Stats reports documents indexed. Rejected documents are counted by the
 // error sink that wrote them.
@@ -313,14 +326,18 @@ func (s *Sink) sender() {
 	defer s.senders.Done()
 	for r := range s.reqs {
 		s.mInflight.Inc()
-		failures := s.deliver(r.items)
+		failures, err := s.deliver(r.items)
 		s.mInflight.Dec()
 		ackAll := func(err error) {
 			for _, a := range r.acks {
 				a(err)
 			}
 		}
-		if len(failures) == 0 {
+		if err != nil {
+			// Given up before every document was indexed or failed for
+			// good: none of the request is acked, so it is read again.
+			ackAll(err)
+		} else if len(failures) == 0 {
 			ackAll(nil)
 		} else {
 			// The acks fire once the error sink has the failures durably;
@@ -332,12 +349,15 @@ func (s *Sink) sender() {
 }
 
 // deliver sends items until each is indexed or has failed for good, and
-// returns the failures.
-func (s *Sink) deliver(items []*item) []*sinks.Failure {
+// returns the failures; or errAborted if Close gave up first.
+func (s *Sink) deliver(items []*item) ([]*sinks.Failure, error) {
 	var failures []*sinks.Failure
 	pending := items
 	delay := s.backoff
 	for len(pending) > 0 {
+		if s.abortCtx.Err() != nil {
+			return nil, errAborted
+		}
 		now := time.Now()
 		for _, it := range pending {
 			if it.first.IsZero() {
@@ -348,7 +368,11 @@ func (s *Sink) deliver(items []*item) []*sinks.Failure {
 		out := s.send(pending)
 		failures = append(failures, out.failed...)
 		for _, sub := range out.split {
-			failures = append(failures, s.deliver(sub)...)
+			f, err := s.deliver(sub)
+			if err != nil {
+				return nil, err
+			}
+			failures = append(failures, f...)
 		}
 		if len(out.retry) == 0 {
 			break
@@ -370,12 +394,12 @@ func (s *Sink) deliver(items []*item) []*sinks.Failure {
 		s.mRetried.Add(float64(len(pending)))
 		select {
 		case <-time.After(delay/2 + time.Duration(rand.Int64N(int64(delay)))):
-		case <-s.stop:
-			// Closing: keep going; Close waits for in-flight requests.
+		case <-s.abortCtx.Done():
+			return nil, errAborted
 		}
 		delay = min(delay*2, s.maxBackoff)
 	}
-	return failures
+	return failures, nil
 }
 
 // reject hands failures to the error sink, in a stream of this sink's own

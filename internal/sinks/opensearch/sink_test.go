@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net/http"
 	"os"
@@ -323,6 +324,35 @@ func TestRetriesExhausted(t *testing.T) {
 	recs := h.errorRecords(t)
 	if len(recs) != 1 || recs[0]["errorCode"] != "OpenSearch.RetriesExhausted" || !strings.Contains(recs[0]["errorMessage"].(string), "503 unavailable_shards_exception") {
 		t.Errorf("error records: %v", recs)
+	}
+}
+
+// TestCloseGivesUp: a pipeline out of time closes the sink with a done
+// context in the middle of a 429 storm. The retries stop at once, the
+// batch is not acked (so the source does not checkpoint it), and nothing
+// is filed in the error sink as failed.
+func TestCloseGivesUp(t *testing.T) {
+	fake := testutil.NewSearchFake(t)
+	fake.Item = func(index, id string, doc []byte, attempt int) int { return 429 }
+	h := newHarness(t, fake, "    retry: {max_elapsed: 10m}")
+	acked := h.feed(t, 1, `{"a":1}`, `{"a":2}`)
+	h.s.Relieve(context.Background())
+	for fake.Requests() < 2 { // retrying
+		time.Sleep(5 * time.Millisecond)
+	}
+	done, cancel := context.WithCancel(context.Background())
+	cancel()
+	closed := make(chan error, 1)
+	go func() { closed <- h.s.Close(done) }()
+	if err := wait(t, acked, 10*time.Second); !errors.Is(err, errAborted) {
+		t.Fatalf("ack = %v, want errAborted", err)
+	}
+	if err := wait(t, closed, 10*time.Second); err == nil {
+		t.Error("Close with a done context reported success")
+	}
+	h.errs.Flush(context.Background())
+	if recs := h.errorRecords(t); len(recs) != 0 {
+		t.Errorf("%d error records for documents that were never given up on", len(recs))
 	}
 }
 
