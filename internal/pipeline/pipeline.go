@@ -379,6 +379,9 @@ func (p *Pipeline) Run(ctx context.Context) error {
 		// Drain so the workers can exit.
 		for range results {
 		}
+		if cause := context.Cause(work); cause != nil && errors.Is(err, context.Canceled) {
+			err = cause // shutdown_timeout passed: say so, not "context canceled"
+		}
 		cancelWork(err)
 		p.closeSinks()
 		return err
