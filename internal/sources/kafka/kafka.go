@@ -91,6 +91,13 @@ type Source struct {
 	lag        *metricsVec
 	commits    func()
 	rebalances func()
+
+	// dead ends, with the reason, when a partition left this process with
+	// records not yet durable: writing them later could duplicate what its
+	// next owner writes, so the pipeline must stop (its sinks then give up
+	// their writes) and the task restart.
+	dead context.Context
+	kill context.CancelCauseFunc
 }
 
 type metricsVec struct{ source string }
@@ -153,13 +160,19 @@ func newSource(cfg *config.Source, relieve func(), log *zap.Logger) *Source {
 	if relieve == nil {
 		relieve = func() {}
 	}
-	return &Source{
+	s := &Source{
 		name: cfg.Name, cfg: cfg.Kafka, batch: cfg.BatchSize, maxPend: int64(cfg.MaxPending), log: log, relieve: relieve,
 		parts: map[topicPart]*partState{}, lag: &metricsVec{source: cfg.Name},
 		commits:    metrics.KafkaCommits.WithLabelValues(cfg.Name).Inc,
 		rebalances: metrics.KafkaRebalances.WithLabelValues(cfg.Name).Inc,
 	}
+	s.dead, s.kill = context.WithCancelCause(context.Background())
+	return s
 }
+
+// ErrPartitionGone is the cause of a source's failure when a partition
+// was revoked or lost while some of its records were not yet durable.
+var ErrPartitionGone = errors.New("kafka: partition left this process with records not yet durable")
 
 // clientOpts are the connection options: brokers, TLS, SASL.
 func clientOpts(cfg *config.Source) ([]kgo.Opt, error) {
@@ -224,13 +237,22 @@ func (s *Source) state(tp topicPart) *partState {
 // ReadBatch polls up to batch_size records. It blocks while a partition in
 // the batch is at its pending cap.
 func (s *Source) ReadBatch(ctx context.Context) (record.Batch, record.AckFunc, error) {
+	ctx, stop := context.WithCancel(ctx)
+	defer stop()
+	defer context.AfterFunc(s.dead, stop)()
 	for {
+		if err := context.Cause(s.dead); err != nil {
+			return record.Batch{}, nil, err
+		}
 		if s.replay && s.replayDone() {
 			return record.Batch{}, nil, io.EOF
 		}
 		fetches := s.cl.PollRecords(ctx, s.batch)
 		if fetches.IsClientClosed() {
 			return record.Batch{}, nil, io.EOF
+		}
+		if err := context.Cause(s.dead); err != nil {
+			return record.Batch{}, nil, err
 		}
 		if err := ctx.Err(); err != nil {
 			return record.Batch{}, nil, err
@@ -410,8 +432,9 @@ func (s *Source) revoked(ctx context.Context, cl *kgo.Client, parts map[string][
 			}
 		}
 		if n := st.tracker.Pending(); n > 0 {
-			s.log.Warn("revoking a partition with records not yet durable; the next owner reads them again",
-				zap.String("source", s.name), zap.String("partition", st.tp.String()), zap.Int64("pending", n))
+			s.log.Error("partition revoked with records not yet durable; stopping so they are not written after the next owner reads them again",
+				zap.String("source", s.name), zap.String("partition", st.tp.String()), zap.Int64("pending", n), zap.Duration("waited", revokeWait))
+			s.kill(fmt.Errorf("%w: %s revoked with %d records pending after %s", ErrPartitionGone, st.tp, n, revokeWait))
 		}
 		s.mark(st)
 	}
@@ -437,7 +460,13 @@ func (s *Source) lost(_ context.Context, _ *kgo.Client, parts map[string][]int32
 	s.mu.Lock()
 	for topic, ps := range parts {
 		for _, p := range ps {
-			delete(s.parts, topicPart{topic, p})
+			tp := topicPart{topic, p}
+			if st := s.parts[tp]; st != nil {
+				if n := st.tracker.Pending(); n > 0 {
+					s.kill(fmt.Errorf("%w: %s lost with %d records pending", ErrPartitionGone, tp, n))
+				}
+			}
+			delete(s.parts, tp)
 		}
 	}
 	s.mu.Unlock()

@@ -257,6 +257,67 @@ func TestRebalanceWhileSlowLosesNothing(t *testing.T) {
 	}
 }
 
+// TestRevokedWithPendingStops: a member whose sinks cannot make its
+// records durable (acks never come) has partitions revoked by a second
+// member joining. After revokeWait it must stop: its ReadBatch fails with
+// ErrPartitionGone, so the pipeline gives up its writes instead of landing
+// them after the next owner has read the records again. Nothing of its
+// is committed.
+func TestRevokedWithPendingStops(t *testing.T) {
+	defer func(d time.Duration) { revokeWait = d }(revokeWait)
+	revokeWait = 300 * time.Millisecond
+	c := cluster(t, 4)
+	produce(t, c, 400, time.Now())
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	s1, err := New(sourceConfig(c, "g5", 0), nil, zap.NewNop())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s1.Close(context.Background())
+	read := 0
+	for read < 400 { // never acked
+		b, _, err := s1.ReadBatch(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		read += len(b.Messages)
+	}
+	failed := make(chan error, 1)
+	go func() {
+		for {
+			if _, _, err := s1.ReadBatch(ctx); err != nil {
+				failed <- err
+				return
+			}
+		}
+	}()
+	s2, err := New(sourceConfig(c, "g5", 0), nil, zap.NewNop())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s2.Close(context.Background())
+	go func() {
+		for ctx.Err() == nil {
+			s2.ReadBatch(ctx)
+		}
+	}()
+	select {
+	case err := <-failed:
+		if !errors.Is(err, ErrPartitionGone) {
+			t.Fatalf("ReadBatch = %v, want ErrPartitionGone", err)
+		}
+		t.Log(err)
+	case <-ctx.Done():
+		t.Fatal("the member kept reading after losing partitions with undurable records")
+	}
+	for p, off := range committed(t, c, "g5") {
+		if off > 0 {
+			t.Errorf("partition %d committed at %d, though nothing was durable", p, off)
+		}
+	}
+}
+
 // TestReplayRange reads a time range without a group: exactly the records
 // whose timestamps fall in it, then io.EOF; nothing is committed.
 func TestReplayRange(t *testing.T) {
