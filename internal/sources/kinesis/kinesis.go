@@ -6,10 +6,18 @@
 // A worker renews the leases it holds every lease_duration/3 and, each
 // time, lists the shards (creating missing leases), reads the table and
 // takes at most max_leases_per_take leases towards an even share: expired
-// leases (counter unchanged for lease_duration) and free ones first, then
-// one stolen from the busiest worker. Every take, renewal and checkpoint is
-// a conditional write; a worker whose renewal fails stops reading that
-// shard at once, and its checkpoints are refused from then on.
+// leases (counter unchanged for lease_duration) and free ones first; if
+// still below its share, it asks the busiest worker for one (handoffTo on
+// the lease). The holder sees the request when it renews, stops reading the
+// shard, waits until everything it read is durable in every sink (flushing
+// them), checkpoints, and then makes the asker the owner. Leases are never
+// stolen from a live worker, so no record is written by two workers: a
+// stolen lease would let the old holder land buffered objects after the
+// new one had listed the lake. Every take, renewal, handoff and checkpoint
+// is a conditional write. A worker whose renewal fails (its lease expired
+// and was taken) stops reading that shard at once and its checkpoints are
+// refused; if records of the shard were not yet durable, the source fails
+// with ErrLeaseGone so that the pipeline gives up their writes.
 //
 // A child shard (after a split or merge) is read only once every parent's
 // checkpoint is SHARD_END, so per-key order holds across resharding. A
@@ -73,7 +81,18 @@ type Source struct {
 	mu      sync.Mutex
 	readers map[string]*reader
 	seen    map[string]seenCounter // lease key -> counter and when it last changed
+
+	// dead ends, with the reason, when a lease was lost while records read
+	// from its shard were not yet durable: writing them after the new holder
+	// has listed the lake could duplicate them, so the pipeline must stop
+	// (its sinks give those writes up) and the task restart.
+	dead context.Context
+	kill context.CancelCauseFunc
 }
+
+// ErrLeaseGone is the cause of a source's failure when a lease was taken
+// from this worker while records of its shard were not yet durable.
+var ErrLeaseGone = errors.New("kinesis: lease lost with records not yet durable")
 
 type seenCounter struct {
 	counter int64
@@ -95,14 +114,16 @@ type reader struct {
 	cancel  context.CancelFunc
 	done    chan struct{}
 
-	mu     sync.Mutex
-	next   int64            // tracker position of the next batch
-	seqs   map[int64]string // batch end position -> sequence number
-	marked int64            // last position checkpointed
-	wrote  time.Time        // when the last checkpoint was written
-	ended  bool             // read to SHARD_END
-	lost   bool
-	read   string // last sequence number read (replay progress)
+	mu        sync.Mutex
+	next      int64            // tracker position of the next batch
+	seqs      map[int64]string // batch end position -> sequence number
+	marked    int64            // last position checkpointed
+	wrote     time.Time        // when the last checkpoint was written
+	ended     bool             // read to SHARD_END
+	lost      bool
+	sent      int64  // batches handed to ReadBatch
+	handoffTo string // worker this lease goes to once drained
+	read      string // last sequence number read (replay progress)
 }
 
 // New starts a worker: it joins the lease table and begins taking shards.
@@ -165,12 +186,14 @@ func newSource(cfg *config.Source, relieve func(), log *zap.Logger) (*Source, er
 	})
 	host, _ := os.Hostname()
 	ctx, cancel := context.WithCancel(context.Background())
-	return &Source{
+	s := &Source{
 		name: cfg.Name, cfg: cfg.Kinesis, kin: kin, batch: cfg.BatchSize, maxPend: int64(cfg.MaxPending), relieve: relieve, log: log,
 		owner: fmt.Sprintf("%s-%d-%d", host, os.Getpid(), time.Now().UnixNano()),
 		out:   make(chan shardBatch), ctx: ctx, cancel: cancel,
 		readers: map[string]*reader{}, seen: map[string]seenCounter{},
-	}, nil
+	}
+	s.dead, s.kill = context.WithCancelCause(context.Background())
+	return s, nil
 }
 
 func awsConfig(region string) (aws.Config, error) {
@@ -237,27 +260,36 @@ func (s *Source) leaseRound(ctx context.Context) error {
 	s.mu.Unlock()
 	for _, r := range held {
 		r.mu.Lock()
-		counter, ended := r.counter, r.ended
+		counter, ended, handoffTo := r.counter, r.ended, r.handoffTo
 		r.mu.Unlock()
 		if ended {
 			continue
 		}
-		select {
-		case <-r.done:
-			// The reader gave up on an error: give the lease back so that
-			// it (or another worker) starts the shard afresh.
-			s.mu.Lock()
-			delete(s.readers, r.shard)
-			s.mu.Unlock()
-			s.checkpoint(ctx, r)
-			if err := s.leases.release(ctx, r.shard, s.owner); err != nil {
-				return err
+		if handoffTo == "" {
+			select {
+			case <-r.done:
+				// The reader gave up on an error: give the lease back so
+				// that it (or another worker) starts the shard afresh.
+				s.mu.Lock()
+				delete(s.readers, r.shard)
+				s.mu.Unlock()
+				s.checkpoint(ctx, r)
+				if err := s.leases.release(ctx, r.shard, s.owner); err != nil {
+					return err
+				}
+				continue
+			default:
 			}
-			continue
-		default:
 		}
 		s.checkpoint(ctx, r)
-		next, err := s.leases.renew(ctx, r.shard, counter, s.owner)
+		if handoffTo != "" {
+			if s.drained(r) {
+				s.handOver(ctx, r, counter, handoffTo)
+				continue
+			}
+			s.relieve() // the sinks' buffers hold the rest: write them now
+		}
+		next, asker, err := s.leases.renew(ctx, r.shard, counter, s.owner)
 		if errors.Is(err, errLeaseLost) {
 			s.lose(r)
 			continue
@@ -267,6 +299,16 @@ func (s *Source) leaseRound(ctx context.Context) error {
 		}
 		r.mu.Lock()
 		r.counter = next
+		if asker != "" && asker != s.owner && r.handoffTo == "" {
+			r.handoffTo = asker
+			r.mu.Unlock()
+			// Stop reading; once everything read is durable, a later
+			// round checkpoints and hands the lease over.
+			r.cancel()
+			s.log.Info("kinesis lease asked for; draining the shard before handing it over",
+				zap.String("source", s.name), zap.String("shard", r.shard), zap.String("to", asker))
+			continue
+		}
 		r.mu.Unlock()
 	}
 	shards, err := s.listShards(ctx)
@@ -332,6 +374,21 @@ func (s *Source) leaseRound(ctx context.Context) error {
 			}
 			continue
 		}
+		if l.owner == s.owner && l.handoffTo == "" {
+			s.mu.Lock()
+			_, reading := s.readers[l.key]
+			s.mu.Unlock()
+			if !reading {
+				// Handed over to us.
+				s.log.Info("kinesis lease handed over to this worker", zap.String("source", s.name), zap.String("shard", l.key))
+				s.startReader(l.key, l.counter, l.checkpoint)
+			}
+		}
+		if l.handoffTo != "" {
+			owners[l.handoffTo]++ // on its way there
+			owners[l.owner] += 0
+			continue
+		}
 		owners[l.owner]++
 	}
 	mine := owners[s.owner]
@@ -348,7 +405,7 @@ func (s *Source) leaseRound(ctx context.Context) error {
 		}
 	}
 	if mine < target && taken == 0 {
-		// Steal one from the busiest worker above the target.
+		// Ask the busiest worker above the target for one of its leases.
 		busiest, most := "", target
 		for o, n := range owners {
 			if o != s.owner && n > most {
@@ -357,7 +414,15 @@ func (s *Source) leaseRound(ctx context.Context) error {
 		}
 		if busiest != "" {
 			for _, l := range all {
-				if l.owner == busiest && ready(l) && s.takeLease(ctx, l) {
+				if l.owner != busiest || l.handoffTo != "" || !ready(l) || expired(l) {
+					continue
+				}
+				asked, err := s.leases.askHandoff(ctx, l.key, busiest, s.owner)
+				if err != nil {
+					return err
+				}
+				if asked {
+					s.log.Info("kinesis lease asked for", zap.String("source", s.name), zap.String("shard", l.key), zap.String("from", busiest))
 					break
 				}
 			}
@@ -383,7 +448,9 @@ func (s *Source) takeLease(ctx context.Context, l *lease) bool {
 	return true
 }
 
-// lose stops reading a shard whose lease another worker took.
+// lose stops reading a shard whose lease another worker took (ours had
+// expired: renewals failed for lease_duration). If records read from it are
+// not yet durable, the source fails: see ErrLeaseGone.
 func (s *Source) lose(r *reader) {
 	r.mu.Lock()
 	r.lost = true
@@ -393,6 +460,42 @@ func (s *Source) lose(r *reader) {
 	delete(s.readers, r.shard)
 	s.mu.Unlock()
 	s.log.Warn("kinesis lease lost; stopped reading the shard", zap.String("source", s.name), zap.String("shard", r.shard))
+	<-r.done
+	if !s.drained(r) {
+		s.kill(fmt.Errorf("%w: shard %s", ErrLeaseGone, r.shard))
+	}
+}
+
+// drained reports whether a stopped reader's records are all durable:
+// it has exited, and every batch it handed to ReadBatch is acked.
+func (s *Source) drained(r *reader) bool {
+	select {
+	case <-r.done:
+	default:
+		return false
+	}
+	r.mu.Lock()
+	sent := r.sent
+	r.mu.Unlock()
+	if sent == 0 {
+		return true
+	}
+	ck, ok := r.tracker.Checkpoint()
+	return ok && ck >= sent-1
+}
+
+// handOver ends a handoff: the drained shard's checkpoint is written (the
+// caller did), and the lease goes to the worker that asked for it.
+func (s *Source) handOver(ctx context.Context, r *reader, counter int64, to string) {
+	err := s.leases.transfer(ctx, r.shard, counter, s.owner, to)
+	if err != nil && !errors.Is(err, errLeaseLost) {
+		s.log.Warn("kinesis lease handoff failed; trying again next round", zap.String("source", s.name), zap.String("shard", r.shard), zap.Error(err))
+		return
+	}
+	s.mu.Lock()
+	delete(s.readers, r.shard)
+	s.mu.Unlock()
+	s.log.Info("kinesis lease handed over", zap.String("source", s.name), zap.String("shard", r.shard), zap.String("to", to))
 }
 
 func (s *Source) startReader(shard string, counter int64, ckpt string) *reader {
@@ -553,6 +656,7 @@ func (s *Source) send(ctx context.Context, r *reader, msgs []record.Message, seq
 	case s.out <- shardBatch{r: r, msgs: msgs, seq: seq}:
 		r.mu.Lock()
 		r.read = seq
+		r.sent++
 		r.mu.Unlock()
 		return true
 	case <-ctx.Done():
@@ -605,6 +709,8 @@ func (s *Source) ReadBatch(ctx context.Context) (record.Batch, record.AckFunc, e
 		if !ok {
 			return record.Batch{}, nil, io.EOF
 		}
+	case <-s.dead.Done():
+		return record.Batch{}, nil, context.Cause(s.dead)
 	case <-ctx.Done():
 		return record.Batch{}, nil, ctx.Err()
 	}

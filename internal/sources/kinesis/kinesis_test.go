@@ -205,6 +205,115 @@ func TestLeasesBalanceAndFailover(t *testing.T) {
 	}
 }
 
+// consumeSlow is consume with acks that come late, as from sinks that
+// buffer: a record is durable only some time after it is read.
+func consumeSlow(ctx context.Context, s *Source, delay time.Duration) *consumer {
+	c := &consumer{seen: map[string]int{}, done: make(chan struct{})}
+	go func() {
+		defer close(c.done)
+		for {
+			b, ack, err := s.ReadBatch(ctx)
+			if err != nil {
+				return
+			}
+			c.mu.Lock()
+			for _, m := range b.Messages {
+				c.seen[string(m.Data)]++
+			}
+			c.mu.Unlock()
+			time.AfterFunc(delay, func() { ack(nil) })
+		}
+	}()
+	return c
+}
+
+// TestHandoffReadsEachRecordOnce: a worker holding all four shards while
+// records stream in is joined by a second one. Leases move by handoff, not
+// by stealing: the holder stops reading the shard, waits until what it
+// read is durable (acks come 400 ms late here), checkpoints, and hands the
+// lease over; the new holder starts at that checkpoint. So the workers
+// settle 2/2 and no record is read by both, which a stolen lease (the new
+// holder starting from an older checkpoint while the old one still
+// writes) would not give.
+func TestHandoffReadsEachRecordOnce(t *testing.T) {
+	kin, ddb := emulators(t)
+	kc := client(t, kin)
+	stream := fmt.Sprintf("handoff-%d", time.Now().UnixNano())
+	createStream(t, kc, stream, 4)
+	key := func(i int) string { return fmt.Sprintf("k%d", i%50) }
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	a, err := New(sourceConfig("k", kin, ddb, stream), nil, zap.NewNop())
+	if err != nil {
+		t.Fatal(err)
+	}
+	ca := consumeSlow(ctx, a, 400*time.Millisecond)
+	eventually(t, 20*time.Second, "the first worker takes all four shards", func() bool { return len(a.Held()) == 4 })
+	stopPut := make(chan struct{})
+	var putWG sync.WaitGroup
+	putWG.Add(1)
+	total := 0
+	go func() { // records keep arriving through the handoffs
+		defer putWG.Done()
+		for ; total < 4000; total += 200 {
+			select {
+			case <-stopPut:
+				return
+			case <-time.After(100 * time.Millisecond):
+			}
+			put(t, kc, stream, total, 200, key)
+		}
+	}()
+	b, err := New(sourceConfig("k", kin, ddb, stream), nil, zap.NewNop())
+	if err != nil {
+		t.Fatal(err)
+	}
+	cb := consumeSlow(ctx, b, 400*time.Millisecond)
+	eventually(t, 30*time.Second, "leases settle 2/2 by handoff", func() bool { return len(a.Held()) == 2 && len(b.Held()) == 2 })
+	putWG.Wait()
+	close(stopPut)
+	eventually(t, 30*time.Second, "every record read", func() bool {
+		ca.mu.Lock()
+		defer ca.mu.Unlock()
+		cb.mu.Lock()
+		defer cb.mu.Unlock()
+		n := 0
+		for i := range total {
+			if ca.seen[fmt.Sprintf(`{"id":"r%d","key":"%s"}`, i, key(i))]+cb.seen[fmt.Sprintf(`{"id":"r%d","key":"%s"}`, i, key(i))] > 0 {
+				n++
+			}
+		}
+		return n == total
+	})
+	ca.mu.Lock()
+	cb.mu.Lock()
+	twice, fromA, fromB := 0, 0, 0
+	for i := range total {
+		k := fmt.Sprintf(`{"id":"r%d","key":"%s"}`, i, key(i))
+		if ca.seen[k]+cb.seen[k] > 1 {
+			twice++
+		}
+		if ca.seen[k] > 0 {
+			fromA++
+		}
+		if cb.seen[k] > 0 {
+			fromB++
+		}
+	}
+	ca.mu.Unlock()
+	cb.mu.Unlock()
+	t.Logf("%d records: %d read by the first worker, %d by the second", total, fromA, fromB)
+	if twice > 0 {
+		t.Errorf("%d records read more than once across the handoffs", twice)
+	}
+	if fromB == 0 {
+		t.Error("the second worker read nothing")
+	}
+	cancel()
+	a.Close(context.Background())
+	b.Close(context.Background())
+}
+
 // TestSplitReadsParentsFirst: a shard split in the middle of the stream;
 // every record of the parent is read before any of its children, and each
 // partition key's records come in order.

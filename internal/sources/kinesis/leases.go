@@ -16,7 +16,12 @@ import (
 // recognise it: one item per shard, keyed by leaseKey (the shard id), with
 // leaseOwner, leaseCounter, checkpoint (a sequence number, TRIM_HORIZON,
 // LATEST, AT_TIMESTAMP or SHARD_END), checkpointSubSequenceNumber and
-// parentShardId. Every change is a conditional write.
+// parentShardId. Every change is a conditional write. A worker below its
+// share asks the busiest worker for one of its leases by setting handoffTo
+// on it; the holder stops reading that shard, waits until everything it
+// read is durable, checkpoints, and only then makes the asker the owner, so
+// that no record is written by both (a stolen lease would let the old
+// holder land buffered objects after the new one had listed the lake).
 const (
 	shardEnd = "SHARD_END"
 )
@@ -27,6 +32,7 @@ type lease struct {
 	counter    int64
 	checkpoint string
 	parents    []string
+	handoffTo  string // a worker that asked the owner for this lease
 }
 
 type leaseTable struct {
@@ -110,46 +116,88 @@ func (t *leaseTable) scan(ctx context.Context) (map[string]*lease, error) {
 			if v, ok := it["parentShardId"].(*ddbtypes.AttributeValueMemberSS); ok {
 				l.parents = v.Value
 			}
+			if v, ok := it["handoffTo"].(*ddbtypes.AttributeValueMemberS); ok {
+				l.handoffTo = v.Value
+			}
 			out[l.key] = l
 		}
 	}
 	return out, nil
 }
 
-// take makes owner the lease's holder if nobody renewed it since counter.
+// take makes owner the holder of an expired or unowned lease, if nobody
+// renewed it since counter. A stale handoff request goes with it.
 func (t *leaseTable) take(ctx context.Context, l *lease, owner string) (int64, error) {
-	return t.bump(ctx, l.key, l.counter, owner, "SET leaseOwner = :me, leaseCounter = :next")
+	next, _, err := t.bump(ctx, l.key, l.counter, "leaseCounter = :c",
+		"SET leaseOwner = :me, leaseCounter = :next REMOVE handoffTo", map[string]string{":me": owner})
+	return next, err
 }
 
-// renew bumps the counter of a lease owner holds.
-func (t *leaseTable) renew(ctx context.Context, key string, counter int64, owner string) (int64, error) {
-	return t.bump(ctx, key, counter, owner, "SET leaseCounter = :next")
+// renew bumps the counter of a lease owner holds and returns the worker
+// that asked for it, if any.
+func (t *leaseTable) renew(ctx context.Context, key string, counter int64, owner string) (int64, string, error) {
+	return t.bump(ctx, key, counter, "leaseCounter = :c AND leaseOwner = :me",
+		"SET leaseCounter = :next", map[string]string{":me": owner})
 }
 
-func (t *leaseTable) bump(ctx context.Context, key string, counter int64, owner, update string) (int64, error) {
-	cond := "leaseCounter = :c"
-	if update == "SET leaseCounter = :next" {
-		cond += " AND leaseOwner = :me"
-	}
+// transfer makes to the holder of a lease owner holds at counter: the end
+// of a handoff, once everything owner read from the shard is durable.
+func (t *leaseTable) transfer(ctx context.Context, key string, counter int64, owner, to string) error {
+	_, _, err := t.bump(ctx, key, counter, "leaseCounter = :c AND leaseOwner = :me",
+		"SET leaseOwner = :to, leaseCounter = :next REMOVE handoffTo", map[string]string{":me": owner, ":to": to})
+	return err
+}
+
+// askHandoff asks owner, through the lease, to hand it over to me. It is a
+// no-op if the lease changed hands or someone else asked first.
+func (t *leaseTable) askHandoff(ctx context.Context, key, owner, me string) (bool, error) {
 	_, err := t.ddb.UpdateItem(ctx, &dynamodb.UpdateItemInput{
 		TableName:           aws.String(t.name),
 		Key:                 map[string]ddbtypes.AttributeValue{"leaseKey": &ddbtypes.AttributeValueMemberS{Value: key}},
-		UpdateExpression:    aws.String(update),
-		ConditionExpression: aws.String(cond),
+		UpdateExpression:    aws.String("SET handoffTo = :me"),
+		ConditionExpression: aws.String("leaseOwner = :owner AND attribute_not_exists(handoffTo)"),
 		ExpressionAttributeValues: map[string]ddbtypes.AttributeValue{
-			":c":    &ddbtypes.AttributeValueMemberN{Value: strconv.FormatInt(counter, 10)},
-			":next": &ddbtypes.AttributeValueMemberN{Value: strconv.FormatInt(counter+1, 10)},
-			":me":   &ddbtypes.AttributeValueMemberS{Value: owner},
+			":owner": &ddbtypes.AttributeValueMemberS{Value: owner},
+			":me":    &ddbtypes.AttributeValueMemberS{Value: me},
 		},
 	})
 	var cf *ddbtypes.ConditionalCheckFailedException
 	if errors.As(err, &cf) {
-		return 0, errLeaseLost
+		return false, nil
+	}
+	return err == nil, err
+}
+
+// bump applies update if cond holds at counter, moving the counter on; it
+// returns the new counter and the lease's handoffTo after the update.
+func (t *leaseTable) bump(ctx context.Context, key string, counter int64, cond, update string, names map[string]string) (int64, string, error) {
+	values := map[string]ddbtypes.AttributeValue{
+		":c":    &ddbtypes.AttributeValueMemberN{Value: strconv.FormatInt(counter, 10)},
+		":next": &ddbtypes.AttributeValueMemberN{Value: strconv.FormatInt(counter+1, 10)},
+	}
+	for k, v := range names {
+		values[k] = &ddbtypes.AttributeValueMemberS{Value: v}
+	}
+	out, err := t.ddb.UpdateItem(ctx, &dynamodb.UpdateItemInput{
+		TableName:                 aws.String(t.name),
+		Key:                       map[string]ddbtypes.AttributeValue{"leaseKey": &ddbtypes.AttributeValueMemberS{Value: key}},
+		UpdateExpression:          aws.String(update),
+		ConditionExpression:       aws.String(cond),
+		ExpressionAttributeValues: values,
+		ReturnValues:              ddbtypes.ReturnValueAllNew,
+	})
+	var cf *ddbtypes.ConditionalCheckFailedException
+	if errors.As(err, &cf) {
+		return 0, "", errLeaseLost
 	}
 	if err != nil {
-		return 0, err
+		return 0, "", err
 	}
-	return counter + 1, nil
+	handoff := ""
+	if v, ok := out.Attributes["handoffTo"].(*ddbtypes.AttributeValueMemberS); ok {
+		handoff = v.Value
+	}
+	return counter + 1, handoff, nil
 }
 
 // checkpoint records a shard's position, only while owner holds the lease.
@@ -177,7 +225,7 @@ func (t *leaseTable) release(ctx context.Context, key, owner string) error {
 	_, err := t.ddb.UpdateItem(ctx, &dynamodb.UpdateItemInput{
 		TableName:                 aws.String(t.name),
 		Key:                       map[string]ddbtypes.AttributeValue{"leaseKey": &ddbtypes.AttributeValueMemberS{Value: key}},
-		UpdateExpression:          aws.String("REMOVE leaseOwner"),
+		UpdateExpression:          aws.String("REMOVE leaseOwner, handoffTo"),
 		ConditionExpression:       aws.String("leaseOwner = :me"),
 		ExpressionAttributeValues: map[string]ddbtypes.AttributeValue{":me": &ddbtypes.AttributeValueMemberS{Value: owner}},
 	})
