@@ -268,8 +268,13 @@ func (s *Source) leaseRound(ctx context.Context) error {
 		if handoffTo == "" {
 			select {
 			case <-r.done:
-				// The reader gave up on an error: give the lease back so
-				// that it (or another worker) starts the shard afresh.
+				// The reader gave up on an error: once what it read is
+				// durable, give the lease back so that it (or another
+				// worker) starts the shard afresh; until then keep it.
+				if !s.drained(r) {
+					s.relieve()
+					break
+				}
 				s.mu.Lock()
 				delete(s.readers, r.shard)
 				s.mu.Unlock()
