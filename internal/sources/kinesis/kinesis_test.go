@@ -114,7 +114,11 @@ type consumer struct {
 	done chan struct{}
 }
 
-func consume(ctx context.Context, s *Source) *consumer {
+func consume(ctx context.Context, s *Source) *consumer { return consumeAcking(ctx, s, 0) }
+
+// consumeAcking is consume with acks delay late, as from sinks that buffer:
+// a record is durable only some time after it is read.
+func consumeAcking(ctx context.Context, s *Source, delay time.Duration) *consumer {
 	c := &consumer{seen: map[string]int{}, done: make(chan struct{})}
 	go func() {
 		defer close(c.done)
@@ -129,7 +133,11 @@ func consume(ctx context.Context, s *Source) *consumer {
 				c.log = append(c.log, m)
 			}
 			c.mu.Unlock()
-			ack(nil)
+			if delay == 0 {
+				ack(nil)
+			} else {
+				time.AfterFunc(delay, func() { ack(nil) })
+			}
 		}
 	}()
 	return c
@@ -205,28 +213,6 @@ func TestLeasesBalanceAndFailover(t *testing.T) {
 	}
 }
 
-// consumeSlow is consume with acks that come late, as from sinks that
-// buffer: a record is durable only some time after it is read.
-func consumeSlow(ctx context.Context, s *Source, delay time.Duration) *consumer {
-	c := &consumer{seen: map[string]int{}, done: make(chan struct{})}
-	go func() {
-		defer close(c.done)
-		for {
-			b, ack, err := s.ReadBatch(ctx)
-			if err != nil {
-				return
-			}
-			c.mu.Lock()
-			for _, m := range b.Messages {
-				c.seen[string(m.Data)]++
-			}
-			c.mu.Unlock()
-			time.AfterFunc(delay, func() { ack(nil) })
-		}
-	}()
-	return c
-}
-
 // TestHandoffReadsEachRecordOnce: a worker holding all four shards while
 // records stream in is joined by a second one. Leases move by handoff, not
 // by stealing: the holder stops reading the shard, waits until what it
@@ -247,7 +233,7 @@ func TestHandoffReadsEachRecordOnce(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ca := consumeSlow(ctx, a, 400*time.Millisecond)
+	ca := consumeAcking(ctx, a, 400*time.Millisecond)
 	eventually(t, 20*time.Second, "the first worker takes all four shards", func() bool { return len(a.Held()) == 4 })
 	stopPut := make(chan struct{})
 	var putWG sync.WaitGroup
@@ -268,7 +254,7 @@ func TestHandoffReadsEachRecordOnce(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	cb := consumeSlow(ctx, b, 400*time.Millisecond)
+	cb := consumeAcking(ctx, b, 400*time.Millisecond)
 	eventually(t, 30*time.Second, "leases settle 2/2 by handoff", func() bool { return len(a.Held()) == 2 && len(b.Held()) == 2 })
 	putWG.Wait()
 	close(stopPut)
