@@ -1,6 +1,6 @@
 package config
 
-// The structs below are the configuration contract of ../shared/CONFIG.md.
+// The structs below are the configuration contract (docs/configuration.md).
 // Their tags drive decoding (yaml), defaults (default), allowed values (enum),
 // required keys (required) and the reference in docs/config-reference.md
 // (doc), so the three cannot drift apart.
@@ -14,7 +14,13 @@ type Config struct {
 
 	// File is the path the configuration was read from.
 	File string `yaml:"-"`
-	pos  map[string]int
+	// Warnings are problems that do not stop the configuration from
+	// running (Validate fills it); processor validate prints them and run
+	// logs them at start.
+	Warnings Errors `yaml:"-"`
+	pos      map[string]int
+	bad      map[string]bool // paths whose value did not decode
+	red      redactor        // hides values that came from the environment
 }
 
 // Service holds process-wide settings.
