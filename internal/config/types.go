@@ -120,7 +120,7 @@ type Route struct {
 	To         []string    `yaml:"to" required:"true" doc:"Sink names."`
 	ErrorSink  string      `yaml:"error_sink" doc:"Where records that fail a transform go; defaults to the source's, then service.error_sink."`
 	Match      Node        `yaml:"match" doc:"EventBridge event pattern; absent matches every record."`
-	Transforms []Transform `yaml:"transforms" doc:"Applied in order."`
+	Transforms []Transform `yaml:"transforms" doc:"Applied in order; each is a mapping with one key, the transform's name."`
 }
 
 // Sink is one configured output.
