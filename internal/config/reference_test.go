@@ -101,3 +101,20 @@ func TestTransformKinds(t *testing.T) {
 		t.Errorf("Transform fields %v, transformKinds %v", tagged, kinds)
 	}
 }
+
+// TestConfigurationExample keeps the complete example of
+// docs/configuration.md valid.
+func TestConfigurationExample(t *testing.T) {
+	doc, err := os.ReadFile("../../docs/configuration.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, rest, ok := strings.Cut(string(doc), "```yaml\n")
+	example, _, ok2 := strings.Cut(rest, "```\n")
+	if !ok || !ok2 {
+		t.Fatal("no yaml example in docs/configuration.md")
+	}
+	if _, err := Parse("configuration.md", []byte(example), lookup(map[string]string{"KAFKA_BROKERS": "b:9092"})); err != nil {
+		t.Error(err)
+	}
+}
