@@ -122,6 +122,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	}
 	switch cmd {
 	case "validate":
+		for _, w := range cfg.Warnings {
+			fmt.Fprintln(stderr, w)
+		}
 		fmt.Fprintln(stdout, "OK")
 		return nil
 	case "athena-ddl":
@@ -189,6 +192,9 @@ func runPipeline(ctx context.Context, cfg *config.Config, stdout io.Writer, opts
 	limit, err := memlimit.Set(memlimit.WithRatio(0.9), memlimit.WithProvider(memlimit.FromCgroup))
 	if err != nil && !errors.Is(err, memlimit.ErrNoLimit) {
 		log.Warn("could not read the container memory limit", zap.Error(err))
+	}
+	for _, w := range cfg.Warnings {
+		log.Warn("configuration warning", zap.String("file", w.File), zap.Int("line", w.Line), zap.String("key", w.Path), zap.String("problem", w.Msg))
 	}
 	log.Info("pipeline starting", zap.String("config", cfg.File), zap.String("version", versionString()), zap.Int64("go_memory_limit", limit))
 	start := time.Now()

@@ -26,15 +26,21 @@ func TestBadConfigs(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			want, err := os.ReadFile(strings.TrimSuffix(f, ".bad.yaml") + ".want")
+			wantFile := strings.TrimSuffix(f, ".bad.yaml") + ".want"
+			_, perr := Parse(filepath.Base(f), data, lookup(nil))
+			if perr == nil {
+				t.Fatal("config was accepted")
+			}
+			if *update {
+				if err := os.WriteFile(wantFile, []byte(perr.Error()+"\n"), 0o644); err != nil {
+					t.Fatal(err)
+				}
+			}
+			want, err := os.ReadFile(wantFile)
 			if err != nil {
 				t.Fatal(err)
 			}
-			_, err = Parse(filepath.Base(f), data, lookup(nil))
-			if err == nil {
-				t.Fatal("config was accepted")
-			}
-			if got := err.Error(); got != strings.TrimSpace(string(want)) {
+			if got := perr.Error(); got != strings.TrimSpace(string(want)) {
 				t.Errorf("error:\n%s\nwant:\n%s", got, strings.TrimSpace(string(want)))
 			}
 		})
@@ -106,5 +112,26 @@ func TestParseSize(t *testing.T) {
 		if err != nil || got != tt.want {
 			t.Errorf("ParseSize(%q) = %d, %v; want %d", tt.give, got, err, tt.want)
 		}
+	}
+}
+
+// TestWarning: warnf records a problem that does not fail the file,
+// printed with a "warning: " prefix.
+func TestWarning(t *testing.T) {
+	data, err := os.ReadFile("testdata/good.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := Parse("good.yaml", data, lookup(nil))
+	if err != nil || len(c.Warnings) != 0 {
+		t.Fatalf("err %v, warnings %v", err, c.Warnings)
+	}
+	v := &validator{c: c}
+	v.warnf("sinks[0].url", "nothing there yet")
+	if len(v.errs) != 0 || len(v.warns) != 1 {
+		t.Fatalf("errs %v, warns %v", v.errs, v.warns)
+	}
+	if got, want := v.warns[0].Error(), "warning: good.yaml:26: sinks[0].url: nothing there yet"; got != want {
+		t.Errorf("warning = %q, want %q", got, want)
 	}
 }

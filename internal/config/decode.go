@@ -12,8 +12,10 @@ import (
 	"go.yaml.in/yaml/v3"
 )
 
-// Load reads, expands, decodes, defaults and validates one configuration
-// file. The error, when not nil, is Errors listing every problem found.
+// Load reads, decodes, expands, defaults and validates one configuration
+// file. The error, when not nil, is Errors listing every problem found
+// (with any warnings among them); on success the warnings are in
+// Config.Warnings.
 func Load(path string) (*Config, error) {
 	data, err := os.ReadFile(path)
 	if err != nil {
@@ -23,16 +25,18 @@ func Load(path string) (*Config, error) {
 }
 
 // Parse is Load on bytes already read; lookup resolves ${VAR}.
+//
+// Problems are reported in one pass: a key that is unknown or a value
+// that does not decode is reported and left at its zero value, and the
+// semantic checks of Validate still run on everything else. Only YAML
+// that does not parse stops early.
 func Parse(file string, data []byte, lookup func(string) (string, bool)) (*Config, error) {
-	d := &decoder{file: file, pos: map[string]int{}}
-	expanded := d.expand(data, lookup)
-	if len(d.errs) > 0 {
-		return nil, d.errs
-	}
+	d := &decoder{file: file, pos: map[string]int{}, bad: map[string]bool{}, envBad: map[string]bool{}}
+	text, refs := protect(data)
 	var root yaml.Node
-	if err := yaml.Unmarshal(expanded, &root); err != nil {
+	if err := yaml.Unmarshal(text, &root); err != nil {
 		line := 0
-		msg := err.Error()
+		msg := refs.restore(err.Error())
 		if m := yamlLine.FindStringSubmatch(msg); m != nil {
 			line, _ = strconv.Atoi(m[1])
 			msg = strings.TrimSpace(yamlLine.ReplaceAllString(msg, ""))
@@ -50,12 +54,14 @@ func Parse(file string, data []byte, lookup func(string) (string, bool)) (*Confi
 	if len(root.Content) == 0 {
 		return nil, Errors{{File: file, Line: 1, Msg: "empty configuration"}}
 	}
+	d.expandEnv(&root, "", refs, lookup, map[*yaml.Node]bool{})
+	d.red = newRedactor(d.expanded)
 	d.decode(root.Content[0], cfg, "")
-	cfg.pos = d.pos
-	if len(d.errs) > 0 {
-		return nil, d.errs
-	}
-	if errs := cfg.Validate(); len(errs) > 0 {
+	cfg.pos, cfg.bad, cfg.red = d.pos, d.bad, d.red
+	errs := append(d.errs, cfg.Validate()...)
+	if len(errs) > 0 {
+		errs = append(errs, cfg.Warnings...)
+		errs.sort()
 		return nil, errs
 	}
 	return cfg, nil
@@ -63,50 +69,36 @@ func Parse(file string, data []byte, lookup func(string) (string, bool)) (*Confi
 
 var yamlLine = regexp.MustCompile(`(?:yaml: )?line (\d+):\s*`)
 
-// envRef matches ${VAR} and ${VAR:-default}; $${ is a literal ${.
-var envRef = regexp.MustCompile(`\$\$\{|\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}`)
-
-// expand replaces environment references before parsing. An unset variable
-// without a default is an error: a silent empty broker list or bucket name is
-// worse than refusing to start.
-func (d *decoder) expand(data []byte, lookup func(string) (string, bool)) []byte {
-	lines := strings.SplitAfter(string(data), "\n")
-	var out strings.Builder
-	for i, line := range lines {
-		if strings.HasPrefix(strings.TrimSpace(line), "#") {
-			out.WriteString(line)
-			continue
-		}
-		out.WriteString(envRef.ReplaceAllStringFunc(line, func(ref string) string {
-			if ref == "$${" {
-				return "${"
-			}
-			m := envRef.FindStringSubmatch(ref)
-			if v, ok := lookup(m[1]); ok && v != "" {
-				return v
-			}
-			if strings.Contains(ref, ":-") {
-				return m[2]
-			}
-			d.errs = append(d.errs, &Error{File: d.file, Line: i + 1, Msg: fmt.Sprintf("environment variable %s is not set (write ${%s:-default} for a default)", m[1], m[1])})
-			return ""
-		}))
-	}
-	return []byte(out.String())
-}
-
 type decoder struct {
 	file string
 	errs Errors
 	pos  map[string]int
+	// bad holds the paths whose value did not decode; Validate does not
+	// complain again about them or what is below them.
+	bad map[string]bool
+	// envBad holds the paths whose ${VAR} could not be expanded.
+	envBad   map[string]bool
+	expanded []expansion
+	red      redactor
 }
 
+// errorf reports that the value at path (n) is wrong.
 func (d *decoder) errorf(n *yaml.Node, path, format string, args ...any) {
+	if d.envBad[path] {
+		return
+	}
+	d.bad[path] = true
+	d.report(n, path, format, args...)
+}
+
+// report adds an error about path without marking its value as wrong
+// (a key missing from the mapping at path, say).
+func (d *decoder) report(n *yaml.Node, path, format string, args ...any) {
 	line := 0
 	if n != nil {
 		line = n.Line
 	}
-	d.errs = append(d.errs, &Error{File: d.file, Line: line, Path: path, Msg: fmt.Sprintf(format, args...)})
+	d.errs = append(d.errs, &Error{File: d.file, Line: line, Path: path, Msg: d.red.redact(path, fmt.Sprintf(format, args...))})
 }
 
 func (d *decoder) record(path string, line int) {
@@ -276,7 +268,7 @@ func (d *decoder) structValue(n *yaml.Node, v reflect.Value, path string) {
 		}
 		f := t.Field(idx)
 		if f.Tag.Get("required") == "true" {
-			d.errorf(n, path, "missing required key %q", name)
+			d.report(n, path, "missing required key %q", name)
 		}
 	}
 	d.applyDefaults(v.Addr().Interface(), path, seen)

@@ -2,20 +2,28 @@ package config
 
 import (
 	"fmt"
+	"slices"
 	"strings"
 )
 
 // Error is one problem in a configuration file, with the line and the key
-// path it concerns.
+// path it concerns. A Warning does not stop the configuration from running.
 type Error struct {
-	File string
-	Line int
-	Path string // e.g. sinks[1].partition_keys.year
-	Msg  string
+	File    string
+	Line    int
+	Path    string // e.g. sinks[1].partition_keys.year
+	Msg     string
+	Warning bool
 }
 
+// Error renders the problem as "file:line: key.path: message", prefixed
+// with "warning: " for a warning. It never contains a value that came from
+// the environment: the reference (${NAME}) is printed instead.
 func (e *Error) Error() string {
 	var b strings.Builder
+	if e.Warning {
+		b.WriteString("warning: ")
+	}
 	b.WriteString(e.File)
 	if e.Line > 0 {
 		fmt.Fprintf(&b, ":%d", e.Line)
@@ -38,4 +46,9 @@ func (es Errors) Error() string {
 		lines[i] = e.Error()
 	}
 	return strings.Join(lines, "\n")
+}
+
+// sort orders the problems by line, keeping the order of those on one line.
+func (es Errors) sort() {
+	slices.SortStableFunc(es, func(a, b *Error) int { return a.Line - b.Line })
 }

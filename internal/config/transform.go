@@ -10,17 +10,17 @@ import (
 // Transform is one step of a route. Exactly one of the kind fields is set;
 // Kind names it.
 type Transform struct {
-	Kind string
-	Path string // e.g. routes[1].transforms[0]
+	Kind string `yaml:"-"`
+	Path string `yaml:"-"` // e.g. routes[1].transforms[0]
 
-	Explode    *Explode
-	Severity   *Severity
-	EpochToUTC *EpochToUTC
-	JSONToCSV  *JSONToCSV
-	Set        KeyNodes
-	Rename     KeyMap
-	Drop       []string
-	JQ         string
+	Explode    *Explode    `yaml:"explode" doc:"One record per element of an array field; the rest of the record is kept under envelope. explode: PATH is short for {field: PATH}."`
+	Severity   *Severity   `yaml:"severity" doc:"Keep records whose severity is within [min, max] (ASFF labels, GuardDuty numbers, log levels)."`
+	EpochToUTC *EpochToUTC `yaml:"epoch_to_utc" doc:"Render an epoch or RFC 3339 time as RFC 3339 with milliseconds."`
+	JSONToCSV  *JSONToCSV  `yaml:"json_to_csv" doc:"Render the record as one CSV line (for format: csv sinks)."`
+	Set        KeyNodes    `yaml:"set" doc:"{path: value, ...}: store YAML values (scalars, lists, mappings) at dotted paths."`
+	Rename     KeyMap      `yaml:"rename" doc:"{from.path: to.path, ...}: move fields; a missing field is left alone."`
+	Drop       []string    `yaml:"drop" doc:"[path, ...]: delete fields."`
+	JQ         string      `yaml:"jq" doc:"A jq program (gojq) whose outputs replace the record: none filters it, several explode it; outputs must be objects."`
 }
 
 // Explode emits one record per element of an array field.

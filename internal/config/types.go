@@ -1,6 +1,6 @@
 package config
 
-// The structs below are the configuration contract of ../shared/CONFIG.md.
+// The structs below are the configuration contract (docs/configuration.md).
 // Their tags drive decoding (yaml), defaults (default), allowed values (enum),
 // required keys (required) and the reference in docs/config-reference.md
 // (doc), so the three cannot drift apart.
@@ -14,7 +14,13 @@ type Config struct {
 
 	// File is the path the configuration was read from.
 	File string `yaml:"-"`
-	pos  map[string]int
+	// Warnings are problems that do not stop the configuration from
+	// running (Validate fills it); processor validate prints them and run
+	// logs them at start.
+	Warnings Errors `yaml:"-"`
+	pos      map[string]int
+	bad      map[string]bool // paths whose value did not decode
+	red      redactor        // hides values that came from the environment
 }
 
 // Service holds process-wide settings.
@@ -114,7 +120,7 @@ type Route struct {
 	To         []string    `yaml:"to" required:"true" doc:"Sink names."`
 	ErrorSink  string      `yaml:"error_sink" doc:"Where records that fail a transform go; defaults to the source's, then service.error_sink."`
 	Match      Node        `yaml:"match" doc:"EventBridge event pattern; absent matches every record."`
-	Transforms []Transform `yaml:"transforms" doc:"Applied in order."`
+	Transforms []Transform `yaml:"transforms" doc:"Applied in order; each is a mapping with one key, the transform's name."`
 }
 
 // Sink is one configured output.

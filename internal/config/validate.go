@@ -28,17 +28,57 @@ var Available = struct {
 }
 
 type validator struct {
-	c    *Config
-	errs Errors
+	c     *Config
+	errs  Errors
+	warns Errors
 }
 
+// errorf reports a problem at path that makes the configuration invalid.
+// Nothing is reported about a value that already failed to decode (or
+// anything below it): that error says it all.
 func (v *validator) errorf(path, format string, args ...any) {
-	v.errs = append(v.errs, &Error{File: v.c.File, Line: v.c.Line(path), Path: path, Msg: fmt.Sprintf(format, args...)})
+	if e := v.problem(path, format, args...); e != nil {
+		v.errs = append(v.errs, e)
+	}
+}
+
+// warnf reports a problem at path that does not stop the configuration
+// from running (a glob that matches nothing yet, say). processor validate
+// prints warnings and exits 0; run logs them at start.
+func (v *validator) warnf(path, format string, args ...any) {
+	if e := v.problem(path, format, args...); e != nil {
+		e.Warning = true
+		v.warns = append(v.warns, e)
+	}
+}
+
+// missing reports that key, required here, is not set in the mapping at
+// parent; why says why it is needed (": ..." or ""). Nothing is reported
+// when the key is there but its value did not decode.
+func (v *validator) missing(parent, key, why string) {
+	if !v.c.bad[parent+"."+key] {
+		v.errorf(parent, "missing required key %q%s", key, why)
+	}
+}
+
+func (v *validator) problem(path, format string, args ...any) *Error {
+	for p := path; p != ""; {
+		if v.c.bad[p] {
+			return nil
+		}
+		i := strings.LastIndexAny(p, ".[")
+		if i < 0 {
+			break
+		}
+		p = p[:i]
+	}
+	return &Error{File: v.c.File, Line: v.c.Line(path), Path: path, Msg: v.c.red.redact(path, fmt.Sprintf(format, args...))}
 }
 
 // Validate checks everything decoding cannot: references between
 // components, expressions, templates, and that every failure has somewhere
-// to go. It returns every problem, sorted by line.
+// to go. It returns every error, sorted by line, and sets c.Warnings.
+// Messages never contain a value that came from the environment.
 func (c *Config) Validate() Errors {
 	v := &validator{c: c}
 	sources := v.uniqueNames("sources", len(c.Sources), func(i int) string { return c.Sources[i].Name })
@@ -60,7 +100,9 @@ func (c *Config) Validate() Errors {
 	for i := range c.Sinks {
 		v.sink(i, sinks)
 	}
-	slices.SortStableFunc(v.errs, func(a, b *Error) int { return a.Line - b.Line })
+	v.errs.sort()
+	v.warns.sort()
+	c.Warnings = v.warns
 	return v.errs
 }
 
@@ -90,7 +132,7 @@ func (v *validator) errorSinkRef(path, name string, sinks map[string]int) bool {
 		v.errorf(path, "unknown sink %q%s", name, known(sinks))
 		return false
 	}
-	if v.c.Sinks[i].Type != "s3" {
+	if t := v.c.Sinks[i].Type; t != "s3" && t != "" { // no type: reported already
 		v.errorf(path, "error sink %q must be type s3, not %s", name, v.c.Sinks[i].Type)
 		return false
 	}
@@ -160,7 +202,7 @@ func (v *validator) source(i int, sinks map[string]int) {
 			v.errorf(p+".kafka.topics", "a kafka source needs at least one topic")
 		}
 		if k.Group == "" {
-			v.errorf(p+".kafka", "missing required key \"group\": offsets are committed to a consumer group")
+			v.missing(p+".kafka", "group", ": offsets are committed to a consumer group")
 		}
 		if k.Start != "earliest" && k.Start != "latest" {
 			if _, err := time.Parse(time.RFC3339, k.Start); err != nil {
@@ -185,10 +227,10 @@ func (v *validator) source(i int, sinks map[string]int) {
 	if s.Type == "kinesis" {
 		k := s.Kinesis
 		if k.Stream == "" {
-			v.errorf(p+".kinesis", "missing required key \"stream\"")
+			v.missing(p+".kinesis", "stream", "")
 		}
 		if k.LeaseTable == "" {
-			v.errorf(p+".kinesis", "missing required key \"lease_table\": shard leases and checkpoints live in DynamoDB")
+			v.missing(p+".kinesis", "lease_table", ": shard leases and checkpoints live in DynamoDB")
 		}
 		if k.Start != "trim_horizon" && k.Start != "latest" {
 			if _, err := time.Parse(time.RFC3339, k.Start); err != nil {
@@ -370,7 +412,7 @@ func (v *validator) sink(i int, sinks map[string]int) {
 		v.errorf(p+".compression", "compression %q does not apply to format %s (want one of: %s)", s.Compression, s.Format, strings.Join(compressions[s.Format], ", "))
 	}
 	if s.URL == "" {
-		v.errorf(p, "missing required key \"url\"")
+		v.missing(p, "url", "")
 	} else if _, _, err := ParseObjectURL(s.URL); err != nil {
 		v.errorf(p+".url", "%v", err)
 	}
@@ -514,7 +556,7 @@ func CheckSeverity(scale, s string) error {
 
 func (v *validator) openSearch(p string, s *Sink, sinks map[string]int) {
 	if len(s.Endpoints) == 0 {
-		v.errorf(p, "missing required key \"endpoints\"")
+		v.missing(p, "endpoints", "")
 	}
 	for j, e := range s.Endpoints {
 		u, err := url.Parse(e)
@@ -523,7 +565,7 @@ func (v *validator) openSearch(p string, s *Sink, sinks map[string]int) {
 		}
 	}
 	if s.Index == "" {
-		v.errorf(p, "missing required key \"index\"")
+		v.missing(p, "index", "")
 	} else if tpl, err := template.Parse(s.Index); err != nil {
 		v.errorf(p+".index", "%v", err)
 	} else if len(tpl.Keys()) > 0 || tpl.UsesErrorType() {

@@ -35,6 +35,17 @@ type part struct {
 	date []dateElem // timestamp format
 }
 
+// Expressions documents the !{...} expressions Parse accepts; the
+// configuration reference is generated from it.
+var Expressions = []struct {
+	Syntax, Example, Doc string
+}{
+	{"!{partitionKeyFromQuery:KEY}", "!{partitionKeyFromQuery:year}", "The value of partition key KEY (the sink's partition_keys), Hive-escaped."},
+	{"!{timestamp:FORMAT}", "!{timestamp:yyyy/MM/dd/HH}", "The record's event time in UTC, with Java date letters: y, M, d, H, h, m, s, S, a and 'quoted' literals."},
+	{"!{arrival:FORMAT}", "!{arrival:yyyy-MM-dd}", "The time the source read the record, same letters (the raw archive partitions by it)."},
+	{"!{error-output-type}", "!{error-output-type}", "In error_prefix only: processing-failed, schema-mismatch, sink-rejected or partition-limit. Also spelled !{firehose:error-output-type}."},
+}
+
 // Parse parses src. Unknown namespaces, and ones Sluice cannot honour
 // deterministically (random-string, Lambda keys), are errors.
 func Parse(src string) (*Template, error) {

@@ -71,3 +71,12 @@ func FuzzTemplate(f *testing.F) {
 		tpl.Append(nil, Values{Keys: vals, Time: time.Unix(1730617200, 0), ErrorType: "processing-failed"})
 	})
 }
+
+// TestExpressionsParse keeps the documented expressions accepted.
+func TestExpressionsParse(t *testing.T) {
+	for _, e := range Expressions {
+		if _, err := Parse(e.Example); err != nil {
+			t.Errorf("%s: %v", e.Example, err)
+		}
+	}
+}
