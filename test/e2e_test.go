@@ -91,8 +91,11 @@ func TestUsage(t *testing.T) {
 		{[]string{"validate", "-c", "no-such.yaml"}, 1, "no such file"},
 		{[]string{"version"}, 0, "sluice "},
 		{[]string{"athena-ddl", "-c", "configs/local.yaml"}, 2, "--sink NAME is required"},
-		{[]string{"athena-ddl", "-c", "internal-athena-seed.yaml", "--sink", "app-lake"}, 0, "'storage.location.template'='s3://mozart-lake/app-logs/project_id=${project_id}"},
-		{[]string{"athena-ddl", "-c", "configs/local.yaml", "--sink", "app-lake"}, 1, "athena-ddl needs an s3:// URL"},
+		{[]string{"athena-ddl", "-c", "internal-athena-seed.yaml", "--sink", "app-lake", "--injected", "project_id,plan_ver"}, 0, "'storage.location.template'='s3://mozart-lake/app-logs/project_id=${project_id_path}"},
+		{[]string{"athena-ddl", "-c", "internal-athena-seed.yaml", "--sink", "app-lake"}, 1, "--injected project_id,plan_ver"},
+		{[]string{"athena-ddl", "-c", "internal-athena-seed.yaml", "--sink", "app-lake", "--injected", "project_id", "--enum", "plan_ver=v1,v2", "--years", "2019-2030"}, 0, "'projection.year.range'='2019,2030'"},
+		{[]string{"athena-ddl", "-c", "internal-athena-seed.yaml", "--sink", "app-lake", "--years", "2019"}, 2, "--years: years \"2019\": want FIRST-LAST"},
+		{[]string{"athena-ddl", "-c", "configs/local.yaml", "--sink", "app-lake", "--injected", "project_id,plan_ver"}, 0, "LOCATION 's3://YOUR-BUCKET/app-logs/'"},
 	}
 	dir := workdir(t)
 	for _, tt := range tests {

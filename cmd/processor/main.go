@@ -35,7 +35,8 @@ commands:
   replay -c FILE --source NAME --from T1 --to T2 [--routes a,b]
                      run a time range of a kafka or archive source again through
                      today's routes (no group joined, nothing committed)
-  athena-ddl -c FILE --sink NAME [--database DB]
+  athena-ddl -c FILE --sink NAME [--database DB] [--years 2020-NOW+1]
+             [--enum KEY=V1,V2] [--injected KEY,...]
                      print the Athena table (with partition projection) for a Parquet sink
   version            print the version
 `
@@ -95,10 +96,14 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet(cmd, flag.ContinueOnError)
 	fs.SetOutput(io.Discard)
 	file := fs.String("c", "", "configuration file")
-	var sink, database *string
+	var sink, database, years *string
+	enums, injected := enumFlag{}, listFlag{}
 	if cmd == "athena-ddl" {
 		sink = fs.String("sink", "", "sink name")
 		database = fs.String("database", "", "Athena database")
+		years = fs.String("years", athena.DefaultYears, "years the year keys project")
+		fs.Var(enums, "enum", "KEY=V1,V2,...: project KEY as these values")
+		fs.Var(&injected, "injected", "KEY[,KEY]: queries supply KEY's value")
 	}
 	var source, fromS, toS, routesS *string
 	if cmd == "replay" {
@@ -128,11 +133,18 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		if *sink == "" {
 			return usageError(stderr, "athena-ddl: --sink NAME is required")
 		}
-		ddl, err := athena.DDL(cfg, *sink, *database)
+		y, err := athena.ParseYears(*years)
+		if err != nil {
+			return usageError(stderr, "athena-ddl: --years: %v", err)
+		}
+		ddl, err := athena.DDL(cfg, *sink, athena.Options{Database: *database, Years: y, Enums: enums, Injected: injected})
 		if err != nil {
 			return &exitError{code: 1, err: err}
 		}
 		fmt.Fprint(stdout, ddl)
+		if strings.Contains(ddl, athena.PlaceholderBucket) {
+			fmt.Fprintf(stderr, "athena-ddl: sink %s writes local files; LOCATION is a placeholder (%s...): set it to where the files are uploaded\n", *sink, athena.PlaceholderBucket)
+		}
 		return nil
 	case "replay":
 		if *source == "" || *fromS == "" || *toS == "" {
