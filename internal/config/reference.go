@@ -25,6 +25,7 @@ func Reference() string {
 	section(&b, "severity", "severity.", reflect.TypeFor[Severity]())
 	section(&b, "epoch_to_utc", "epoch_to_utc.", reflect.TypeFor[EpochToUTC]())
 	section(&b, "json_to_csv", "json_to_csv.", reflect.TypeFor[JSONToCSV]())
+	section(&b, "json_to_csv.columns[] (mapping form)", "columns[].", reflect.TypeFor[CSVColumn]())
 	b.WriteString("\n### set, rename, drop, jq\n\n" +
 		"- `set: {path: value, ...}` stores YAML values (scalars, lists, mappings) at dotted paths.\n" +
 		"- `rename: {from.path: to.path, ...}` moves fields; a missing field is left alone.\n" +
