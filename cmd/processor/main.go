@@ -27,18 +27,65 @@ import (
 // version is set at build time with -ldflags "-X main.version=...".
 var version = "dev"
 
-const usage = `usage: processor <command> [flags]
+// replaySources are the source types replay can read a time range of; the
+// usage text and replay's error both come from here.
+var replaySources = []string{"kafka", "kinesis", "archive"}
+
+var usage = `usage: processor <command> [flags]
 
 commands:
   run -c FILE        run the pipeline the configuration describes
   validate -c FILE   check a configuration; prints OK or every error
   replay -c FILE --source NAME --from T1 --to T2 [--routes a,b]
-                     run a time range of a kafka or archive source again through
-                     today's routes (no group joined, nothing committed)
-  athena-ddl -c FILE --sink NAME [--database DB]
+                     run a time range of a ` + strings.Join(replaySources, ", ") + ` source again
+                     through today's routes (no group joined, nothing committed)
+  athena-ddl -c FILE --sink NAME [--database DB] [--years 2020-NOW+1]
+             [--enum KEY=V1,V2] [--injected KEY,...]
                      print the Athena table (with partition projection) for a Parquet sink
-  version            print the version
+  version            print the version (also: processor --version)
+
+'processor <command> -h' shows a command's flags.
 `
+
+// command is one subcommand: its synopsis, what it does, and its flags.
+type command struct {
+	args, about string
+	flags       func(fs *flag.FlagSet, o *cmdOptions)
+}
+
+// cmdOptions holds every subcommand's flag values.
+type cmdOptions struct {
+	file, sink, database, years, source, from, to, routes string
+	enums                                                 enumFlag
+	injected                                              listFlag
+}
+
+var commands = map[string]command{
+	"run":      {"-c FILE", "Run the pipeline the configuration describes until its sources end or a signal arrives.", nil},
+	"validate": {"-c FILE", "Check a configuration; prints OK, or every error with its file, line and key.", nil},
+	"replay": {"-c FILE --source NAME --from T1 --to T2 [--routes a,b]",
+		"Run a time range of one source again through today's routes: no consumer group is joined, nothing is\n" +
+			"committed. The source must be of type " + strings.Join(replaySources, ", ") + ".",
+		func(fs *flag.FlagSet, o *cmdOptions) {
+			fs.StringVar(&o.source, "source", "", "source `NAME` to replay (required)")
+			fs.StringVar(&o.from, "from", "", "RFC 3339 `time` to start at, inclusive (required)")
+			fs.StringVar(&o.to, "to", "", "RFC 3339 `time` to stop at, exclusive (required)")
+			fs.StringVar(&o.routes, "routes", "", "comma-separated route `names` (default: every route from the source)")
+		}},
+	"athena-ddl": {"-c FILE --sink NAME [flags]",
+		"Print the Athena CREATE EXTERNAL TABLE, with partition projection, for a Parquet sink (type s3). A file:\n" +
+			"sink gets a placeholder LOCATION (" + athena.PlaceholderBucket + "...) to replace with where its files are uploaded.\n" +
+			"Keys from strftime project as int (%Y, %m, %d, %H) or date columns; any other key needs --enum or --injected\n" +
+			"for projection, else the table is printed without projection (register partitions with glue or MSCK REPAIR TABLE).",
+		func(fs *flag.FlagSet, o *cmdOptions) {
+			fs.StringVar(&o.sink, "sink", "", "sink `NAME` (required)")
+			fs.StringVar(&o.database, "database", "", "Athena `database` to qualify the table with")
+			fs.StringVar(&o.years, "years", athena.DefaultYears, "`FIRST-LAST` years projected for year keys and the start of date keys;\neach a year or NOW, NOW+N, NOW-N, resolved when the DDL is printed\n(re-run before the last year ends); e.g. 2019-2030")
+			fs.Var(o.enums, "enum", "project a key as the listed values, `KEY=V1,V2,...`, as records hold them (repeatable)")
+			fs.Var(&o.injected, "injected", "partition `KEYS` whose values every query supplies and must filter on (repeatable)")
+		}},
+	"version": {"", "Print the version.", nil},
+}
 
 // exitError carries a process exit code.
 type exitError struct {
@@ -76,51 +123,112 @@ func usageError(stderr io.Writer, format string, args ...any) error {
 	return &exitError{code: 2, err: errors.New("")}
 }
 
+// newFlagSet builds cmd's flags; its usage goes to w.
+func newFlagSet(name string, c command, o *cmdOptions, w io.Writer) *flag.FlagSet {
+	fs := flag.NewFlagSet(name, flag.ContinueOnError)
+	fs.SetOutput(w)
+	if name != "version" {
+		fs.StringVar(&o.file, "c", "", "configuration `FILE` (required)")
+	}
+	if c.flags != nil {
+		c.flags(fs, o)
+	}
+	fs.Usage = func() {
+		fmt.Fprintf(w, "usage: processor %s %s\n\n%s\n", name, c.args, c.about)
+		if name != "version" {
+			fmt.Fprint(w, "\nflags:\n")
+			fs.PrintDefaults()
+		}
+	}
+	return fs
+}
+
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if len(args) == 0 {
 		return usageError(stderr, "no command given")
 	}
-	cmd, rest := args[0], args[1:]
-	switch cmd {
-	case "version":
-		fmt.Fprintln(stdout, versionString())
-		return nil
-	case "validate", "run", "athena-ddl", "replay":
-	case "-h", "--help", "help":
+	name, rest := args[0], args[1:]
+	switch name {
+	case "-h", "-help", "--help":
 		fmt.Fprint(stdout, usage)
 		return nil
-	default:
-		return usageError(stderr, "unknown command %q", cmd)
+	case "help":
+		if len(rest) == 0 {
+			fmt.Fprint(stdout, usage)
+			return nil
+		}
+		c, ok := commands[rest[0]]
+		if !ok {
+			return usageError(stderr, "help: unknown command %q", rest[0])
+		}
+		newFlagSet(rest[0], c, &cmdOptions{enums: enumFlag{}}, stdout).Usage()
+		return nil
+	case "-version", "--version":
+		name = "version"
 	}
-	fs := flag.NewFlagSet(cmd, flag.ContinueOnError)
-	fs.SetOutput(io.Discard)
-	file := fs.String("c", "", "configuration file")
-	var sink, database *string
-	if cmd == "athena-ddl" {
-		sink = fs.String("sink", "", "sink name")
-		database = fs.String("database", "", "Athena database")
+	c, ok := commands[name]
+	if !ok {
+		return usageError(stderr, "unknown command %q", name)
 	}
-	var source, fromS, toS, routesS *string
-	if cmd == "replay" {
-		source = fs.String("source", "", "source name")
-		fromS = fs.String("from", "", "RFC 3339 start (inclusive)")
-		toS = fs.String("to", "", "RFC 3339 end (exclusive)")
-		routesS = fs.String("routes", "", "comma-separated routes (default: every route from the source)")
-	}
+	o := cmdOptions{enums: enumFlag{}}
+	// Parse once silently: -h prints the command's usage on stdout and
+	// succeeds; a bad flag prints the error and the usage on stderr.
+	fs := newFlagSet(name, c, &o, io.Discard)
 	if err := fs.Parse(rest); err != nil {
-		return usageError(stderr, "%s: %v", cmd, err)
+		if errors.Is(err, flag.ErrHelp) {
+			newFlagSet(name, c, &cmdOptions{enums: enumFlag{}}, stdout).Usage()
+			return nil
+		}
+		fmt.Fprintf(stderr, "%s: %v\n\n", name, err)
+		newFlagSet(name, c, &cmdOptions{enums: enumFlag{}}, stderr).Usage()
+		return &exitError{code: 2, err: errors.New("")}
+	}
+	cmdUsage := func(format string, args ...any) error {
+		fmt.Fprintf(stderr, format+"\n\n", args...)
+		newFlagSet(name, c, &cmdOptions{enums: enumFlag{}}, stderr).Usage()
+		return &exitError{code: 2, err: errors.New("")}
 	}
 	if fs.NArg() > 0 {
-		return usageError(stderr, "%s: unexpected argument %q", cmd, fs.Arg(0))
+		return cmdUsage("%s: unexpected argument %q", name, fs.Arg(0))
 	}
-	if *file == "" {
-		return usageError(stderr, "%s: -c FILE is required", cmd)
+	if name == "version" {
+		fmt.Fprintln(stdout, versionString())
+		return nil
 	}
-	cfg, err := config.Load(*file)
+	if o.file == "" {
+		return cmdUsage("%s: -c FILE is required", name)
+	}
+	var years athena.Years
+	var from, to time.Time
+	switch name {
+	case "athena-ddl":
+		if o.sink == "" {
+			return cmdUsage("athena-ddl: --sink NAME is required")
+		}
+		var err error
+		if years, err = athena.ParseYears(o.years); err != nil {
+			return cmdUsage("athena-ddl: --years: %v", err)
+		}
+	case "replay":
+		if o.source == "" || o.from == "" || o.to == "" {
+			return cmdUsage("replay: --source, --from and --to are required")
+		}
+		var err error
+		if from, err = time.Parse(time.RFC3339, o.from); err != nil {
+			return cmdUsage("replay: --from: want an RFC 3339 time, not %q", o.from)
+		}
+		if to, err = time.Parse(time.RFC3339, o.to); err != nil {
+			return cmdUsage("replay: --to: want an RFC 3339 time, not %q", o.to)
+		}
+		if !to.After(from) {
+			return cmdUsage("replay: --to must be after --from")
+		}
+	}
+	cfg, err := config.Load(o.file)
 	if err != nil {
 		return &exitError{code: 1, err: err}
 	}
-	switch cmd {
+	switch name {
 	case "validate":
 		for _, w := range cfg.Warnings {
 			fmt.Fprintln(stderr, w)
@@ -128,35 +236,21 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		fmt.Fprintln(stdout, "OK")
 		return nil
 	case "athena-ddl":
-		if *sink == "" {
-			return usageError(stderr, "athena-ddl: --sink NAME is required")
-		}
-		ddl, err := athena.DDL(cfg, *sink, *database)
+		ddl, err := athena.DDL(cfg, o.sink, athena.Options{Database: o.database, Years: years, Enums: o.enums, Injected: o.injected})
 		if err != nil {
 			return &exitError{code: 1, err: err}
 		}
 		fmt.Fprint(stdout, ddl)
+		if strings.Contains(ddl, athena.PlaceholderBucket) {
+			fmt.Fprintf(stderr, "athena-ddl: sink %s writes local files; LOCATION is a placeholder (%s...): set it to where the files are uploaded\n", o.sink, athena.PlaceholderBucket)
+		}
 		return nil
 	case "replay":
-		if *source == "" || *fromS == "" || *toS == "" {
-			return usageError(stderr, "replay: --source, --from and --to are required")
-		}
-		from, err := time.Parse(time.RFC3339, *fromS)
-		if err != nil {
-			return usageError(stderr, "replay: --from: want an RFC 3339 time, not %q", *fromS)
-		}
-		to, err := time.Parse(time.RFC3339, *toS)
-		if err != nil {
-			return usageError(stderr, "replay: --to: want an RFC 3339 time, not %q", *toS)
-		}
-		if !to.After(from) {
-			return usageError(stderr, "replay: --to must be after --from")
-		}
 		var routes []string
-		if *routesS != "" {
-			routes = strings.Split(*routesS, ",")
+		if o.routes != "" {
+			routes = strings.Split(o.routes, ",")
 		}
-		if err := replayConfig(cfg, *source, routes); err != nil {
+		if err := replayConfig(cfg, o.source, routes); err != nil {
 			return &exitError{code: 1, err: err}
 		}
 		return runPipeline(ctx, cfg, stdout, pipeline.Replay(from, to))

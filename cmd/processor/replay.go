@@ -25,8 +25,8 @@ func replayConfig(cfg *config.Config, source string, routes []string) error {
 		return fmt.Errorf("replay: no source %q in %s (sources: %s)", source, cfg.File, strings.Join(names, ", "))
 	}
 	src := cfg.Sources[i]
-	if src.Type != "kafka" && src.Type != "kinesis" && src.Type != "archive" {
-		return fmt.Errorf("replay: source %q is type %s; replay reads kafka, kinesis and archive sources", source, src.Type)
+	if !slices.Contains(replaySources, src.Type) {
+		return fmt.Errorf("replay: source %q is type %s; replay reads %s sources", source, src.Type, strings.Join(replaySources, ", "))
 	}
 	cfg.Sources = []config.Source{src}
 	var kept []config.Route

@@ -1,12 +1,26 @@
 // Package athena writes the Athena (Hive DDL) table for an object-store
 // sink, with partition projection, so that new partitions are queryable the
 // moment their objects land: no MSCK REPAIR TABLE, no crawler.
+//
+// Each partition key gets the projection its values allow: integer for a
+// strftime field (%Y, %m, %d, %H, ...), declared as an int column so it
+// filters as a number; date for a strftime date (%Y-%m-%d, ...); enum when
+// the caller lists the values; injected only when the caller asks for it.
+// When a key is one Athena cannot enumerate and the caller said nothing
+// about it, the table is printed without projection (an injected key would
+// silently make every query filter on it): its partitions are then
+// registered by the sink's glue option or by MSCK REPAIR TABLE, and the
+// DDL says so.
 package athena
 
 import (
 	"fmt"
+	"path"
 	"regexp"
+	"slices"
+	"strconv"
 	"strings"
+	"time"
 
 	"github.com/sluice-data/sluice/internal/config"
 	"github.com/sluice-data/sluice/internal/jq"
@@ -18,48 +32,143 @@ var columnTypes = map[string]string{
 	"timestamp_ms": "timestamp", "timestamp_us": "timestamp", "date": "date", "json": "string",
 }
 
-// projection describes how Athena enumerates one partition key.
+// Options are the choices athena-ddl leaves to its caller.
+type Options struct {
+	// Database qualifies the table name when set.
+	Database string
+	// Years bounds the projection of year keys (strftime %Y) and the start
+	// of date keys. The zero value means DefaultYears.
+	Years Years
+	// Now resolves NOW in Years; the zero value means time.Now().
+	Now time.Time
+	// Enums lists the values of partition keys that take few, known
+	// values, as the record holds them (before Hive escaping).
+	Enums map[string][]string
+	// Injected names the partition keys whose values every query supplies.
+	Injected []string
+}
+
+// Years is an inclusive range of years; each end is a year or NOW with an
+// optional offset (NOW+1, NOW-2), resolved when the DDL is written.
+type Years struct {
+	Lo, Hi yearBound
+}
+
+type yearBound struct {
+	now  bool
+	year int // the year, or the offset from NOW
+}
+
+// DefaultYears is the year range used when none is given: from 2020 to a
+// year past the current one, so clock skew and late data stay visible
+// until the table is next written.
+const DefaultYears = "2020-NOW+1"
+
+var yearsRange = regexp.MustCompile(`^(\d{4}|NOW(?:[+-]\d{1,3})?)-(\d{4}|NOW(?:[+-]\d{1,3})?)$`)
+
+// ParseYears reads a range such as 2020-NOW+1 or 2019-2030.
+func ParseYears(s string) (Years, error) {
+	m := yearsRange.FindStringSubmatch(s)
+	if m == nil {
+		return Years{}, fmt.Errorf("years %q: want FIRST-LAST, each a four-digit year or NOW, NOW+N, NOW-N (e.g. %s, 2019-2030)", s, DefaultYears)
+	}
+	y := Years{parseYearBound(m[1]), parseYearBound(m[2])}
+	if !y.Lo.now && !y.Hi.now && y.Lo.year > y.Hi.year {
+		return Years{}, fmt.Errorf("years %q: first year is after the last", s)
+	}
+	return y, nil
+}
+
+// parseYearBound reads one end that yearsRange accepted.
+func parseYearBound(s string) yearBound {
+	if rest, ok := strings.CutPrefix(s, "NOW"); ok {
+		n, _ := strconv.Atoi(rest) // "" is NOW itself
+		return yearBound{now: true, year: n}
+	}
+	n, _ := strconv.Atoi(s)
+	return yearBound{year: n}
+}
+
+func (b yearBound) resolve(now time.Time) int {
+	if b.now {
+		return now.Year() + b.year
+	}
+	return b.year
+}
+
+// projection describes how Athena enumerates one partition key and the
+// type of its partition column.
 type projection struct {
-	props [][2]string
+	colType string
+	props   [][2]string
+	// what says, for the DDL's comments, how queries meet this key.
+	what string
 }
 
-// strftime formats that map onto a projection, in the order keys usually
-// come: a whole date, or one integer field.
-var datePatterns = []struct {
-	format, javaFormat string
-}{
-	{"%Y-%m-%d", "yyyy-MM-dd"}, {"%Y/%m/%d", "yyyy/MM/dd"}, {"%Y%m%d", "yyyyMMdd"},
-	{"%Y-%m-%d-%H", "yyyy-MM-dd-HH"}, {"%Y-%m-%dT%H", "yyyy-MM-dd'T'HH"}, {"%Y-%m", "yyyy-MM"},
+// A strftime date format and how Athena reads it. The sink Hive-escapes
+// partition values, so a '/' in the value is %2F in the path and the Java
+// format quotes that literal.
+type datePattern struct {
+	strftime, javaFormat, goLayout, unit string
 }
 
-var intFields = map[string][3]string{ // range low, high, digits
-	"%Y": {"2000", "2099", "4"}, "%m": {"1", "12", "2"}, "%d": {"1", "31", "2"},
+var datePatterns = []datePattern{
+	{"%Y-%m-%d", "yyyy-MM-dd", "2006-01-02", "DAYS"},
+	{"%Y/%m/%d", "yyyy'%2F'MM'%2F'dd", "2006/01/02", "DAYS"},
+	{"%Y%m%d", "yyyyMMdd", "20060102", "DAYS"},
+	{"%Y-%m-%d-%H", "yyyy-MM-dd-HH", "2006-01-02-15", "HOURS"},
+	{"%Y-%m-%dT%H", "yyyy-MM-dd'T'HH", "2006-01-02T15", "HOURS"},
+	{"%Y-%m", "yyyy-MM", "2006-01", "MONTHS"},
+}
+
+// format renders t as the sink writes it into a path.
+func (d datePattern) format(t time.Time) string {
+	return string(template.HiveEscape(nil, []byte(t.Format(d.goLayout))))
+}
+
+var intFields = map[string][3]string{ // range low, high, digits; %Y's range comes from Years
+	"%Y": {"", "", "4"}, "%m": {"1", "12", "2"}, "%d": {"1", "31", "2"},
 	"%H": {"0", "23", "2"}, "%M": {"0", "59", "2"}, "%j": {"1", "366", "3"},
 }
 
-func project(key, expr string) projection {
+// project picks the projection for one key; ok is false when Athena
+// cannot enumerate the key and the caller said nothing about it.
+func (o *Options) project(key, expr string, years [2]int) (projection, bool) {
+	if vals, ok := o.Enums[key]; ok {
+		esc := make([]string, len(vals))
+		for i, v := range vals {
+			esc[i] = string(template.HiveEscape(nil, []byte(v)))
+		}
+		return projection{"string", [][2]string{{"type", "enum"}, {"values", strings.Join(esc, ",")}}, "enum"}, true
+	}
+	if slices.Contains(o.Injected, key) {
+		return projection{"string", [][2]string{{"type", "injected"}}, "injected"}, true
+	}
 	e, err := jq.Compile(expr)
-	if err == nil {
-		if f, ok := e.Strftime(); ok {
-			if r, ok := intFields[f]; ok {
-				return projection{[][2]string{{"type", "integer"}, {"range", r[0] + "," + r[1]}, {"digits", r[2]}}}
+	if err != nil {
+		return projection{}, false
+	}
+	f, ok := e.Strftime()
+	if !ok {
+		return projection{}, false
+	}
+	if r, ok := intFields[f]; ok {
+		if f == "%Y" {
+			r[0], r[1] = strconv.Itoa(years[0]), strconv.Itoa(years[1])
+		}
+		return projection{"int", [][2]string{{"type", "integer"}, {"range", r[0] + "," + r[1]}, {"digits", r[2]}}, "integer"}, true
+	}
+	for _, d := range datePatterns {
+		if d.strftime == f {
+			lo := d.format(time.Date(years[0], 1, 1, 0, 0, 0, 0, time.UTC))
+			hi := "NOW" // evaluated when the query runs
+			if !o.Years.Hi.now {
+				hi = d.format(time.Date(years[1], 12, 31, 23, 0, 0, 0, time.UTC))
 			}
-			for _, d := range datePatterns {
-				if d.format == f {
-					unit := "DAYS"
-					switch {
-					case strings.HasSuffix(f, "%H"):
-						unit = "HOURS"
-					case f == "%Y-%m":
-						unit = "MONTHS"
-					}
-					return projection{[][2]string{{"type", "date"}, {"range", "2000-01-01,NOW"}, {"format", d.javaFormat}, {"interval", "1"}, {"interval.unit", unit}}}
-				}
-			}
+			return projection{"string", [][2]string{{"type", "date"}, {"range", lo + "," + hi}, {"format", d.javaFormat}, {"interval", "1"}, {"interval.unit", d.unit}}, "date"}, true
 		}
 	}
-	// Values Athena cannot enumerate: queries must name them in WHERE.
-	return projection{[][2]string{{"type", "injected"}}}
+	return projection{}, false
 }
 
 var ident = regexp.MustCompile(`[^a-z0-9_]`)
@@ -69,8 +178,19 @@ func TableName(sink string) string {
 	return ident.ReplaceAllString(strings.ToLower(sink), "_")
 }
 
+// PlaceholderBucket is the bucket of the LOCATION written for a sink that
+// writes local files (file: URL): the table must point where they are
+// uploaded, which the configuration does not say.
+const PlaceholderBucket = "s3://YOUR-BUCKET/"
+
+// partColumn is one partition key as the table declares it.
+type partColumn struct {
+	key, column string
+	proj        projection
+}
+
 // DDL returns the CREATE EXTERNAL TABLE statement for sink.
-func DDL(cfg *config.Config, sinkName, database string) (string, error) {
+func DDL(cfg *config.Config, sinkName string, opts Options) (string, error) {
 	var s *config.Sink
 	for i := range cfg.Sinks {
 		if cfg.Sinks[i].Name == sinkName {
@@ -87,12 +207,20 @@ func DDL(cfg *config.Config, sinkName, database string) (string, error) {
 	if s.Type != "s3" || s.Format != "parquet" {
 		return "", fmt.Errorf("sink %s: athena-ddl needs a type s3, format parquet sink", s.Name)
 	}
-	if !strings.HasPrefix(s.URL, "s3://") {
-		return "", fmt.Errorf("sink %s: athena-ddl needs an s3:// URL, not %s", s.Name, s.URL)
-	}
 	location := s.URL
 	if !strings.HasSuffix(location, "/") {
 		location += "/"
+	}
+	shown := location
+	var note string
+	switch {
+	case strings.HasPrefix(location, "s3://"):
+	case strings.HasPrefix(location, "file:"):
+		local := strings.TrimPrefix(strings.TrimPrefix(location, "file:"), "//")
+		location = PlaceholderBucket + path.Base(strings.TrimSuffix(local, "/")) + "/"
+		note = fmt.Sprintf("-- %s writes local files: LOCATION is a placeholder. Upload %s to S3 as it is and put its URL\n-- in LOCATION and storage.location.template.\n", s.Name, local)
+	default:
+		return "", fmt.Errorf("sink %s: athena-ddl needs an s3:// or file: URL, not %s", s.Name, s.URL)
 	}
 	prefix := s.Prefix
 	if prefix == "" {
@@ -110,64 +238,145 @@ func DDL(cfg *config.Config, sinkName, database string) (string, error) {
 	for _, kv := range s.PartitionKeys {
 		isKey[kv.Key] = true
 	}
-
-	var b strings.Builder
-	table := "`" + TableName(s.Name) + "`"
-	if database != "" {
-		table = "`" + database + "`." + table
+	for k := range opts.Enums {
+		if !isKey[k] {
+			return "", fmt.Errorf("sink %s: --enum %s: no such partition key", s.Name, k)
+		}
 	}
-	fmt.Fprintf(&b, "-- Sluice sink %s: %s Parquet (%s) with partition projection.\n", s.Name, location, strings.ToUpper(s.Compression))
-	fmt.Fprintf(&b, "CREATE EXTERNAL TABLE IF NOT EXISTS %s (\n", table)
-	var cols, dropped []string
+	for _, k := range opts.Injected {
+		if !isKey[k] {
+			return "", fmt.Errorf("sink %s: --injected %s: no such partition key", s.Name, k)
+		}
+		if _, ok := opts.Enums[k]; ok {
+			return "", fmt.Errorf("sink %s: partition key %s is both --enum and --injected", s.Name, k)
+		}
+	}
+	yearsSpec := opts.Years
+	if yearsSpec == (Years{}) {
+		yearsSpec, _ = ParseYears(DefaultYears)
+	}
+	opts.Years = yearsSpec
+	now := opts.Now
+	if now.IsZero() {
+		now = time.Now()
+	}
+	years := [2]int{yearsSpec.Lo.resolve(now), yearsSpec.Hi.resolve(now)}
+	if years[0] > years[1] {
+		return "", fmt.Errorf("years %d-%d: first year is after the last", years[0], years[1])
+	}
+
+	var data [][2]string // name, Athena type
+	dataCol := map[string]bool{}
 	for _, c := range s.Schema {
 		name := c.Column
 		if name == "" {
 			name = c.Name
 		}
-		if isKey[name] {
-			dropped = append(dropped, name)
-			continue
-		}
-		cols = append(cols, fmt.Sprintf("  `%s` %s", name, columnTypes[c.Type]))
+		dataCol[strings.ToLower(name)] = true
+		data = append(data, [2]string{name, columnTypes[c.Type]})
 	}
 	if s.ExtraColumn != "" {
-		cols = append(cols, fmt.Sprintf("  `%s` string", s.ExtraColumn))
+		dataCol[strings.ToLower(s.ExtraColumn)] = true
+		data = append(data, [2]string{s.ExtraColumn, "string"})
 	}
+
+	var parts []partColumn
+	var unknown, renamed, dropped []string
+	for _, kv := range s.PartitionKeys {
+		proj, ok := opts.project(kv.Key, kv.Value, years)
+		if !ok {
+			unknown = append(unknown, kv.Key)
+			proj = projection{colType: "string", what: "listed"}
+		}
+		parts = append(parts, partColumn{kv.Key, kv.Key, proj})
+	}
+	project := len(unknown) == 0
+	for i := range parts {
+		p := &parts[i]
+		if !dataCol[strings.ToLower(p.key)] {
+			continue
+		}
+		// Athena allows no column twice. With projection, a key that is
+		// also a data column keeps the data column (its clean value, e.g.
+		// AWS/EC2) and reads the path (AWS%2FEC2) under another name; the
+		// location template maps it. Registered partitions (glue, MSCK
+		// REPAIR TABLE) must be named as in the path, so there the data
+		// column gives way.
+		if !project {
+			dropped = append(dropped, p.key)
+			continue
+		}
+		for dataCol[strings.ToLower(p.column)] {
+			p.column += "_path"
+		}
+		renamed = append(renamed, p.key+" as "+p.column)
+	}
+	var cols []string
+	for _, d := range data {
+		if !slices.ContainsFunc(dropped, func(k string) bool { return strings.EqualFold(k, d[0]) }) {
+			cols = append(cols, fmt.Sprintf("  `%s` %s", d[0], d[1]))
+		}
+	}
+
+	var b strings.Builder
+	table := "`" + TableName(s.Name) + "`"
+	if opts.Database != "" {
+		table = "`" + opts.Database + "`." + table
+	}
+	if project {
+		fmt.Fprintf(&b, "-- Sluice sink %s: %s Parquet (%s) with partition projection.\n", s.Name, shown, strings.ToUpper(s.Compression))
+	} else {
+		fmt.Fprintf(&b, "-- Sluice sink %s: %s Parquet (%s), partitions registered, not projected:\n", s.Name, shown, strings.ToUpper(s.Compression))
+		fmt.Fprintf(&b, "-- Athena cannot enumerate %s. Register partitions with the sink's glue option\n", strings.Join(unknown, ", "))
+		fmt.Fprintf(&b, "-- or MSCK REPAIR TABLE; or print projection with --enum %s=A,B,... or --injected %s.\n", unknown[0], strings.Join(unknown, ","))
+	}
+	b.WriteString(note)
+	fmt.Fprintf(&b, "CREATE EXTERNAL TABLE IF NOT EXISTS %s (\n", table)
 	b.WriteString(strings.Join(cols, ",\n"))
 	b.WriteString("\n)\n")
-	if len(dropped) > 0 {
-		fmt.Fprintf(&b, "-- %s: also partition keys, so read from the partition path (Athena allows no column twice).\n", strings.Join(dropped, ", "))
-	}
-	if len(s.PartitionKeys) > 0 {
-		var parts []string
-		for _, kv := range s.PartitionKeys {
-			parts = append(parts, fmt.Sprintf("  `%s` string", kv.Key))
+	if len(parts) > 0 {
+		var decl []string
+		for _, p := range parts {
+			decl = append(decl, fmt.Sprintf("  `%s` %s", p.column, p.proj.colType))
 		}
-		fmt.Fprintf(&b, "PARTITIONED BY (\n%s\n)\n", strings.Join(parts, ",\n"))
-		var injected []string
-		for _, kv := range s.PartitionKeys {
-			if project(kv.Key, kv.Value).props[0][1] == "injected" {
-				injected = append(injected, kv.Key)
+		fmt.Fprintf(&b, "PARTITIONED BY (\n%s\n)\n", strings.Join(decl, ",\n"))
+		if len(dropped) > 0 {
+			fmt.Fprintf(&b, "-- %s: partition columns only; the path value (AWS%%2FEC2) stands for the data column.\n", strings.Join(dropped, ", "))
+		}
+		if len(renamed) > 0 {
+			fmt.Fprintf(&b, "-- Also data columns: %s. The data column keeps the clean value (AWS/EC2);\n-- the partition column holds the path value (AWS%%2FEC2) and prunes partitions.\n", strings.Join(renamed, ", "))
+		}
+		var injected, escaped []string
+		for _, p := range parts {
+			switch p.proj.what {
+			case "injected":
+				injected = append(injected, p.column)
+				escaped = append(escaped, p.column)
+			case "enum", "listed":
+				escaped = append(escaped, p.column)
 			}
 		}
 		if len(injected) > 0 {
-			fmt.Fprintf(&b, "-- %s: injected, so every query must filter on %s with = or IN. Path values are Hive-escaped (AWS/EC2 is stored as AWS%%2FEC2).\n",
+			fmt.Fprintf(&b, "-- %s: injected, so every query must filter on %s with = or IN.\n",
 				strings.Join(injected, ", "), map[bool]string{true: "it", false: "each"}[len(injected) == 1])
+		}
+		if len(escaped) > 0 {
+			fmt.Fprintf(&b, "-- %s: path values are Hive-escaped (AWS/EC2 is stored as AWS%%2FEC2); filter with the escaped form.\n", strings.Join(escaped, ", "))
 		}
 	}
 	b.WriteString("STORED AS PARQUET\n")
 	fmt.Fprintf(&b, "LOCATION '%s'\n", location)
 	props := [][2]string{{"parquet.compression", strings.ToUpper(s.Compression)}}
-	if len(s.PartitionKeys) > 0 {
+	if len(parts) > 0 && project {
 		props = append(props, [2]string{"projection.enabled", "true"})
-		for _, kv := range s.PartitionKeys {
-			for _, p := range project(kv.Key, kv.Value).props {
-				props = append(props, [2]string{"projection." + kv.Key + "." + p[0], p[1]})
+		for _, p := range parts {
+			for _, pp := range p.proj.props {
+				props = append(props, [2]string{"projection." + p.column + "." + pp[0], pp[1]})
 			}
 		}
 		tpl := prefix
-		for _, kv := range s.PartitionKeys {
-			tpl = strings.ReplaceAll(tpl, "!{partitionKeyFromQuery:"+kv.Key+"}", "${"+kv.Key+"}")
+		for _, p := range parts {
+			tpl = strings.ReplaceAll(tpl, "!{partitionKeyFromQuery:"+p.key+"}", "${"+p.column+"}")
 		}
 		props = append(props, [2]string{"storage.location.template", location + tpl})
 	}
@@ -177,8 +386,18 @@ func DDL(cfg *config.Config, sinkName, database string) (string, error) {
 		if i == len(props)-1 {
 			sep = ""
 		}
-		fmt.Fprintf(&b, "  '%s'='%s'%s\n", p[0], p[1], sep)
+		fmt.Fprintf(&b, "  '%s'=%s%s\n", p[0], quote(p[1]), sep)
 	}
 	b.WriteString(");\n")
 	return b.String(), nil
+}
+
+// quote writes a DDL string literal. A value holding a single quote (the
+// literal parts of a Java date format) is double-quoted, which Hive's DDL
+// grammar, and so Athena's, accepts as well.
+func quote(v string) string {
+	if strings.Contains(v, "'") {
+		return `"` + v + `"`
+	}
+	return "'" + v + "'"
 }

@@ -269,6 +269,8 @@ func (d *decoder) structValue(n *yaml.Node, v reflect.Value, path string) {
 		f := t.Field(idx)
 		if f.Tag.Get("required") == "true" {
 			d.report(n, path, "missing required key %q", name)
+			// Checks of the missing value itself would only repeat this.
+			d.bad[joinPath(path, name)] = true
 		}
 	}
 	d.applyDefaults(v.Addr().Interface(), path, seen)

@@ -1,6 +1,7 @@
 package config
 
 import (
+	"reflect"
 	"sort"
 	"strings"
 
@@ -50,9 +51,33 @@ type EpochToUTC struct {
 
 // JSONToCSV renders the record as one CSV line.
 type JSONToCSV struct {
-	Columns   []string `yaml:"columns" required:"true" doc:"Dotted paths, one per column; nested values render as JSON."`
-	Header    bool     `yaml:"header" doc:"Write a header line at the top of each object."`
-	Delimiter string   `yaml:"delimiter" default:"," doc:"One-character field delimiter."`
+	Columns   []CSVColumn `yaml:"columns" required:"true" doc:"One per column: a dotted path, whose header is the path with dots as underscores (owner.team: owner_team), or {name: path, column: header}; nested values render as JSON."`
+	Header    bool        `yaml:"header" doc:"Write a header line at the top of each object."`
+	Delimiter string      `yaml:"delimiter" default:"," doc:"One-character field delimiter."`
+}
+
+// CSVColumn is one json_to_csv column: the record's dotted path and the
+// header it gets.
+type CSVColumn struct {
+	Name   string `yaml:"name" required:"true" doc:"Dotted path in the record."`
+	Column string `yaml:"column" doc:"Header; default: the path with dots as underscores."`
+}
+
+// Header is the column's header name.
+func (c CSVColumn) Header() string {
+	if c.Column != "" {
+		return c.Column
+	}
+	return strings.ReplaceAll(c.Name, ".", "_")
+}
+
+// decodeNode reads a bare path or a {name, column} mapping.
+func (c *CSVColumn) decodeNode(d *decoder, n *yaml.Node, path string) {
+	if n.Kind == yaml.ScalarNode {
+		c.Name = n.Value
+		return
+	}
+	d.structValue(n, reflect.ValueOf(c).Elem(), path)
 }
 
 var transformKinds = []string{"drop", "epoch_to_utc", "explode", "jq", "json_to_csv", "rename", "set", "severity"}

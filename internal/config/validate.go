@@ -343,7 +343,7 @@ func (v *validator) transform(p string, t *Transform) bool {
 			v.errorf(kp+".columns", "needs at least one column")
 		}
 		for j, c := range t.JSONToCSV.Columns {
-			field(fmt.Sprintf("%s.columns[%d]", kp, j), c)
+			field(fmt.Sprintf("%s.columns[%d].name", kp, j), c.Name)
 		}
 		if d := t.JSONToCSV.Delimiter; len(d) != 1 || d == "\"" || d == "\n" || d == "\r" {
 			v.errorf(kp+".delimiter", "must be one character other than a quote or line break")

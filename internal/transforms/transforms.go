@@ -430,11 +430,11 @@ func newCSV(j *config.JSONToCSV) *csvStep {
 	s := &csvStep{delim: j.Delimiter[0]}
 	var h []byte
 	for i, col := range j.Columns {
-		s.cols = append(s.cols, jsonx.ParsePath(col))
+		s.cols = append(s.cols, jsonx.ParsePath(col.Name))
 		if i > 0 {
 			h = append(h, s.delim)
 		}
-		h = appendCSVField(h, []byte(col), s.delim)
+		h = appendCSVField(h, []byte(col.Header()), s.delim)
 	}
 	if j.Header {
 		s.header = h

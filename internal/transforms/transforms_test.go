@@ -181,3 +181,23 @@ func TestCSVParsesAsRFC4180(t *testing.T) {
 		t.Errorf("rows = %q", rows)
 	}
 }
+
+func TestCSVHeaderNames(t *testing.T) {
+	tests := []struct {
+		columns string
+		want    string
+	}{
+		{"[time_utc, owner.team, value.sum]", "time_utc,owner_team,value_sum"},
+		{"[owner.team, {name: value.sum, column: sum}, {name: a.b}, {name: x, column: 'x.y'}]", "owner_team,sum,a_b,x.y"},
+	}
+	for _, tt := range tests {
+		ch := chain(t, "      - json_to_csv: {columns: "+tt.columns+", header: true}\n")
+		var c Context
+		rec := &record.Record{Value: fastjson.MustParse(`{"owner":{"team":"planning"},"value":{"sum":2}}`)}
+		var header string
+		ch.Run(&c, rec, &Stats{}, func(r *record.Record) { header = string(r.CSVHeader) }, func(r *record.Record, err error) { t.Fatal(err) })
+		if header != tt.want {
+			t.Errorf("columns %s: header %q, want %q", tt.columns, header, tt.want)
+		}
+	}
+}

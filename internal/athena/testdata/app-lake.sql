@@ -1,29 +1,33 @@
 -- Sluice sink app-lake: s3://mozart-lake/app-logs/ Parquet (SNAPPY) with partition projection.
 CREATE EXTERNAL TABLE IF NOT EXISTS `telemetry`.`app_lake` (
+  `project_id` string,
+  `plan_ver` string,
   `event_timestamp` bigint,
   `level` string,
   `message` string,
   `_extra` string
 )
--- project_id, plan_ver: also partition keys, so read from the partition path (Athena allows no column twice).
 PARTITIONED BY (
-  `project_id` string,
-  `plan_ver` string,
-  `year` string,
-  `month` string,
-  `day` string,
-  `hour` string
+  `project_id_path` string,
+  `plan_ver_path` string,
+  `year` int,
+  `month` int,
+  `day` int,
+  `hour` int
 )
--- project_id, plan_ver: injected, so every query must filter on each with = or IN. Path values are Hive-escaped (AWS/EC2 is stored as AWS%2FEC2).
+-- Also data columns: project_id as project_id_path, plan_ver as plan_ver_path. The data column keeps the clean value (AWS/EC2);
+-- the partition column holds the path value (AWS%2FEC2) and prunes partitions.
+-- project_id_path, plan_ver_path: injected, so every query must filter on each with = or IN.
+-- project_id_path, plan_ver_path: path values are Hive-escaped (AWS/EC2 is stored as AWS%2FEC2); filter with the escaped form.
 STORED AS PARQUET
 LOCATION 's3://mozart-lake/app-logs/'
 TBLPROPERTIES (
   'parquet.compression'='SNAPPY',
   'projection.enabled'='true',
-  'projection.project_id.type'='injected',
-  'projection.plan_ver.type'='injected',
+  'projection.project_id_path.type'='injected',
+  'projection.plan_ver_path.type'='injected',
   'projection.year.type'='integer',
-  'projection.year.range'='2000,2099',
+  'projection.year.range'='2020,2027',
   'projection.year.digits'='4',
   'projection.month.type'='integer',
   'projection.month.range'='1,12',
@@ -34,5 +38,5 @@ TBLPROPERTIES (
   'projection.hour.type'='integer',
   'projection.hour.range'='0,23',
   'projection.hour.digits'='2',
-  'storage.location.template'='s3://mozart-lake/app-logs/project_id=${project_id}/plan_ver=${plan_ver}/year=${year}/month=${month}/day=${day}/hour=${hour}/'
+  'storage.location.template'='s3://mozart-lake/app-logs/project_id=${project_id_path}/plan_ver=${plan_ver_path}/year=${year}/month=${month}/day=${day}/hour=${hour}/'
 );

@@ -11,7 +11,7 @@ TBLPROPERTIES (
   'parquet.compression'='SNAPPY',
   'projection.enabled'='true',
   'projection.dt.type'='date',
-  'projection.dt.range'='2000-01-01,NOW',
+  'projection.dt.range'='2019-01-01,2030-12-31',
   'projection.dt.format'='yyyy-MM-dd',
   'projection.dt.interval'='1',
   'projection.dt.interval.unit'='DAYS',

@@ -10,8 +10,8 @@ CREATE EXTERNAL TABLE IF NOT EXISTS `telemetry`.`security_lake` (
   `_extra` string
 )
 PARTITIONED BY (
-  `year` string,
-  `month` string
+  `year` int,
+  `month` int
 )
 STORED AS PARQUET
 LOCATION 's3://mozart-lake/security/'
@@ -19,7 +19,7 @@ TBLPROPERTIES (
   'parquet.compression'='ZSTD',
   'projection.enabled'='true',
   'projection.year.type'='integer',
-  'projection.year.range'='2000,2099',
+  'projection.year.range'='2020,2027',
   'projection.year.digits'='4',
   'projection.month.type'='integer',
   'projection.month.range'='1,12',

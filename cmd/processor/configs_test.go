@@ -1,0 +1,60 @@
+package main
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+// shippedEnv is what each shipped config needs from the environment, as
+// an ECS task definition would set it.
+var shippedEnv = map[string]map[string]string{
+	"local.yaml": {},
+	"prod.example.yaml": {
+		"MSK_BOOTSTRAP":       "b-1.sluice.abc123.c2.kafka.ap-northeast-2.amazonaws.com:9098",
+		"LAKE_BUCKET":         "example-lake",
+		"OPENSEARCH_ENDPOINT": "https://search-sluice-abc123.ap-northeast-2.es.amazonaws.com",
+	},
+}
+
+// TestShippedConfigsValidate runs 'processor validate' on every config in
+// configs/, so a broken or unlisted one fails here.
+func TestShippedConfigsValidate(t *testing.T) {
+	files, err := filepath.Glob("../../configs/*.yaml")
+	if err != nil || len(files) == 0 {
+		t.Fatalf("no configs: %v", err)
+	}
+	for _, f := range files {
+		t.Run(filepath.Base(f), func(t *testing.T) {
+			env, ok := shippedEnv[filepath.Base(f)]
+			if !ok {
+				t.Fatalf("%s: add its environment to shippedEnv", f)
+			}
+			for k, v := range env {
+				t.Setenv(k, v)
+			}
+			if out, errs, code := runArgs("validate", "-c", f); code != 0 || out != "OK\n" {
+				t.Errorf("validate %s: exit %d\n%s%s", f, code, out, errs)
+			}
+		})
+	}
+}
+
+// TestProdExampleNeedsItsEnvironment checks that endpoints come from the
+// environment: without it, validation names each missing variable.
+func TestProdExampleNeedsItsEnvironment(t *testing.T) {
+	for k := range shippedEnv["prod.example.yaml"] {
+		t.Setenv(k, "") // restored after the test
+		os.Unsetenv(k)
+	}
+	_, errs, code := runArgs("validate", "-c", "../../configs/prod.example.yaml")
+	if code != 1 {
+		t.Fatalf("exit %d, want 1: %s", code, errs)
+	}
+	for k := range shippedEnv["prod.example.yaml"] {
+		if !strings.Contains(errs, k) {
+			t.Errorf("error does not name %s:\n%s", k, errs)
+		}
+	}
+}

@@ -1,0 +1,114 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"strings"
+	"testing"
+
+	"github.com/sluice-data/sluice/internal/config"
+)
+
+func runArgs(args ...string) (stdout, stderr string, code int) {
+	var out, errb bytes.Buffer
+	err := run(context.Background(), args, &out, &errb)
+	var ee *exitError
+	switch {
+	case err == nil:
+	case errors.As(err, &ee):
+		code = ee.code
+		errb.WriteString(ee.err.Error())
+	default:
+		code = 1
+		errb.WriteString(err.Error())
+	}
+	return out.String(), errb.String(), code
+}
+
+func TestSubcommandHelp(t *testing.T) {
+	tests := []struct {
+		give []string
+		want []string // all on stdout
+	}{
+		{[]string{"run", "--help"}, []string{"usage: processor run -c FILE", "-c FILE"}},
+		{[]string{"validate", "-h"}, []string{"usage: processor validate -c FILE", "-c FILE"}},
+		{[]string{"replay", "--help"}, []string{"usage: processor replay -c FILE --source NAME --from T1 --to T2", "-source NAME", "-from time", "-to time", "-routes names"}},
+		{[]string{"athena-ddl", "-h"}, []string{"usage: processor athena-ddl -c FILE --sink NAME", "-sink NAME", "-database", "-years FIRST-LAST", `(default "2020-NOW+1")`, "-enum KEY=V1,V2,...", "-injected KEYS", "s3://YOUR-BUCKET/"}},
+		{[]string{"help", "replay"}, []string{"usage: processor replay"}},
+		{[]string{"--help"}, []string{"usage: processor <command>", "'processor <command> -h'"}},
+		{[]string{"version", "-h"}, []string{"usage: processor version"}},
+	}
+	for _, tt := range tests {
+		out, errs, code := runArgs(tt.give...)
+		for _, w := range tt.want {
+			if code != 0 || errs != "" || !strings.Contains(out, w) {
+				t.Errorf("processor %v: exit %d, stdout %q, stderr %q; want exit 0 and stdout containing %q", tt.give, code, out, errs, w)
+			}
+		}
+	}
+}
+
+func TestUsageErrors(t *testing.T) {
+	tests := []struct {
+		give []string
+		want []string // all on stderr
+	}{
+		{[]string{"run", "--bogus"}, []string{"run: flag provided but not defined: -bogus", "usage: processor run -c FILE"}},
+		{[]string{"replay", "-c", "x.yaml"}, []string{"replay: --source, --from and --to are required", "usage: processor replay"}},
+		{[]string{"replay", "-c", "x.yaml", "--source", "s", "--from", "yesterday", "--to", "2024-01-01T00:00:00Z"}, []string{`--from: want an RFC 3339 time, not "yesterday"`}},
+		{[]string{"athena-ddl", "-c", "x.yaml", "--sink", "s", "--years", "2030-2019"}, []string{"first year is after the last", "usage: processor athena-ddl"}},
+		{[]string{"athena-ddl", "-c", "x.yaml", "--sink", "s", "--enum", "k"}, []string{`want KEY=V1,V2,..., not "k"`}},
+		{[]string{"validate"}, []string{"validate: -c FILE is required", "usage: processor validate"}},
+		{[]string{"frobnicate"}, []string{`unknown command "frobnicate"`, "usage: processor <command>"}},
+	}
+	for _, tt := range tests {
+		out, errs, code := runArgs(tt.give...)
+		for _, w := range tt.want {
+			if code != 2 || !strings.Contains(errs, w) {
+				t.Errorf("processor %v: exit %d, stdout %q, stderr %q; want exit 2 and stderr containing %q", tt.give, code, out, errs, w)
+			}
+		}
+	}
+}
+
+func TestVersionFlag(t *testing.T) {
+	want, _, code := runArgs("version")
+	if code != 0 || !strings.HasPrefix(want, "sluice ") {
+		t.Fatalf("version: exit %d, %q", code, want)
+	}
+	for _, arg := range []string{"--version", "-version"} {
+		if got, errs, code := runArgs(arg); code != 0 || got != want {
+			t.Errorf("processor %s: exit %d, %q %q; want %q", arg, code, got, errs, want)
+		}
+	}
+}
+
+// TestReplaySourcesAgree checks that the usage and replay's refusal name
+// the same source types, and that each named type is accepted.
+func TestReplaySourcesAgree(t *testing.T) {
+	help, _, _ := runArgs("replay", "-h")
+	global, _, _ := runArgs("--help")
+	newCfg := func(typ string) *config.Config {
+		return &config.Config{
+			Sources: []config.Source{{Name: "s", Type: typ}},
+			Routes:  []config.Route{{Name: "r", From: []string{"s"}, To: []string{"k"}}},
+			Sinks:   []config.Sink{{Name: "k"}},
+		}
+	}
+	err := replayConfig(newCfg("file"), "s", nil)
+	if err == nil {
+		t.Fatal("replay accepted a file source")
+	}
+	list := strings.Join(replaySources, ", ")
+	for _, text := range []string{help, global, err.Error()} {
+		if !strings.Contains(text, list) {
+			t.Errorf("%q does not name the replayable types %q", text, list)
+		}
+	}
+	for _, typ := range []string{"kafka", "kinesis", "archive"} {
+		if err := replayConfig(newCfg(typ), "s", nil); err != nil {
+			t.Errorf("replay refused a %s source: %v", typ, err)
+		}
+	}
+}
