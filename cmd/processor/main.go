@@ -122,6 +122,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	}
 	switch cmd {
 	case "validate":
+		for _, w := range cfg.Warnings {
+			fmt.Fprintln(stderr, "warning:", w)
+		}
 		fmt.Fprintln(stdout, "OK")
 		return nil
 	case "athena-ddl":
@@ -167,6 +170,9 @@ func runPipeline(ctx context.Context, cfg *config.Config, stdout io.Writer, opts
 		return err
 	}
 	defer log.Sync()
+	for _, w := range cfg.Warnings {
+		log.Warn("configuration warning", zap.String("file", w.File), zap.Int("line", w.Line), zap.String("key", w.Path), zap.String("warning", w.Msg))
+	}
 
 	p, err := pipeline.New(cfg, log, opts...)
 	if err != nil {
