@@ -171,12 +171,18 @@ func TestLocalDefault(t *testing.T) {
 	if !regexp.MustCompile(`balance: \d+ in .*: ok`).MatchString(stdout) {
 		t.Fatalf("summary has no balanced accounting:\n%s", stdout)
 	}
+	// A table location holds Parquet only: DuckDB's
+	// read_parquet('out/lake/app-logs/**') fails on anything else.
+	for _, table := range []string{"out/lake/app-logs", "out/lake/security", "out/lake/metrics"} {
+		for rel := range testutil.TreeHashes(filepath.Join(dir, table)) {
+			if !strings.HasSuffix(rel, ".parquet") {
+				t.Errorf("%s holds %s, not Parquet", table, rel)
+			}
+		}
+	}
 	lake := filepath.Join(dir, "out/lake/app-logs")
 	got := map[string]int{}
 	for rel := range testutil.TreeHashes(lake) {
-		if !strings.HasSuffix(rel, ".parquet") {
-			continue
-		}
 		pf, err := testutil.ReadParquet(filepath.Join(lake, rel))
 		if err != nil {
 			t.Fatal(err)

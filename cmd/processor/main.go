@@ -264,7 +264,6 @@ func runPipeline(ctx context.Context, cfg *config.Config, stdout io.Writer, opts
 		return err
 	}
 	defer log.Sync()
-
 	p, err := pipeline.New(cfg, log, opts...)
 	if err != nil {
 		return err

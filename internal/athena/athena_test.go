@@ -415,11 +415,11 @@ func writeLake(t *testing.T, cfg *config.Config, sink string, lines []string) st
 	i := slices.IndexFunc(cfg.Sinks, func(s config.Sink) bool { return s.Name == sink })
 	sc := cfg.Sinks[i]
 	sc.URL = "file:" + dir + "/"
-	store, err := objstore.StoreFor(&sc)
+	stores, err := objstore.StoresFor(&sc)
 	if err != nil {
 		t.Fatal(err)
 	}
-	s, err := objstore.New(&sc, store, zap.NewNop())
+	s, err := objstore.New(&sc, stores, zap.NewNop())
 	if err != nil {
 		t.Fatal(err)
 	}

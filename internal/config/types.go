@@ -132,7 +132,7 @@ type Sink struct {
 	Compression       string   `yaml:"compression" enum:"snappy|zstd|gzip|none" doc:"parquet: snappy (default), zstd, gzip, none; ndjson/csv/raw: gzip or none (default none; raw gzip)."`
 	PartitionKeys     KeyMap   `yaml:"partition_keys" doc:"Firehose dynamic-partitioning jq, evaluated per record, in order."`
 	Prefix            string   `yaml:"prefix" doc:"Object key prefix template; default Hive-style k=v/ from partition_keys in order."`
-	ErrorPrefix       string   `yaml:"error_prefix" default:"errors/!{error-output-type}/" doc:"Prefix template for error records written by this sink."`
+	ErrorPrefix       string   `yaml:"error_prefix" doc:"Prefix template for error records, relative to url. Unset: they go beside the data, to a sibling named after the url's last element plus -errors (s3://b/lake/app-logs/ → s3://b/lake/app-logs-errors/!{error-output-type}/!{timestamp:yyyy/MM/dd}/), or under errors/ inside a url that is a bucket or file-system root; a sink that no route writes to (only an error output) keeps them under its url, as !{error-output-type}/!{timestamp:yyyy/MM/dd}/."`
 	Schema            []Column `yaml:"schema" doc:"Parquet columns; fields not listed go to extra_column."`
 	ExtraColumn       string   `yaml:"extra_column" default:"_extra" doc:"JSON column for fields not in schema; \"\" drops them (counted in a metric)."`
 	Buffer            Buffer   `yaml:"buffer" doc:"Per-partition buffering hints."`
@@ -159,6 +159,11 @@ type Sink struct {
 	// Bootstrap, applied idempotently (PUT) at start.
 	IndexTemplate  NamedFile `yaml:"index_template" doc:"Index template to PUT at start: {name, file} (JSON body of _index_template)."`
 	IngestPipeline NamedFile `yaml:"ingest_pipeline" doc:"Ingest pipeline to PUT at start and name in every bulk request: {name, file}."`
+
+	// routed is set by Validate when a route sends records to the sink. A
+	// sink no route writes to is only an error output: it has no table
+	// location to keep error records out of.
+	routed bool
 }
 
 // TLS configures a client's TLS.

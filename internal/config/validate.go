@@ -96,14 +96,70 @@ func (c *Config) Validate() Errors {
 	}
 	for i := range c.Routes {
 		v.route(i, sources, sinks)
+		for _, to := range c.Routes[i].To {
+			if j, ok := sinks[to]; ok {
+				c.Sinks[j].routed = true
+			}
+		}
 	}
 	for i := range c.Sinks {
 		v.sink(i, sinks)
 	}
+	v.errorsOutsideTables()
 	v.errs.sort()
 	v.warns.sort()
 	c.Warnings = v.warns
 	return v.errs
+}
+
+// errorOutputTypes are the values of !{error-output-type}.
+var errorOutputTypes = []string{"processing-failed", "schema-mismatch", "sink-rejected", "partition-limit"}
+
+// errorsOutsideTables warns when an s3 sink's error records would land
+// inside a Parquet sink's table location, where DuckDB, Athena and other
+// Parquet readers of that location fail on them.
+func (v *validator) errorsOutsideTables() {
+	for i := range v.c.Sinks {
+		e := &v.c.Sinks[i]
+		if e.Type != "s3" || e.URL == "" {
+			continue
+		}
+		url, prefix := e.ErrorLocation()
+		tpl, err := template.Parse(prefix)
+		if err != nil {
+			continue // reported as an error
+		}
+		for j := range v.c.Sinks {
+			t := &v.c.Sinks[j]
+			if t.Type != "s3" || t.Format != "parquet" || t.URL == "" {
+				continue
+			}
+			table, ok := locationKey(t.URL)
+			if !ok {
+				continue
+			}
+			for _, typ := range errorOutputTypes {
+				loc, ok := locationKey(joinURL(url, tpl.Sample(typ)))
+				if !ok || !strings.HasPrefix(loc, table) {
+					continue
+				}
+				path := fmt.Sprintf("sinks[%d].error_prefix", i)
+				if e.ErrorPrefix == "" {
+					path = fmt.Sprintf("sinks[%d].url", i)
+				}
+				v.warnf(path, "error records of sink %q land in %s, inside the table location of Parquet sink %q (%s), where Parquet readers of the table (DuckDB, Athena) fail on them; %s",
+					e.Name, joinURL(url, tpl.String()), t.Name, t.URL, errorAdvice(e))
+				break
+			}
+		}
+	}
+}
+
+func errorAdvice(s *Sink) string {
+	if s.ErrorPrefix == "" {
+		return "a url that is a bucket or file-system root has no sibling location for them: give the url a prefix"
+	}
+	return "leave error_prefix unset to write them beside the table, or point error_sink at a sink outside it"
 }
 
 func (v *validator) uniqueNames(kind string, n int, name func(int) string) map[string]int {
@@ -413,8 +469,10 @@ func (v *validator) sink(i int, sinks map[string]int) {
 	}
 	if s.URL == "" {
 		v.missing(p, "url", "")
-	} else if _, _, err := ParseObjectURL(s.URL); err != nil {
+	} else if _, loc, err := ParseObjectURL(s.URL); err != nil {
 		v.errorf(p+".url", "%v", err)
+	} else if slices.Contains(strings.Split(loc, "/"), "..") {
+		v.errorf(p+".url", "%q has a \"..\" segment: name the directory or prefix itself", s.URL)
 	}
 	if s.StorageClass != "" && !slices.Contains(storageClasses, s.StorageClass) {
 		v.errorf(p+".storage_class", "unknown storage class %q (want one of: %s)", s.StorageClass, strings.Join(storageClasses, ", "))
@@ -441,11 +499,18 @@ func (v *validator) sink(i int, sinks map[string]int) {
 		if !errorPrefix && tpl.UsesErrorType() {
 			v.errorf(p+"."+key, "!{error-output-type} belongs in error_prefix")
 		}
+		// Record values are escaped when rendered; what the template
+		// itself puts in a key must keep it under the url.
+		if err := template.CheckPrefix(tpl.Sample(errorOutputTypes[0])); err != nil {
+			v.errorf(p+"."+key, "%q would write outside the sink's url: %s", src, strings.TrimPrefix(err.Error(), template.ErrUnsafeKey.Error()+": "))
+		}
 	}
 	if s.Prefix != "" {
 		checkTpl("prefix", s.Prefix, false)
 	}
-	checkTpl("error_prefix", s.ErrorPrefix, true)
+	if s.ErrorPrefix != "" {
+		checkTpl("error_prefix", s.ErrorPrefix, true)
+	}
 	if s.Glue.Database != "" || s.Glue.Table != "" {
 		switch {
 		case s.Glue.Database == "" || s.Glue.Table == "":

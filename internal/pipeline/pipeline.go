@@ -270,11 +270,11 @@ func newSink(cfg *config.Config, sc *config.Sink, log *zap.Logger) (sinks.Sink, 
 		}
 		return opensearch.New(sc, errSink, log)
 	default:
-		store, err := objstore.StoreFor(sc)
+		stores, err := objstore.StoresFor(sc)
 		if err != nil {
 			return nil, err
 		}
-		return objstore.New(sc, store, log)
+		return objstore.New(sc, stores, log)
 	}
 }
 

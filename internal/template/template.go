@@ -6,6 +6,8 @@
 package template
 
 import (
+	"bytes"
+	"errors"
 	"fmt"
 	"strconv"
 	"strings"
@@ -152,21 +154,23 @@ func (t *Template) Bind(names []string) error {
 
 // Values supplies what a rendering needs.
 type Values struct {
-	// Keys holds the partition key values, in the order given to Bind.
+	// Keys holds the partition key values, in the order given to Bind, as
+	// the records gave them: Append escapes them with HiveEscape.
 	Keys      [][]byte
 	Time      time.Time // event time, for !{timestamp:}
 	Arrival   time.Time // when the source read the record, for !{arrival:}
 	ErrorType string
 }
 
-// Append renders the template onto dst.
+// Append renders the template onto dst. Partition key values are
+// Hive-escaped here, the one place values from records enter a key.
 func (t *Template) Append(dst []byte, v Values) []byte {
 	for _, p := range t.parts {
 		switch p.kind {
 		case literal:
 			dst = append(dst, p.text...)
 		case partitionKey:
-			dst = append(dst, v.Keys[p.idx]...)
+			dst = HiveEscape(dst, v.Keys[p.idx])
 		case timestamp:
 			dst = appendDate(dst, p.date, v.Time.UTC())
 		case arrival:
@@ -176,6 +180,97 @@ func (t *Template) Append(dst []byte, v Values) []byte {
 		}
 	}
 	return dst
+}
+
+// AppendPrefix renders the template onto dst as an object key prefix and
+// checks the result with CheckPrefix, so that no value can make a key that
+// leaves the sink's root. Escaping makes every non-empty value safe in a
+// template that Sample renders cleanly; an empty value can still leave an
+// empty segment, and that is an error.
+func (t *Template) AppendPrefix(dst []byte, v Values) ([]byte, error) {
+	start := len(dst)
+	dst = t.Append(dst, v)
+	if err := CheckPrefix(dst[start:]); err != nil {
+		return dst[:start], fmt.Errorf("key prefix %q: %w", dst[start:], err)
+	}
+	return dst, nil
+}
+
+// Sample renders the template with every partition key set to "x", a fixed
+// time and the given error type: what the configuration alone puts in a
+// key. Validation checks it with CheckPrefix.
+func (t *Template) Sample(errType string) string {
+	var dst []byte
+	at := time.Date(2024, 11, 3, 7, 4, 5, 0, time.UTC)
+	for _, p := range t.parts {
+		switch p.kind {
+		case literal:
+			dst = append(dst, p.text...)
+		case partitionKey:
+			dst = append(dst, 'x')
+		case timestamp, arrival:
+			dst = appendDate(dst, p.date, at)
+		case errorType:
+			dst = append(dst, errType...)
+		}
+	}
+	return string(dst)
+}
+
+// ErrUnsafeKey is wrapped by the errors of CheckKey and CheckPrefix.
+var ErrUnsafeKey = errors.New("key would leave the sink's root")
+
+// CheckPrefix reports whether p, joined under a store's root, stays inside
+// it on every store: it is empty, or a relative path of non-empty segments
+// other than "." and "..", optionally ending in '/', without NUL bytes or
+// backslashes.
+// Stores apply the same rule to whole keys (CheckKey), so no bug upstream
+// can write outside the root.
+func CheckPrefix[S ~string | ~[]byte](p S) error {
+	if len(p) > 0 && p[len(p)-1] == '/' {
+		p = p[:len(p)-1]
+		if len(p) == 0 {
+			return fmt.Errorf("%w: it starts with /", ErrUnsafeKey)
+		}
+	}
+	if len(p) == 0 {
+		return nil
+	}
+	return CheckKey(p)
+}
+
+// CheckKey reports whether key is a clean relative object key: non-empty
+// segments other than "." and "..", no leading or trailing '/', no NUL and
+// no backslash.
+func CheckKey[S ~string | ~[]byte](key S) error {
+	if len(key) == 0 {
+		return fmt.Errorf("%w: it is empty", ErrUnsafeKey)
+	}
+	if key[0] == '/' {
+		return fmt.Errorf("%w: it starts with /", ErrUnsafeKey)
+	}
+	seg := 0
+	for i := 0; i <= len(key); i++ {
+		if i < len(key) && key[i] == 0 {
+			return fmt.Errorf("%w: it holds a NUL byte", ErrUnsafeKey)
+		}
+		if i < len(key) && key[i] == '\\' {
+			return fmt.Errorf("%w: it holds a backslash, a separator on some file systems", ErrUnsafeKey)
+		}
+		if i < len(key) && key[i] != '/' {
+			continue
+		}
+		switch string(key[seg:i]) {
+		case "":
+			return fmt.Errorf("%w: it has an empty segment (//)", ErrUnsafeKey)
+		case ".":
+			return fmt.Errorf("%w: it has a \".\" segment", ErrUnsafeKey)
+		case "..":
+			return fmt.Errorf("%w: it has a \"..\" segment", ErrUnsafeKey)
+		}
+		seg = i + 1
+	}
+	return nil
 }
 
 type dateElem struct {
@@ -273,10 +368,15 @@ func appendPadded(dst []byte, v, width int) []byte {
 }
 
 // HiveEscape escapes a partition value the way Hive does for directory
-// names, so a value holding '/' or '=' cannot change the key layout.
+// names, so a value holding '/' or '=' cannot change the key layout. A
+// value made only of dots ("." or "..", or dots that would meet those of
+// another value in the same segment) has every dot escaped as %2E, so no
+// value can name the current or parent directory; Hive readers unescape
+// %2E like any other escape.
 func HiveEscape(dst []byte, s []byte) []byte {
+	dots := len(s) > 0 && len(bytes.Trim(s, ".")) == 0
 	for _, c := range s {
-		if c < 0x20 || c == 0x7f || strings.IndexByte("\"#%'*/:=?\\{[]^", c) >= 0 {
+		if c < 0x20 || c == 0x7f || dots || strings.IndexByte("\"#%'*/:=?\\{[]^", c) >= 0 {
 			dst = append(dst, '%', "0123456789ABCDEF"[c>>4], "0123456789ABCDEF"[c&15])
 			continue
 		}

@@ -1,6 +1,9 @@
 package template
 
 import (
+	"errors"
+	"path"
+	"strings"
 	"testing"
 	"time"
 )
@@ -49,9 +52,155 @@ func TestParseErrors(t *testing.T) {
 }
 
 func TestHiveEscape(t *testing.T) {
-	if got := string(HiveEscape(nil, []byte("a/b=c d%"))); got != "a%2Fb%3Dc d%25" {
-		t.Errorf("got %q", got)
+	tests := []struct{ give, want string }{
+		{"a/b=c d%", "a%2Fb%3Dc d%25"},
+		{"..", "%2E%2E"},
+		{".", "%2E"},
+		{"...", "%2E%2E%2E"},
+		{"../../etc", "..%2F..%2Fetc"},
+		{"/abs", "%2Fabs"},
+		{`a\b`, "a%5Cb"},
+		{"a\x00b", "a%00b"},
+		{"v1.2", "v1.2"},
+		{".hidden", ".hidden"},
 	}
+	for _, tt := range tests {
+		if got := string(HiveEscape(nil, []byte(tt.give))); got != tt.want {
+			t.Errorf("HiveEscape(%q) = %q, want %q", tt.give, got, tt.want)
+		}
+	}
+}
+
+// TestAppendPrefixStaysInside: values from records never make a prefix
+// that leaves the root (issue 9: {"a":"..","b":".."} with
+// "!{partitionKeyFromQuery:a}/!{partitionKeyFromQuery:b}/" wrote two
+// directories above the lake).
+func TestAppendPrefixStaysInside(t *testing.T) {
+	tests := []struct {
+		tpl     string
+		a, b    string
+		want    string
+		wantErr bool
+	}{
+		{tpl: "!{partitionKeyFromQuery:a}/!{partitionKeyFromQuery:b}/", a: "..", b: "..", want: "%2E%2E/%2E%2E/"},
+		{tpl: "!{partitionKeyFromQuery:a}!{partitionKeyFromQuery:b}/", a: ".", b: ".", want: "%2E%2E/"},
+		{tpl: "!{partitionKeyFromQuery:a}/", a: "/etc", want: "%2Fetc/"},
+		{tpl: "a=!{partitionKeyFromQuery:a}/b=!{partitionKeyFromQuery:b}/", a: "../x", b: `\`, want: "a=..%2Fx/b=%5C/"},
+		{tpl: "!{partitionKeyFromQuery:a}/", a: "", wantErr: true},
+		{tpl: "x/!{partitionKeyFromQuery:a}/y/", a: "", wantErr: true},
+	}
+	for _, tt := range tests {
+		tpl, err := Parse(tt.tpl)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := tpl.Bind([]string{"a", "b"}); err != nil {
+			t.Fatal(err)
+		}
+		got, err := tpl.AppendPrefix([]byte("d"), Values{Keys: [][]byte{[]byte(tt.a), []byte(tt.b)}})
+		if tt.wantErr {
+			if !errors.Is(err, ErrUnsafeKey) || string(got) != "d" {
+				t.Errorf("%q with a=%q b=%q = %q, %v; want ErrUnsafeKey and dst untouched", tt.tpl, tt.a, tt.b, got, err)
+			}
+			continue
+		}
+		if err != nil || string(got) != "d"+tt.want {
+			t.Errorf("%q with a=%q b=%q = %q, %v; want %q", tt.tpl, tt.a, tt.b, got, err, "d"+tt.want)
+		}
+	}
+}
+
+func TestCheckKey(t *testing.T) {
+	tests := []struct {
+		give      string
+		key, pref bool // valid as a key, as a prefix
+	}{
+		{"a/b.parquet", true, true},
+		{"a/b/", false, true},
+		{"", false, true},
+		{"../x", false, false},
+		{"a/../../x", false, false},
+		{"a/./b", false, false},
+		{".", false, false},
+		{"/abs", false, false},
+		{"/", false, false},
+		{"a//b", false, false},
+		{"a//", false, false},
+		{`a\b`, false, false},
+		{"a\x00b", false, false},
+		{"a..b/c.", true, true},
+		{".hidden/x", true, true},
+	}
+	for _, tt := range tests {
+		if err := CheckKey(tt.give); (err == nil) != tt.key {
+			t.Errorf("CheckKey(%q) = %v, want valid %v", tt.give, err, tt.key)
+		}
+		if err := CheckPrefix([]byte(tt.give)); (err == nil) != tt.pref {
+			t.Errorf("CheckPrefix(%q) = %v, want valid %v", tt.give, err, tt.pref)
+		}
+	}
+}
+
+// renderTemplates are prefixes the key renderer is fuzzed with besides the
+// fuzzer's own: the issue's examples and the usual layouts.
+var renderTemplates = []string{
+	"!{partitionKeyFromQuery:a}/!{partitionKeyFromQuery:b}/",
+	"!{partitionKeyFromQuery:a}!{partitionKeyFromQuery:b}/",
+	"a=!{partitionKeyFromQuery:a}/b=!{partitionKeyFromQuery:b}/",
+	"!{partitionKeyFromQuery:a}",
+	".!{partitionKeyFromQuery:a}/!{timestamp:yyyy/MM/dd}/",
+	"x/!{partitionKeyFromQuery:b}.!{partitionKeyFromQuery:a}/",
+}
+
+// FuzzRenderKey: for any record values, a prefix template that validation
+// accepts (its Sample is clean) renders a key prefix that stays under the
+// root, and does so by escaping: a non-empty value is never refused.
+func FuzzRenderKey(f *testing.F) {
+	for _, seed := range []struct{ src, a, b string }{
+		{"", "..", ".."}, {"", ".", "."}, {"", "/", ""}, {"", "..\\..", "a/../../b"},
+		{"p/!{partitionKeyFromQuery:a}/", "\x00", "%2E%2E"}, {"!{partitionKeyFromQuery:a}!{partitionKeyFromQuery:a}/", ".", "x"},
+	} {
+		f.Add(seed.src, seed.a, seed.b, int64(1730617200))
+	}
+	f.Fuzz(func(t *testing.T, src, a, b string, sec int64) {
+		srcs := renderTemplates
+		if src != "" {
+			srcs = []string{src}
+		}
+		for _, src := range srcs {
+			tpl, err := Parse(src)
+			if err != nil || tpl.Bind([]string{"a", "b"}) != nil || CheckPrefix(tpl.Sample("processing-failed")) != nil {
+				continue // validation refuses it
+			}
+			v := Values{Keys: [][]byte{[]byte(a), []byte(b)}, Time: time.Unix(sec, 0), Arrival: time.Unix(sec, 0), ErrorType: "processing-failed"}
+			got, err := tpl.AppendPrefix(nil, v)
+			if err != nil {
+				if a != "" && b != "" {
+					t.Fatalf("%q refused non-empty values a=%q b=%q: %v", src, a, b, err)
+				}
+				continue
+			}
+			if !insideRoot(string(got) + "src+f+000000000001-000000000002.ndjson") {
+				t.Fatalf("%q with a=%q b=%q rendered %q, which leaves the root", src, a, b, got)
+			}
+		}
+	})
+}
+
+// insideRoot is the fuzz oracle, independent of CheckKey: key, joined under
+// a root, cleans to a path strictly inside it, and neither a local file
+// system nor an S3 server would read any segment of it as a directory move.
+func insideRoot(key string) bool {
+	if strings.HasPrefix(key, "/") || strings.ContainsAny(key, "\\\x00") {
+		return false
+	}
+	for _, seg := range strings.Split(key, "/") {
+		if seg == "" || seg == "." || seg == ".." {
+			return false
+		}
+	}
+	joined := path.Join("/root", key)
+	return strings.HasPrefix(joined, "/root/") && joined == "/root/"+key
 }
 
 func FuzzTemplate(f *testing.F) {

@@ -3,6 +3,23 @@
 // from each record by Firehose-compatible partition_keys and prefix
 // templates, on a local directory (file:) or Amazon S3 (s3://).
 //
+// # Keys and error records
+//
+// A key never leaves its store's root. Partition values are Hive-escaped
+// when the prefix is rendered ('/' and '\' as %2F and %5C, a value of
+// only dots as %2E...), validation refuses a url, prefix or error_prefix
+// that could step out, and every store refuses a key that is not a clean
+// relative path (template.CheckKey) rather than writing it; the file store
+// also resolves keys through an os.Root, so a symbolic link inside the
+// root cannot lead out of it.
+//
+// Error records (failures inside the sink) go to the error location of
+// config.Sink.ErrorLocation: by default a sibling of the url,
+// <url>-errors/!{error-output-type}/!{timestamp:yyyy/MM/dd}/, so that
+// readers of the table location (DuckDB, Athena) never meet an NDJSON
+// file. They are a stream like any other, exactly once by position, and
+// recovery lists their prefixes in the error location's store.
+//
 // # Buffering
 //
 // Records are buffered per lake partition (the rendered prefix) and, inside

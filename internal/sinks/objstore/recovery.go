@@ -163,12 +163,15 @@ func mergeSpans(in []span) []span {
 	return out
 }
 
-// listDurable lists a lake partition's prefix and returns, per stream id,
-// the merged ranges of the objects in it. Listing is retried like writes.
-func (s *Sink) listDurable(ctx context.Context, prefix string) (map[string][]span, error) {
+// listDurable lists a lake partition's prefix (or an error output prefix)
+// in the store its objects go to, and returns, per stream id, the merged
+// ranges of the objects in it. lpKey is the kind byte and the prefix.
+// Listing is retried like writes.
+func (s *Sink) listDurable(ctx context.Context, lpKey string) (map[string][]span, error) {
 	var keys []string
+	store, prefix := s.storeFor(lpKey[0]), lpKey[1:]
 	err := s.retry(ctx, "list "+prefix, func() (err error) {
-		keys, err = s.store.List(ctx, prefix)
+		keys, err = store.List(ctx, prefix)
 		return err
 	})
 	if ctx.Err() != nil {

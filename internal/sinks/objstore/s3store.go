@@ -14,6 +14,8 @@ import (
 	"github.com/aws/aws-sdk-go-v2/feature/s3/transfermanager"
 	tmtypes "github.com/aws/aws-sdk-go-v2/feature/s3/transfermanager/types"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
+
+	"github.com/sluice-data/sluice/internal/template"
 )
 
 // S3Store writes objects to Amazon S3 or an S3-compatible server through
@@ -99,8 +101,14 @@ func (s *S3Store) Location() string { return "s3://" + s.bucket + "/" + s.prefix
 
 // Put streams body to key under the store's prefix through a pipe: the
 // transfer manager reads it a part at a time, so an object of any size
-// costs the part buffers, not its whole size.
+// costs the part buffers, not its whole size. A key that is not a clean
+// relative path (CheckKey) is refused: S3 does not resolve "..", but
+// S3-compatible servers that store objects as files, proxies and readers
+// that clean URL paths do.
 func (s *S3Store) Put(ctx context.Context, key string, body Body) error {
+	if err := template.CheckKey(key); err != nil {
+		return fmt.Errorf("put s3://%s/%s%s: %w", s.bucket, s.prefix, key, err)
+	}
 	pr, pw := io.Pipe()
 	produced := make(chan struct{})
 	go func() {
@@ -152,6 +160,9 @@ func contentType(key string) string {
 // List returns the keys under prefix (relative to the store's prefix),
 // sorted, following every page.
 func (s *S3Store) List(ctx context.Context, prefix string) ([]string, error) {
+	if err := template.CheckPrefix(prefix); err != nil {
+		return nil, fmt.Errorf("list s3://%s/%s%s: %w", s.bucket, s.prefix, prefix, err)
+	}
 	var keys []string
 	pages := s3.NewListObjectsV2Paginator(s.client, &s3.ListObjectsV2Input{Bucket: aws.String(s.bucket), Prefix: aws.String(s.prefix + prefix)})
 	for pages.HasMorePages() {
@@ -173,6 +184,9 @@ func (s *S3Store) List(ctx context.Context, prefix string) ([]string, error) {
 
 // Get downloads one object.
 func (s *S3Store) Get(ctx context.Context, key string) ([]byte, error) {
+	if err := template.CheckKey(key); err != nil {
+		return nil, fmt.Errorf("get s3://%s/%s%s: %w", s.bucket, s.prefix, key, err)
+	}
 	out, err := s.client.GetObject(ctx, &s3.GetObjectInput{Bucket: aws.String(s.bucket), Key: aws.String(s.prefix + key)})
 	if err != nil {
 		return nil, fmt.Errorf("get s3://%s/%s%s: %w", s.bucket, s.prefix, key, err)

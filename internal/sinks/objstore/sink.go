@@ -36,7 +36,8 @@ type Sink struct {
 	name       string
 	format     string
 	compress   string
-	store      Lister
+	store      Lister // data objects, under the url
+	errStore   Lister // error records, under the error location's url
 	log        *zap.Logger
 	keys       []*jq.Expr
 	keyNames   []string
@@ -140,10 +141,25 @@ type buffer struct {
 	flushed     bool
 }
 
-// New builds a sink from its configuration. The store is where objects go.
-func New(cfg *config.Sink, store Lister, log *zap.Logger) (*Sink, error) {
+// Stores are where a sink's objects go: Data is rooted at its url, Errors
+// at the url of its error location (config.Sink.ErrorLocation), which is
+// the same store when error_prefix is set.
+type Stores struct {
+	Data, Errors Lister
+}
+
+// New builds a sink from its configuration. st.Errors may be nil when the
+// error location is the sink's url.
+func New(cfg *config.Sink, st Stores, log *zap.Logger) (*Sink, error) {
+	errURL, errPrefix := cfg.ErrorLocation()
+	if st.Errors == nil {
+		if errURL != cfg.URL {
+			return nil, fmt.Errorf("sink %s: no store given for its error location %s", cfg.Name, errURL)
+		}
+		st.Errors = st.Data
+	}
 	s := &Sink{
-		name: cfg.Name, format: cfg.Format, compress: cfg.Compression, store: store, log: log,
+		name: cfg.Name, format: cfg.Format, compress: cfg.Compression, store: st.Data, errStore: st.Errors, log: log,
 		cfg: cfg.Buffer, maxOpen: cfg.MaxOpenPartitions, onLimit: cfg.OnPartitionLimit, maxBytes: int64(cfg.MaxBufferedBytes), maxRecs: cfg.MaxBufferedRecs, retryBase: 100 * time.Millisecond, maxBackoff: 30 * time.Second, maxElapsed: cfg.Retry.MaxElapsed.D(),
 		lake: map[string]*lakePart{}, stop: make(chan struct{}), freed: make(chan struct{}, 1),
 		droppedExtra: metrics.SinkDroppedKeys.WithLabelValues(cfg.Name),
@@ -184,7 +200,7 @@ func New(cfg *config.Sink, store Lister, log *zap.Logger) (*Sink, error) {
 	if err := s.prefix.Bind(s.keyNames); err != nil {
 		return nil, fmt.Errorf("sink %s: prefix: %w", cfg.Name, err)
 	}
-	if s.errPrefix, err = template.Parse(cfg.ErrorPrefix); err != nil {
+	if s.errPrefix, err = template.Parse(errPrefix); err != nil {
 		return nil, fmt.Errorf("sink %s: error_prefix: %w", cfg.Name, err)
 	}
 	if s.format == "parquet" {
@@ -308,7 +324,7 @@ func (s *Sink) preload(ctx context.Context, p *pending) error {
 	g.SetLimit(16)
 	for i, key := range missing {
 		g.Go(func() (err error) {
-			found[i], err = s.listDurable(gctx, key[1:])
+			found[i], err = s.listDurable(gctx, key)
 			return err
 		})
 	}
@@ -331,7 +347,7 @@ func (s *Sink) lakePartLocked(ctx context.Context, key []byte) (*lakePart, error
 	if lp := s.lake[string(key)]; lp != nil {
 		return lp, nil
 	}
-	durable, err := s.listDurable(ctx, string(key[1:]))
+	durable, err := s.listDurable(ctx, string(key))
 	if err != nil {
 		return nil, err
 	}
@@ -421,7 +437,7 @@ func (s *Sink) redeliveredLocked(ctx context.Context, st *stream) error {
 	if err := s.failed(); err != nil {
 		return err
 	}
-	durable, err := s.listDurable(ctx, st.lp.key[1:])
+	durable, err := s.listDurable(ctx, st.lp.key)
 	if err != nil {
 		return err
 	}
@@ -659,7 +675,7 @@ func (s *Sink) flushWorker() {
 		lp := b.st.lp
 		key, format := s.objectKey(b)
 		var size int64
-		err := s.put(key, func(w io.Writer) error {
+		err := s.put(lp.key[0], key, func(w io.Writer) error {
 			cw := &countingWriter{w: w}
 			err := s.encodeTo(cw, b, format, pf)
 			size = cw.n
@@ -710,10 +726,19 @@ func (s *Sink) flushWorker() {
 	}
 }
 
+// storeFor returns the store of a kind of object: data or error records.
+func (s *Sink) storeFor(kind byte) Lister {
+	if kind == kindError {
+		return s.errStore
+	}
+	return s.store
+}
+
 // put writes an object, retrying store errors.
-func (s *Sink) put(key string, body Body) error {
+func (s *Sink) put(kind byte, key string, body Body) error {
+	st := s.storeFor(kind)
 	return s.retry(s.abortCtx, "put "+key, func() error {
-		return s.store.Put(s.abortCtx, key, body)
+		return st.Put(s.abortCtx, key, body)
 	})
 }
 
@@ -729,6 +754,9 @@ func (s *Sink) retry(ctx context.Context, what string, op func() error) error {
 	backoff := s.retryBase
 	for attempt := 1; ; attempt++ {
 		err := op()
+		if errors.Is(err, template.ErrUnsafeKey) {
+			return err // refused by the store: trying again cannot help
+		}
 		if err == nil {
 			if attempt > 1 {
 				s.log.Info("store call succeeded after retries", zap.String("sink", s.name), zap.String("op", what),
@@ -830,7 +858,27 @@ func (s *Sink) Stats() sinks.Stats {
 
 // StoreFor opens the store a sink's URL names.
 func StoreFor(cfg *config.Sink) (Lister, error) {
-	return OpenStore(cfg.URL, S3Options{Region: cfg.Region, Endpoint: cfg.Endpoint, KMSKeyID: cfg.KMSKeyID, StorageClass: cfg.StorageClass})
+	return OpenStore(cfg.URL, storeOptions(cfg))
+}
+
+// StoresFor opens a sink's stores: its url, and its error location when
+// that is elsewhere (beside the url, by default).
+func StoresFor(cfg *config.Sink) (Stores, error) {
+	data, err := StoreFor(cfg)
+	if err != nil {
+		return Stores{}, err
+	}
+	st := Stores{Data: data, Errors: data}
+	if errURL, _ := cfg.ErrorLocation(); errURL != cfg.URL {
+		if st.Errors, err = OpenStore(errURL, storeOptions(cfg)); err != nil {
+			return Stores{}, fmt.Errorf("sink %s: error location: %w", cfg.Name, err)
+		}
+	}
+	return st, nil
+}
+
+func storeOptions(cfg *config.Sink) S3Options {
+	return S3Options{Region: cfg.Region, Endpoint: cfg.Endpoint, KMSKeyID: cfg.KMSKeyID, StorageClass: cfg.StorageClass}
 }
 
 // OpenStore opens the store at url (file: or s3://); o supplies the S3

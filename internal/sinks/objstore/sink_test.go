@@ -42,12 +42,17 @@ func newSink(t testing.TB, body string, store Lister) (*Sink, string) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if store == nil {
-		if store, err = StoreFor(&cfg.Sinks[0]); err != nil {
-			t.Fatal(err)
-		}
+	st, err := StoresFor(&cfg.Sinks[0])
+	if err != nil {
+		t.Fatal(err)
 	}
-	s, err := New(&cfg.Sinks[0], store, zap.NewNop())
+	if store != nil {
+		if st.Errors == st.Data {
+			st.Errors = store
+		}
+		st.Data = store
+	}
+	s, err := New(&cfg.Sinks[0], st, zap.NewNop())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -416,7 +421,7 @@ func TestCuts(t *testing.T) {
 			[]string{"k=a/src+f+000000000001-000000000001.ndjson", "k=b/src+f+000000000002-000000000004.ndjson"}},
 		{"partition-limit error", "    format: ndjson\n    partition_keys: {k: .k}\n    max_open_partitions: 1\n    on_partition_limit: error\n",
 			[]string{`{"k":"a"}`, `{"k":"b"}`},
-			[]string{"errors/partition-limit/src+f+000000000002-000000000002.ndjson", "k=a/src+f+000000000001-000000000001.ndjson"}},
+			[]string{"k=a/src+f+000000000001-000000000001.ndjson", "(errors) partition-limit/2024/11/03/src+f+000000000002-000000000002.ndjson"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -425,7 +430,11 @@ func TestCuts(t *testing.T) {
 			if err := s.Flush(context.Background()); err != nil {
 				t.Fatal(err)
 			}
-			if got := files(t, dir); strings.Join(got, "\n") != strings.Join(tt.want, "\n") {
+			got := files(t, dir)
+			for _, f := range files(t, dir+"-errors") {
+				got = append(got, "(errors) "+f)
+			}
+			if strings.Join(got, "\n") != strings.Join(tt.want, "\n") {
 				t.Errorf("files:\n%s\nwant\n%s", strings.Join(got, "\n"), strings.Join(tt.want, "\n"))
 			}
 		})

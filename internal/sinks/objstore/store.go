@@ -10,10 +10,12 @@ import (
 	"io"
 	"io/fs"
 	"os"
-	"path/filepath"
+	"path"
 	"sort"
 	"strings"
 	"sync"
+
+	"github.com/sluice-data/sluice/internal/template"
 )
 
 // Body writes an object's content to w. A store may call it more than once
@@ -48,35 +50,71 @@ type Lister interface {
 	Get(ctx context.Context, key string) ([]byte, error)
 }
 
-// FileStore writes objects as files under a root directory.
+// FileStore writes objects as files under a root directory. Every access
+// goes through an os.Root, so neither a key nor a symbolic link inside the
+// root can reach a file outside it; keys that are not clean relative paths
+// (CheckKey) are refused before that.
 type FileStore struct {
-	root string
+	dir string
+
+	mu   sync.Mutex
+	root *os.Root // opened on first use
 }
 
-// NewFileStore returns a store rooted at dir (created if needed).
+// NewFileStore returns a store rooted at dir. The directory is created on
+// the first write, so a location that never gets an object (an error
+// location without errors) leaves nothing behind.
 func NewFileStore(dir string) (*FileStore, error) {
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return nil, err
+	if dir == "" {
+		return nil, errors.New("file store: no directory")
 	}
-	return &FileStore{root: dir}, nil
+	return &FileStore{dir: dir}, nil
 }
 
 // Location returns the root directory.
-func (s *FileStore) Location() string { return s.root }
+func (s *FileStore) Location() string { return s.dir }
+
+// open returns the root, creating its directory first when create is set.
+// Without it, a missing directory is fs.ErrNotExist.
+func (s *FileStore) open(create bool) (*os.Root, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.root != nil {
+		return s.root, nil
+	}
+	if create {
+		if err := os.MkdirAll(s.dir, 0o755); err != nil {
+			return nil, err
+		}
+	}
+	r, err := os.OpenRoot(s.dir)
+	if err != nil {
+		return nil, err
+	}
+	s.root = r
+	return r, nil
+}
 
 // Put writes body to a temporary file in the target directory, syncs it,
 // renames it over key and syncs the directory, so the object is complete and
 // durable when Put returns.
 func (s *FileStore) Put(_ context.Context, key string, body Body) error {
-	path := filepath.Join(s.root, filepath.FromSlash(key))
-	dir := filepath.Dir(path)
-	if err := os.MkdirAll(dir, 0o755); err != nil {
+	if err := template.CheckKey(key); err != nil {
+		return fmt.Errorf("put %s: %w", key, err)
+	}
+	root, err := s.open(true)
+	if err != nil {
+		return fmt.Errorf("put %s: %w", key, err)
+	}
+	dir, base := path.Split(key)
+	dir = path.Clean("./" + dir)
+	if err := root.MkdirAll(dir, 0o755); err != nil {
 		return fmt.Errorf("put %s: %w", key, err)
 	}
 	var rnd [6]byte
 	_, _ = rand.Read(rnd[:])
-	tmp := filepath.Join(dir, "."+filepath.Base(path)+".tmp-"+hex.EncodeToString(rnd[:]))
-	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o644)
+	tmp := path.Join(dir, "."+base+".tmp-"+hex.EncodeToString(rnd[:]))
+	f, err := root.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o644)
 	if err != nil {
 		return fmt.Errorf("put %s: %w", key, err)
 	}
@@ -88,13 +126,13 @@ func (s *FileStore) Put(_ context.Context, key string, body Body) error {
 		err = cerr
 	}
 	if err == nil {
-		err = os.Rename(tmp, path)
+		err = root.Rename(tmp, key)
 	}
 	if err != nil {
-		os.Remove(tmp)
+		root.Remove(tmp)
 		return fmt.Errorf("put %s: %w", key, err)
 	}
-	d, err := os.Open(dir)
+	d, err := root.Open(dir)
 	if err != nil {
 		return fmt.Errorf("put %s: sync dir: %w", key, err)
 	}
@@ -107,9 +145,18 @@ func (s *FileStore) Put(_ context.Context, key string, body Body) error {
 
 // List returns the keys of files under prefix, sorted.
 func (s *FileStore) List(_ context.Context, prefix string) ([]string, error) {
+	if err := template.CheckPrefix(prefix); err != nil {
+		return nil, fmt.Errorf("list %s: %w", prefix, err)
+	}
+	root, err := s.open(false)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("list %s: %w", prefix, err)
+	}
 	var keys []string
-	root := filepath.Join(s.root, filepath.FromSlash(prefix))
-	err := filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
+	err = fs.WalkDir(root.FS(), path.Clean("./"+prefix), func(p string, d fs.DirEntry, err error) error {
 		if err != nil {
 			if errors.Is(err, fs.ErrNotExist) {
 				return fs.SkipDir
@@ -119,11 +166,7 @@ func (s *FileStore) List(_ context.Context, prefix string) ([]string, error) {
 		if d.IsDir() || strings.HasPrefix(d.Name(), ".") {
 			return nil
 		}
-		rel, err := filepath.Rel(s.root, p)
-		if err != nil {
-			return err
-		}
-		keys = append(keys, filepath.ToSlash(rel))
+		keys = append(keys, p)
 		return nil
 	})
 	if err != nil && !errors.Is(err, fs.ErrNotExist) {
@@ -135,7 +178,14 @@ func (s *FileStore) List(_ context.Context, prefix string) ([]string, error) {
 
 // Get reads one file.
 func (s *FileStore) Get(_ context.Context, key string) ([]byte, error) {
-	return os.ReadFile(filepath.Join(s.root, filepath.FromSlash(key)))
+	if err := template.CheckKey(key); err != nil {
+		return nil, fmt.Errorf("get %s: %w", key, err)
+	}
+	root, err := s.open(false)
+	if err != nil {
+		return nil, fmt.Errorf("get %s: %w", key, err)
+	}
+	return root.ReadFile(key)
 }
 
 // bufPool holds Put's write buffers: a new one per object would allocate

@@ -41,13 +41,12 @@ var pendingPool = sync.Pool{New: func() any { return &pending{} }}
 
 // writer encodes records for one sink in one pipeline worker.
 type writer struct {
-	s       *Sink
-	keys    []*jq.Expr
-	vals    [][]byte
-	prefix  *template.Template
-	errPfx  *template.Template
-	p       *pending
-	scratch []byte
+	s      *Sink
+	keys   []*jq.Expr
+	vals   [][]byte
+	prefix *template.Template
+	errPfx *template.Template
+	p      *pending
 }
 
 func (s *Sink) newWriter() *writer {
@@ -82,22 +81,26 @@ func (w *writer) Write(rec *record.Record) *sinks.Failure {
 		if rec.Value == nil {
 			return w.fail(rec, sinks.ProcessingFailed, "DynamicPartitioning.MetadataExtractionFailed", "partition keys need a JSON record; this one is raw bytes")
 		}
-		raw, err := k.AppendText(w.scratch[:0], rec.Value)
-		w.scratch = raw
+		raw, err := k.AppendText(w.vals[i][:0], rec.Value)
+		w.vals[i] = raw
 		if err == nil && len(raw) == 0 {
 			err = errEmptyKey
 		}
 		if err != nil {
 			return w.fail(rec, sinks.ProcessingFailed, "DynamicPartitioning.MetadataExtractionFailed", "partition key "+w.s.keyNames[i]+": "+err.Error())
 		}
-		w.vals[i] = template.HiveEscape(w.vals[i][:0], raw)
 	}
 	p := w.cur()
 	start := len(p.data)
 	p.data = append(p.data, kindData)
-	p.data = w.prefix.Append(p.data, template.Values{Keys: w.vals, Time: rec.EventTime, Arrival: rec.Arrival})
-	keyEnd := len(p.data)
+	// The renderer escapes the values; a key it still cannot make safe
+	// goes to the error output, never to the store.
 	var err error
+	if p.data, err = w.prefix.AppendPrefix(p.data, template.Values{Keys: w.vals, Time: rec.EventTime, Arrival: rec.Arrival}); err != nil {
+		p.data = p.data[:start]
+		return w.fail(rec, sinks.ProcessingFailed, "DynamicPartitioning.MetadataExtractionFailed", err.Error())
+	}
+	keyEnd := len(p.data)
 	var dropped bool
 	switch w.s.format {
 	case "parquet":

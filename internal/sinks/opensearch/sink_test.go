@@ -66,11 +66,11 @@ sinks:
 	if err != nil {
 		t.Fatal(err)
 	}
-	store, err := objstore.StoreFor(&cfg.Sinks[1])
+	stores, err := objstore.StoresFor(&cfg.Sinks[1])
 	if err != nil {
 		t.Fatal(err)
 	}
-	errs, err := objstore.New(&cfg.Sinks[1], store, zap.NewNop())
+	errs, err := objstore.New(&cfg.Sinks[1], stores, zap.NewNop())
 	if err != nil {
 		t.Fatal(err)
 	}
