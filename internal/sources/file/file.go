@@ -82,6 +82,7 @@ type Source struct {
 	maxPend   int64
 	linger    time.Duration
 	maxLine   int
+	bufSize   int
 	stdin     io.Reader
 	log       *zap.Logger
 
@@ -102,10 +103,13 @@ type openFile struct {
 	arrival time.Time
 	tracker *checkpoint.Tracker
 
-	// pend gathers a line that spans reads: its first maxLine+2 bytes
-	// (room for "\r\n"), and pendLen its whole length.
+	// pend gathers a line that spans reads: its first maxLine bytes;
+	// pendLen is its whole length, and extra says whether a byte past the
+	// first maxLine is not part of the line's end ("\r\n"), which makes
+	// the line over-long.
 	pend    []byte
 	pendLen int
+	extra   bool
 	// failed is a whole-file failure, handed on as the file's only message.
 	failed *record.Message
 	done   bool
@@ -114,7 +118,7 @@ type openFile struct {
 // New expands the globs in paths (each must match at least one file) and
 // returns a source over the files, in the order given, globs sorted.
 func New(name string, paths []string, batchSize, maxPending int) (*Source, error) {
-	s := &Source{name: name, batchSize: batchSize, maxPend: int64(maxPending), linger: DefaultLinger, maxLine: DefaultMaxLineBytes,
+	s := &Source{name: name, batchSize: batchSize, maxPend: int64(maxPending), linger: DefaultLinger, maxLine: DefaultMaxLineBytes, bufSize: 1 << 20,
 		stdin: os.Stdin, log: zap.NewNop(), trackers: map[string]*checkpoint.Tracker{}}
 	for _, p := range paths {
 		if p == "-" {
@@ -189,7 +193,7 @@ func (s *Source) open() {
 		of.part = "stdin-" + of.arrival.Format("20060102T150405.000000000Z")
 		stdin := s.stdin
 		of.pump = &pump{open: func() (io.Reader, io.Closer, error) { return stdin, nil, nil }, unblock: stdin}
-		of.r = bufio.NewReaderSize(of.pump, 1<<20)
+		of.r = bufio.NewReaderSize(of.pump, s.bufSize)
 		return
 	}
 	st, err := os.Stat(path)
@@ -207,7 +211,7 @@ func (s *Source) open() {
 		// comes, so the pump opens it too. A failure shows as a read
 		// failure from line 1.
 		of.pump = &pump{open: func() (io.Reader, io.Closer, error) { return openPath(path, gz) }}
-		of.r = bufio.NewReaderSize(of.pump, 1<<20)
+		of.r = bufio.NewReaderSize(of.pump, s.bufSize)
 		return
 	}
 	f, err := os.Open(path)
@@ -227,7 +231,7 @@ func (s *Source) open() {
 		}
 		r = zr
 	}
-	of.r = bufio.NewReaderSize(r, 1<<20)
+	of.r = bufio.NewReaderSize(r, s.bufSize)
 }
 
 // openPath opens a file, through gzip if gz.
@@ -350,7 +354,7 @@ func (s *Source) readLines(ctx context.Context) (record.Batch, error) {
 	for len(b.Messages) < s.batchSize {
 		line, err := of.r.ReadSlice('\n')
 		if err == nil && of.pendLen == 0 {
-			s.addLine(of, &b, &slab, line, len(line))
+			s.addLine(of, &b, &slab, line, false)
 			s.startLinger(of, &b)
 			continue
 		}
@@ -381,7 +385,7 @@ func (s *Source) readLines(ctx context.Context) (record.Batch, error) {
 			return b, nil
 		default:
 			b.Messages = append(b.Messages, *s.readFailed(of, of.pend, err))
-			of.pend, of.pendLen = nil, 0
+			of.pend, of.pendLen, of.extra = nil, 0, false
 			of.done = true
 			return b, nil
 		}
@@ -399,35 +403,42 @@ func (s *Source) startLinger(of *openFile, b *record.Batch) {
 	}
 }
 
-// gather adds part of a line that spans reads, keeping at most
-// maxLine+2 bytes of it.
+// gather adds part of a line that spans reads, keeping at most maxLine
+// bytes of it.
 func (of *openFile) gather(part []byte, maxLine int) {
-	if room := maxLine + 2 - len(of.pend); room > 0 {
-		of.pend = append(of.pend, part[:min(room, len(part))]...)
-	}
 	of.pendLen += len(part)
+	if room := maxLine - len(of.pend); room > 0 {
+		k := min(room, len(part))
+		of.pend = append(of.pend, part[:k]...)
+		part = part[k:]
+	}
+	if !of.extra && len(bytes.Trim(part, "\r\n")) > 0 {
+		of.extra = true
+	}
 }
 
 // endLine hands on the gathered line.
 func (s *Source) endLine(of *openFile, b *record.Batch, slab *[]byte) {
-	s.addLine(of, b, slab, of.pend, of.pendLen)
-	of.pend, of.pendLen = of.pend[:0], 0
+	s.addLine(of, b, slab, of.pend, of.extra)
+	of.pend, of.pendLen, of.extra = of.pend[:0], 0, false
 	if cap(of.pend) > 1<<20 {
 		of.pend = nil // do not hold on to an over-long line's buffer
 	}
 }
 
-// addLine adds one line, whose first bytes are line and whose whole length
-// is n, as a message: empty and blank lines are skipped, and a line longer
-// than max_line_bytes goes on as a read failure with its first bytes.
-func (s *Source) addLine(of *openFile, b *record.Batch, slab *[]byte, line []byte, n int) {
+// addLine adds one line as a message: line is the whole line, or its
+// first max_line_bytes bytes when over says the rest makes it longer.
+// Empty and blank lines are skipped, and a line longer than max_line_bytes
+// (without its "\r\n") goes on as a read failure with its first
+// max_line_bytes bytes.
+func (s *Source) addLine(of *openFile, b *record.Batch, slab *[]byte, line []byte, over bool) {
 	of.line++
 	data := bytes.TrimRight(line, "\r\n")
-	if n > len(line) || len(data) > s.maxLine {
+	if over || len(data) > s.maxLine {
 		rerr := &record.ReadError{Partition: of.path, First: of.line, Last: of.line,
 			Err: fmt.Errorf("line longer than max_line_bytes (%d bytes): only its first %d bytes are kept", s.maxLine, s.maxLine)}
 		s.countFailure(rerr)
-		b.Messages = append(b.Messages, record.Message{Data: bytes.Clone(data[:min(len(data), s.maxLine)]),
+		b.Messages = append(b.Messages, record.Message{Data: bytes.Clone(line[:min(len(line), s.maxLine)]),
 			Pos: record.Position{Partition: of.part, Offset: of.line}, Arrival: of.arrival, Err: rerr})
 		return
 	}
