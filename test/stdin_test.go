@@ -102,3 +102,29 @@ sinks:
 		t.Errorf("the sink holds %d lines, want 1500", lines)
 	}
 }
+
+// TestGlobMatchingNothing: validate warns (and still says OK, since the
+// files may exist where the service runs); run stops with an error that
+// names the source and the glob.
+func TestGlobMatchingNothing(t *testing.T) {
+	dir := t.TempDir()
+	cfg := filepath.Join(dir, "c.yaml")
+	os.WriteFile(cfg, []byte(`
+service: {http_listen: "", error_sink: out}
+sources:
+  - {name: logs, type: file, format: json, file: {paths: ["nowhere/*.ndjson"]}}
+routes:
+  - {name: all, from: [logs], to: [out]}
+sinks:
+  - {name: out, type: s3, url: "file:out/", format: ndjson}
+`), 0o644)
+	out, errs, code := runProcessor(t, dir, "validate", "-c", cfg)
+	warn := `warning: ` + cfg + `: sources[0] (logs): file.paths "nowhere/*.ndjson" matches no file here`
+	if code != 0 || strings.TrimSpace(out) != "OK" || !strings.Contains(errs, warn) {
+		t.Errorf("validate: exit %d, stdout %q, stderr %q; want OK and %q", code, out, errs, warn)
+	}
+	_, errs, code = runProcessor(t, dir, "run", "-c", cfg)
+	if want := `source logs: no file matches "nowhere/*.ndjson"`; code != 1 || !strings.Contains(errs, want) {
+		t.Errorf("run: exit %d, stderr %q; want 1 and %q", code, errs, want)
+	}
+}

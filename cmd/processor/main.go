@@ -22,6 +22,7 @@ import (
 	"github.com/sluice-data/sluice/internal/config"
 	"github.com/sluice-data/sluice/internal/pipeline"
 	"github.com/sluice-data/sluice/internal/service"
+	filesource "github.com/sluice-data/sluice/internal/sources/file"
 )
 
 // version is set at build time with -ldflags "-X main.version=...".
@@ -122,6 +123,15 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	}
 	switch cmd {
 	case "validate":
+		// A glob that matches nothing here may match where the service
+		// runs: a warning now, an error (no file matches) at run time.
+		for i, src := range cfg.Sources {
+			if src.Type == "file" {
+				for _, p := range filesource.Unmatched(src.File.Paths) {
+					fmt.Fprintf(stderr, "warning: %s: sources[%d] (%s): file.paths %q matches no file here; run stops with \"no file matches\" unless it does there\n", cfg.File, i, src.Name, p)
+				}
+			}
+		}
 		fmt.Fprintln(stdout, "OK")
 		return nil
 	case "athena-ddl":
