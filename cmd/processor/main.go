@@ -22,6 +22,7 @@ import (
 	"github.com/sluice-data/sluice/internal/config"
 	"github.com/sluice-data/sluice/internal/pipeline"
 	"github.com/sluice-data/sluice/internal/service"
+	filesource "github.com/sluice-data/sluice/internal/sources/file"
 )
 
 // version is set at build time with -ldflags "-X main.version=...".
@@ -232,6 +233,19 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	case "validate":
 		for _, w := range cfg.Warnings {
 			fmt.Fprintln(stderr, w)
+		}
+		// A glob that matches nothing here may match where the service
+		// runs: a warning now, an error (no file matches) at run time.
+		for i, src := range cfg.Sources {
+			if src.Type != "file" {
+				continue
+			}
+			key := fmt.Sprintf("sources[%d].file.paths", i)
+			for _, p := range filesource.Unmatched(src.File.Paths) {
+				w := &config.Error{File: cfg.File, Line: cfg.Line(key), Path: key, Warning: true,
+					Msg: fmt.Sprintf("%q matches no file here; run stops with \"no file matches\" unless it matches where the service runs", p)}
+				fmt.Fprintln(stderr, w)
+			}
 		}
 		fmt.Fprintln(stdout, "OK")
 		return nil

@@ -46,6 +46,9 @@ type Source struct {
 	Archive    Archive    `yaml:"archive" doc:"Settings for type: archive."`
 	Kafka      Kafka      `yaml:"kafka" doc:"Settings for type: kafka."`
 	Kinesis    Kinesis    `yaml:"kinesis" doc:"Settings for type: kinesis."`
+
+	// BatchLinger bounds how long a partial batch waits for more input.
+	BatchLinger Duration `yaml:"batch_linger" default:"200ms" doc:"How long a partial batch waits for more messages before it is handed on (a quiet stdin or FIFO); a read blocked at shutdown ends at once with what it has."`
 }
 
 // Kinesis reads a stream with shard leases in DynamoDB, KCL-style.
@@ -111,6 +114,8 @@ type EventTime struct {
 // FileSource reads local files or stdin.
 type FileSource struct {
 	Paths []string `yaml:"paths" doc:"Files or globs; \"-\" is stdin; .gz files are decompressed."`
+
+	MaxLineBytes Size `yaml:"max_line_bytes" default:"16MiB" doc:"Longest line read whole; a longer line goes to the error output (Sluice.ReadFailed) with its first max_line_bytes bytes, the rest skipped."`
 }
 
 // Route sends records from sources through transforms to sinks.

@@ -230,6 +230,9 @@ func (v *validator) source(i int, sinks map[string]int) {
 	if s.Type == "file" && len(s.File.Paths) == 0 {
 		v.errorf(p+".file.paths", "a file source needs at least one path (\"-\" for stdin)")
 	}
+	if s.Type == "file" && s.File.MaxLineBytes <= 0 {
+		v.errorf(p+".file.max_line_bytes", "must be greater than 0")
+	}
 	if s.Type == "archive" {
 		a := s.Archive
 		if a.URL == "" {

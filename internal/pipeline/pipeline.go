@@ -183,6 +183,9 @@ func New(cfg *config.Config, log *zap.Logger, opts ...Option) (*Pipeline, error)
 				return nil, err
 			}
 			fs.OnWait(p.relieve)
+			fs.SetLinger(sc.BatchLinger.D())
+			fs.SetMaxLineBytes(int(sc.File.MaxLineBytes))
+			fs.SetLogger(log)
 			rt.src = fs
 		case "kafka":
 			var err error
@@ -596,7 +599,11 @@ func (w *worker) process(j job) result {
 		if m.Origin != "" {
 			origin = m.Origin
 		}
-		w.writeFailure(src.errorSink, "", &sinks.Failure{Type: sinks.ProcessingFailed, Code: "Sluice.DecodeFailed", Message: e.Err.Error(),
+		code := "Sluice.DecodeFailed"
+		if _, ok := errors.AsType[*record.ReadError](e.Err); ok {
+			code = "Sluice.ReadFailed" // the source could not read this part of its input
+		}
+		w.writeFailure(src.errorSink, "", &sinks.Failure{Type: sinks.ProcessingFailed, Code: code, Message: e.Err.Error(),
 			Source: origin, Pos: e.Pos, Raw: e.Raw, Arrival: m.Arrival, Event: m.Arrival})
 	}
 	for i := range j.batch.Messages {

@@ -156,3 +156,32 @@ type Record struct {
 	CSV       []byte
 	CSVHeader []byte
 }
+
+// ReadError says that part of a source partition could not be read: a
+// truncated or corrupt compressed file, a path that is not a readable file,
+// a line longer than the source allows. A source hands it on as a Message
+// with Err set, at a stable position, so the part goes to the error output
+// (code Sluice.ReadFailed) and the source goes on with the rest.
+type ReadError struct {
+	// Partition is the file (or other partition) that failed.
+	Partition string
+	// First and Last are the lines (or offsets) the failure covers: First 0
+	// means the partition as a whole could not be opened; Last -1 means
+	// from First to the end.
+	First, Last int64
+	Err         error
+}
+
+func (e *ReadError) Error() string {
+	switch {
+	case e.First == 0:
+		return e.Partition + ": " + e.Err.Error()
+	case e.Last < 0:
+		return e.Partition + ": lines " + strconv.FormatInt(e.First, 10) + "-end: " + e.Err.Error()
+	case e.First == e.Last:
+		return e.Partition + ": line " + strconv.FormatInt(e.First, 10) + ": " + e.Err.Error()
+	}
+	return e.Partition + ": lines " + strconv.FormatInt(e.First, 10) + "-" + strconv.FormatInt(e.Last, 10) + ": " + e.Err.Error()
+}
+
+func (e *ReadError) Unwrap() error { return e.Err }

@@ -4,6 +4,37 @@
 // recognise its records as already written), and the lines' arrival time is
 // the file's modification time, so a re-run produces the same objects byte
 // for byte. Stdin's partition is "stdin-" and the time the run opened it.
+//
+// # Bad input
+//
+// One bad file never stops the source. What cannot be read goes on as a
+// message with a [record.ReadError], which the pipeline files in the error
+// output (code Sluice.ReadFailed), and the source goes on with the next
+// file:
+//
+//   - a path that cannot be opened (a dangling symlink, a symlink loop, no
+//     permission) or is a directory: one error record at line 0, the file
+//     as a whole;
+//   - a read that fails part way (a truncated or corrupt .gz, a .gz that is
+//     not gzip, an I/O error): the lines before it are read as usual, and
+//     the rest is one error record at the first line not read, holding the
+//     bytes of that line read so far;
+//   - a line longer than max_line_bytes: one error record at its line
+//     number, holding its first max_line_bytes bytes; the rest of the line
+//     is skipped, so memory stays bounded.
+//
+// These positions depend only on the file, so a re-run files the same error
+// records under the same names and the sinks recognise them as written.
+//
+// # Streams
+//
+// Stdin and other paths that are not regular files (a FIFO) may block for
+// as long as their writer is quiet. They are read in a goroutine, one read
+// at a time and only when the source asks, so that ReadBatch hands on a
+// partial batch once batch_linger has passed since its first line, and
+// returns what it has at once when its context ends (shutdown). Regular
+// files are read to their current end and closed: the source does not
+// follow a growing file, and hands on the partial batch at its end.
 package file
 
 import (
@@ -14,12 +45,16 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"sort"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
+
+	"go.uber.org/zap"
 
 	"github.com/sluice-data/sluice/internal/checkpoint"
 	"github.com/sluice-data/sluice/internal/metrics"
@@ -29,13 +64,27 @@ import (
 
 var _ sources.Source = (*Source)(nil)
 
+// Defaults for the settings with setters.
+const (
+	DefaultLinger       = 200 * time.Millisecond
+	DefaultMaxLineBytes = 16 << 20
+)
+
+// errIsDir is the reason a directory matched by a path or glob is filed
+// as unreadable: a directory is not an input.
+var errIsDir = errors.New("is a directory, not a file")
+
 // Source reads files in order, one after the other.
 type Source struct {
 	name      string
 	paths     []string
 	batchSize int
 	maxPend   int64
+	linger    time.Duration
+	maxLine   int
+	bufSize   int
 	stdin     io.Reader
+	log       *zap.Logger
 
 	onWait   func()
 	cur      *openFile
@@ -49,15 +98,28 @@ type openFile struct {
 	part    string // the position's partition: the path, or stdin's run identity
 	f       io.Closer
 	r       *bufio.Reader
+	pump    *pump // set for streams (stdin, FIFOs)
 	line    int64
 	arrival time.Time
 	tracker *checkpoint.Tracker
+
+	// pend gathers a line that spans reads: its first maxLine bytes;
+	// pendLen is its whole length, and extra says whether a byte past the
+	// first maxLine is not part of the line's end ("\r\n"), which makes
+	// the line over-long.
+	pend    []byte
+	pendLen int
+	extra   bool
+	// failed is a whole-file failure, handed on as the file's only message.
+	failed *record.Message
+	done   bool
 }
 
 // New expands the globs in paths (each must match at least one file) and
 // returns a source over the files, in the order given, globs sorted.
 func New(name string, paths []string, batchSize, maxPending int) (*Source, error) {
-	s := &Source{name: name, batchSize: batchSize, maxPend: int64(maxPending), stdin: os.Stdin, trackers: map[string]*checkpoint.Tracker{}}
+	s := &Source{name: name, batchSize: batchSize, maxPend: int64(maxPending), linger: DefaultLinger, maxLine: DefaultMaxLineBytes, bufSize: 1 << 20,
+		stdin: os.Stdin, log: zap.NewNop(), trackers: map[string]*checkpoint.Tracker{}}
 	for _, p := range paths {
 		if p == "-" {
 			s.paths = append(s.paths, p)
@@ -76,45 +138,46 @@ func New(name string, paths []string, batchSize, maxPending int) (*Source, error
 	return s, nil
 }
 
+// Unmatched returns the paths (globs) that match no file here and now: what
+// `processor validate` warns about, and what makes New fail.
+func Unmatched(paths []string) []string {
+	var out []string
+	for _, p := range paths {
+		if p == "-" {
+			continue
+		}
+		if m, err := filepath.Glob(p); err == nil && len(m) == 0 {
+			out = append(out, p)
+		}
+	}
+	return out
+}
+
 // OnWait sets the hook called while reading waits at the pending cap.
 func (s *Source) OnWait(f func()) { s.onWait = f }
+
+// SetLinger sets how long a stream's partial batch waits for more lines
+// before it is handed on (batch_linger).
+func (s *Source) SetLinger(d time.Duration) { s.linger = d }
+
+// SetMaxLineBytes sets the longest line kept whole (max_line_bytes); a
+// longer one goes to the error output with its first n bytes.
+func (s *Source) SetMaxLineBytes(n int) {
+	if n > 0 {
+		s.maxLine = n
+	}
+}
+
+// SetLogger sets the logger that warns about unreadable input.
+func (s *Source) SetLogger(log *zap.Logger) { s.log = log }
 
 // Paths returns the expanded file list.
 func (s *Source) Paths() []string { return s.paths }
 
-func (s *Source) open() error {
+func (s *Source) open() {
 	path := s.paths[s.next]
 	s.next++
-	of := &openFile{path: path, part: path}
-	var r io.Reader
-	if path == "-" {
-		r, of.arrival = s.stdin, time.Now().UTC()
-		of.f = io.NopCloser(nil)
-		// Stdin has no name that survives the run: each run is a new
-		// partition, so a second run with other input is never taken for
-		// a re-delivery of the first.
-		of.part = "stdin-" + of.arrival.Format("20060102T150405.000000000Z")
-	} else {
-		f, err := os.Open(path)
-		if err != nil {
-			return fmt.Errorf("source %s: %w", s.name, err)
-		}
-		st, err := f.Stat()
-		if err != nil {
-			f.Close()
-			return fmt.Errorf("source %s: %w", s.name, err)
-		}
-		of.f, r, of.arrival = f, f, st.ModTime().UTC().Truncate(time.Millisecond)
-		if strings.HasSuffix(path, ".gz") {
-			zr, err := gzip.NewReader(f)
-			if err != nil {
-				f.Close()
-				return fmt.Errorf("source %s: %s: %w", s.name, path, err)
-			}
-			r = zr
-		}
-	}
-	of.r = bufio.NewReaderSize(r, 1<<20)
+	of := &openFile{path: path, part: path, f: io.NopCloser(nil)}
 	of.tracker = checkpoint.New(s.maxPend)
 	if s.onWait != nil {
 		of.tracker.OnWait(s.onWait)
@@ -122,10 +185,114 @@ func (s *Source) open() error {
 	s.trackers[path] = of.tracker
 	s.order = append(s.order, path)
 	s.cur = of
-	return nil
+	if path == "-" {
+		of.arrival = time.Now().UTC()
+		// Stdin has no name that survives the run: each run is a new
+		// partition, so a second run with other input is never taken for
+		// a re-delivery of the first.
+		of.part = "stdin-" + of.arrival.Format("20060102T150405.000000000Z")
+		stdin := s.stdin
+		of.pump = &pump{open: func() (io.Reader, io.Closer, error) { return stdin, nil, nil }, unblock: stdin}
+		of.r = bufio.NewReaderSize(of.pump, s.bufSize)
+		return
+	}
+	st, err := os.Stat(path)
+	if err == nil && st.IsDir() {
+		err = errIsDir
+	}
+	if err != nil {
+		s.failFile(of, err)
+		return
+	}
+	of.arrival = st.ModTime().UTC().Truncate(time.Millisecond)
+	gz := strings.HasSuffix(path, ".gz")
+	if !st.Mode().IsRegular() {
+		// A FIFO or a device: even opening it may block until a writer
+		// comes, so the pump opens it too. A failure shows as a read
+		// failure from line 1.
+		of.pump = &pump{open: func() (io.Reader, io.Closer, error) { return openPath(path, gz) }}
+		of.r = bufio.NewReaderSize(of.pump, s.bufSize)
+		return
+	}
+	f, err := os.Open(path)
+	if err != nil {
+		s.failFile(of, err)
+		return
+	}
+	of.f = f
+	var r io.Reader = f
+	if gz {
+		zr, err := gzip.NewReader(f)
+		if err != nil {
+			// Not gzip, or cut inside the header: nothing of it can be read.
+			of.failed = s.readFailed(of, nil, err)
+			of.done = true
+			return
+		}
+		r = zr
+	}
+	of.r = bufio.NewReaderSize(r, s.bufSize)
 }
 
-// ReadBatch returns up to batch_size lines of the current file.
+// openPath opens a file, through gzip if gz.
+func openPath(path string, gz bool) (io.Reader, io.Closer, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, nil, reason(err)
+	}
+	if !gz {
+		return f, f, nil
+	}
+	zr, err := gzip.NewReader(f)
+	if err != nil {
+		return nil, f, err
+	}
+	return zr, f, nil
+}
+
+// reason drops the path from an *fs.PathError: the error record names the
+// file already.
+func reason(err error) error {
+	var pe *fs.PathError
+	if errors.As(err, &pe) {
+		return fmt.Errorf("%s: %w", pe.Op, pe.Err)
+	}
+	return err
+}
+
+// failFile records that the file as a whole could not be opened: one
+// error record at line 0. Its arrival time is the path's own modification
+// time (the link's, for a symlink), so a re-run names it the same way.
+func (s *Source) failFile(of *openFile, err error) {
+	if st, lerr := os.Lstat(of.path); lerr == nil {
+		of.arrival = st.ModTime().UTC().Truncate(time.Millisecond)
+	} else {
+		of.arrival = time.Unix(0, 0).UTC()
+	}
+	rerr := &record.ReadError{Partition: of.path, Err: reason(err)}
+	of.failed = &record.Message{Pos: record.Position{Partition: of.part}, Arrival: of.arrival, Err: rerr}
+	of.done = true
+	s.countFailure(rerr)
+}
+
+// readFailed returns the error record for a read that failed at the line
+// after of.line: it holds the bytes of that line read so far and stands
+// for the rest of the file.
+func (s *Source) readFailed(of *openFile, data []byte, err error) *record.Message {
+	of.line++
+	rerr := &record.ReadError{Partition: of.path, First: of.line, Last: -1, Err: reason(err)}
+	s.countFailure(rerr)
+	return &record.Message{Data: bytes.Clone(data), Pos: record.Position{Partition: of.part, Offset: of.line}, Arrival: of.arrival, Err: rerr}
+}
+
+func (s *Source) countFailure(err *record.ReadError) {
+	metrics.SourceReadFailed.WithLabelValues(s.name).Inc()
+	s.log.Warn("input not readable, sent to the error output", zap.String("source", s.name), zap.Error(err))
+}
+
+// ReadBatch returns up to batch_size lines of the current file: fewer at
+// the end of a file, once batch_linger has passed on a stream, or when ctx
+// ends while a stream read waits.
 func (s *Source) ReadBatch(ctx context.Context) (record.Batch, record.AckFunc, error) {
 	for {
 		if err := ctx.Err(); err != nil {
@@ -135,17 +302,14 @@ func (s *Source) ReadBatch(ctx context.Context) (record.Batch, record.AckFunc, e
 			if s.next >= len(s.paths) {
 				return record.Batch{}, nil, io.EOF
 			}
-			if err := s.open(); err != nil {
-				return record.Batch{}, nil, err
-			}
+			s.open()
 		}
-		b, err := s.readLines()
+		b, err := s.readLines(ctx)
 		if err != nil {
 			return record.Batch{}, nil, err
 		}
 		if len(b.Messages) == 0 {
-			s.cur.f.Close()
-			s.cur = nil
+			s.closeCur()
 			continue
 		}
 		of := s.cur
@@ -168,46 +332,134 @@ func (s *Source) ReadBatch(ctx context.Context) (record.Batch, record.AckFunc, e
 	}
 }
 
-// readLines reads the next batch of non-empty lines of the current file. A
-// final line without a newline counts.
-func (s *Source) readLines() (record.Batch, error) {
+// readLines reads the next batch of non-empty lines of the current file;
+// an empty batch means the file is done. A final line without a newline
+// counts. It returns an error only when ctx ended before any line came.
+func (s *Source) readLines(ctx context.Context) (record.Batch, error) {
 	of := s.cur
-	b := record.Batch{Source: s.name, Messages: make([]record.Message, 0, s.batchSize)}
+	b := record.Batch{Source: s.name}
+	if of.failed != nil {
+		b.Messages = []record.Message{*of.failed}
+		of.failed = nil
+		return b, nil
+	}
+	if of.done {
+		return b, nil
+	}
+	if of.pump != nil {
+		of.pump.ctx, of.pump.deadline = ctx, time.Time{}
+	}
+	b.Messages = make([]record.Message, 0, s.batchSize)
 	slab := make([]byte, 0, 512*s.batchSize)
 	for len(b.Messages) < s.batchSize {
 		line, err := of.r.ReadSlice('\n')
-		if errors.Is(err, bufio.ErrBufferFull) {
-			// A line longer than the reader's buffer: gather it whole.
-			long := append([]byte(nil), line...)
-			for errors.Is(err, bufio.ErrBufferFull) {
-				line, err = of.r.ReadSlice('\n')
-				long = append(long, line...)
+		if err == nil && of.pendLen == 0 {
+			s.addLine(of, &b, &slab, line, false)
+			s.startLinger(of, &b)
+			continue
+		}
+		of.gather(line, s.maxLine)
+		switch {
+		case err == nil:
+			s.endLine(of, &b, &slab)
+		case errors.Is(err, bufio.ErrBufferFull):
+		case errors.Is(err, errLinger):
+			if len(b.Messages) > 0 {
+				return b, nil
 			}
-			line = long
-		}
-		if len(line) > 0 {
-			of.line++
-			data := bytes.TrimRight(line, "\r\n")
-			if len(bytes.TrimSpace(data)) > 0 {
-				start := len(slab)
-				slab = append(slab, data...)
-				b.Messages = append(b.Messages, record.Message{
-					Data:    slab[start:len(slab):len(slab)],
-					Pos:     record.Position{Partition: of.part, Offset: of.line},
-					Arrival: of.arrival,
-				})
+		case errors.Is(err, errStopped):
+			// Shutdown: hand on what was read, a line cut short included;
+			// nothing more is read from this stream in this run.
+			if of.pendLen > 0 {
+				s.endLine(of, &b, &slab)
 			}
+			if len(b.Messages) == 0 {
+				return b, ctx.Err()
+			}
+			return b, nil
+		case err == io.EOF:
+			if of.pendLen > 0 {
+				s.endLine(of, &b, &slab)
+			}
+			of.done = true
+			return b, nil
+		default:
+			b.Messages = append(b.Messages, *s.readFailed(of, of.pend, err))
+			of.pend, of.pendLen, of.extra = nil, 0, false
+			of.done = true
+			return b, nil
 		}
-		if err == io.EOF {
-			break
-		}
-		if err != nil {
-			return b, fmt.Errorf("source %s: read %s line %d: %w", s.name, of.path, of.line+1, err)
-		}
+		s.startLinger(of, &b)
 	}
 	// Messages point into slab; if it grew, earlier ones point at the old
 	// array, which stays valid (append copies, never frees).
 	return b, nil
+}
+
+// startLinger starts a stream's linger once its batch has a line.
+func (s *Source) startLinger(of *openFile, b *record.Batch) {
+	if of.pump != nil && of.pump.deadline.IsZero() && len(b.Messages) > 0 {
+		of.pump.deadline = time.Now().Add(s.linger)
+	}
+}
+
+// gather adds part of a line that spans reads, keeping at most maxLine
+// bytes of it.
+func (of *openFile) gather(part []byte, maxLine int) {
+	of.pendLen += len(part)
+	if room := maxLine - len(of.pend); room > 0 {
+		k := min(room, len(part))
+		of.pend = append(of.pend, part[:k]...)
+		part = part[k:]
+	}
+	if !of.extra && len(bytes.Trim(part, "\r\n")) > 0 {
+		of.extra = true
+	}
+}
+
+// endLine hands on the gathered line.
+func (s *Source) endLine(of *openFile, b *record.Batch, slab *[]byte) {
+	s.addLine(of, b, slab, of.pend, of.extra)
+	of.pend, of.pendLen, of.extra = of.pend[:0], 0, false
+	if cap(of.pend) > 1<<20 {
+		of.pend = nil // do not hold on to an over-long line's buffer
+	}
+}
+
+// addLine adds one line as a message: line is the whole line, or its
+// first max_line_bytes bytes when over says the rest makes it longer.
+// Empty and blank lines are skipped, and a line longer than max_line_bytes
+// (without its "\r\n") goes on as a read failure with its first
+// max_line_bytes bytes.
+func (s *Source) addLine(of *openFile, b *record.Batch, slab *[]byte, line []byte, over bool) {
+	of.line++
+	data := bytes.TrimRight(line, "\r\n")
+	if over || len(data) > s.maxLine {
+		rerr := &record.ReadError{Partition: of.path, First: of.line, Last: of.line,
+			Err: fmt.Errorf("line longer than max_line_bytes (%d bytes): only its first %d bytes are kept", s.maxLine, s.maxLine)}
+		s.countFailure(rerr)
+		b.Messages = append(b.Messages, record.Message{Data: bytes.Clone(line[:min(len(line), s.maxLine)]),
+			Pos: record.Position{Partition: of.part, Offset: of.line}, Arrival: of.arrival, Err: rerr})
+		return
+	}
+	if len(bytes.TrimSpace(data)) == 0 {
+		return
+	}
+	start := len(*slab)
+	*slab = append(*slab, data...)
+	b.Messages = append(b.Messages, record.Message{
+		Data:    (*slab)[start:len(*slab):len(*slab)],
+		Pos:     record.Position{Partition: of.part, Offset: of.line},
+		Arrival: of.arrival,
+	})
+}
+
+func (s *Source) closeCur() {
+	if s.cur.pump != nil {
+		s.cur.pump.close()
+	}
+	s.cur.f.Close()
+	s.cur = nil
 }
 
 // Checkpoints returns, per file in read order, the last line whose
@@ -238,8 +490,154 @@ func (s *Source) Err() error {
 // Close closes the current file.
 func (s *Source) Close(context.Context) error {
 	if s.cur != nil {
-		s.cur.f.Close()
-		s.cur = nil
+		s.closeCur()
 	}
 	return nil
+}
+
+var (
+	// errLinger is what a stream read returns once batch_linger has passed.
+	errLinger = errors.New("batch_linger passed")
+	// errStopped is what a stream read returns once ReadBatch's context
+	// has ended.
+	errStopped = errors.New("read stopped")
+)
+
+// pump reads a stream that may block (stdin, a FIFO) in a goroutine, so
+// that a read can be given up on. It reads only when asked, one read at a
+// time, so nothing is taken from the stream that the source did not ask
+// for. A read that the operating system cannot interrupt (a blocking
+// stdin) stays parked in the goroutine after close; the process exits past
+// it.
+//
+// ctx and deadline are set by readLines before each batch; Read is called
+// from the source's goroutine only.
+type pump struct {
+	open    func() (io.Reader, io.Closer, error)
+	unblock any // the stream, if it can be given a read deadline
+
+	ctx      context.Context
+	deadline time.Time
+
+	started  bool
+	inflight bool
+	want     chan struct{}
+	got      chan chunk
+	quit     chan struct{}
+	rest     []byte
+	err      error
+
+	mu     sync.Mutex
+	closer io.Closer
+	closed bool
+}
+
+type chunk struct {
+	data []byte
+	err  error
+}
+
+func (p *pump) run() {
+	r, c, err := p.open()
+	p.mu.Lock()
+	if p.closed {
+		p.mu.Unlock()
+		if c != nil {
+			c.Close()
+		}
+		return
+	}
+	p.closer = c
+	if p.unblock == nil && c != nil {
+		p.unblock = c
+	}
+	p.mu.Unlock()
+	for {
+		select {
+		case <-p.want:
+		case <-p.quit:
+			return
+		}
+		var ch chunk
+		if err != nil {
+			ch.err = err
+		} else {
+			buf := make([]byte, 64<<10)
+			n, rerr := r.Read(buf)
+			ch = chunk{buf[:n], rerr}
+		}
+		select {
+		case p.got <- ch:
+		case <-p.quit:
+			return
+		}
+		if ch.err != nil {
+			return
+		}
+	}
+}
+
+// Read returns the stream's next bytes, errLinger once the deadline (if
+// set) passes, or errStopped once ctx ends.
+func (p *pump) Read(b []byte) (int, error) {
+	if len(p.rest) > 0 {
+		n := copy(b, p.rest)
+		p.rest = p.rest[n:]
+		return n, nil
+	}
+	if p.err != nil {
+		return 0, p.err
+	}
+	if !p.started {
+		p.started = true
+		p.want, p.got, p.quit = make(chan struct{}, 1), make(chan chunk), make(chan struct{})
+		go p.run()
+	}
+	if !p.inflight {
+		p.want <- struct{}{}
+		p.inflight = true
+	}
+	var timeout <-chan time.Time
+	if !p.deadline.IsZero() {
+		t := time.NewTimer(time.Until(p.deadline))
+		defer t.Stop()
+		timeout = t.C
+	}
+	select {
+	case c := <-p.got:
+		p.inflight = false
+		n := copy(b, c.data)
+		p.rest = c.data[n:]
+		if c.err != nil {
+			p.err = c.err
+			if len(p.rest) == 0 {
+				return n, c.err
+			}
+		}
+		return n, nil
+	case <-timeout:
+		return 0, errLinger
+	case <-p.ctx.Done():
+		return 0, errStopped
+	}
+}
+
+// close stops the goroutine: a parked read ends if the stream takes read
+// deadlines (pipes, FIFOs) or when the stream is closed.
+func (p *pump) close() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.closed {
+		return
+	}
+	p.closed = true
+	if p.quit != nil {
+		close(p.quit)
+	}
+	if u, ok := p.unblock.(interface{ SetReadDeadline(time.Time) error }); ok {
+		_ = u.SetReadDeadline(time.Unix(1, 0))
+	}
+	if p.closer != nil {
+		p.closer.Close()
+	}
 }

@@ -1,0 +1,130 @@
+package test
+
+import (
+	"bytes"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// TestStdinHeldOpenSIGTERM feeds 1,500 lines into the processor's stdin
+// through a pipe that stays open. All of them are read (the partial batch
+// after the first 1,024 goes on after batch_linger), and SIGTERM ends the
+// run with exit 0, every line written and counted, although the writer
+// never closed the pipe.
+func TestStdinHeldOpenSIGTERM(t *testing.T) {
+	dir := t.TempDir()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := l.Addr().String()
+	l.Close()
+	cfg := filepath.Join(dir, "stdin.yaml")
+	os.WriteFile(cfg, []byte(fmt.Sprintf(`
+service: {http_listen: "%s", error_sink: errors, shutdown_timeout: 5s}
+sources:
+  - {name: in, type: file, format: json, file: {paths: ["-"]}}
+routes:
+  - {name: all, from: [in], to: [out]}
+sinks:
+  - {name: out, type: s3, url: "file:%s/out/", format: ndjson}
+  - {name: errors, type: s3, url: "file:%s/errors/", format: ndjson}
+`, addr, dir, dir)), 0o644)
+	cmd := exec.Command(processor, "run", "-c", cfg)
+	stdin, err := cmd.StdinPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer stdin.Close()
+	var out, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer cmd.Process.Kill()
+	for i := range 1500 {
+		fmt.Fprintf(stdin, `{"n":%d}`+"\n", i)
+	}
+	// Wait until the processor has read every line (its /metrics says so);
+	// the pipe stays open.
+	read := regexp.MustCompile(`sluice_source_messages_total\{source="in"\} (\d+)`)
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		var n int
+		if resp, err := http.Get("http://" + addr + "/metrics"); err == nil {
+			b, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if m := read.FindSubmatch(b); m != nil {
+				fmt.Sscan(string(m[1]), &n)
+			}
+		}
+		if n == 1500 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the processor read %d of 1500 lines from a pipe held open\n%s", n, stderr.String())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	cmd.Process.Signal(syscall.SIGTERM)
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("exit after SIGTERM: %v\n%s\n%s", err, out.String(), stderr.String())
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatalf("no exit 30 s after SIGTERM with stdin held open\n%s", stderr.String())
+	}
+	if !regexp.MustCompile(`(?m)^in\s+1500\s+1500\s`).MatchString(out.String()) || !strings.Contains(out.String(), ": ok") {
+		t.Errorf("summary:\n%s", out.String())
+	}
+	lines := 0
+	filepath.Walk(filepath.Join(dir, "out"), func(p string, fi os.FileInfo, err error) error {
+		if err == nil && !fi.IsDir() {
+			b, _ := os.ReadFile(p)
+			lines += bytes.Count(b, []byte("\n"))
+		}
+		return nil
+	})
+	if lines != 1500 {
+		t.Errorf("the sink holds %d lines, want 1500", lines)
+	}
+}
+
+// TestGlobMatchingNothing: validate warns (and still says OK, since the
+// files may exist where the service runs); run stops with an error that
+// names the source and the glob.
+func TestGlobMatchingNothing(t *testing.T) {
+	dir := t.TempDir()
+	cfg := filepath.Join(dir, "c.yaml")
+	os.WriteFile(cfg, []byte(`
+service: {http_listen: "", error_sink: out}
+sources:
+  - {name: logs, type: file, format: json, file: {paths: ["nowhere/*.ndjson"]}}
+routes:
+  - {name: all, from: [logs], to: [out]}
+sinks:
+  - {name: out, type: s3, url: "file:out/", format: ndjson}
+`), 0o644)
+	out, errs, code := runProcessor(t, dir, "validate", "-c", cfg)
+	warn := `warning: ` + cfg + `: sources[0] (logs): file.paths "nowhere/*.ndjson" matches no file here`
+	if code != 0 || strings.TrimSpace(out) != "OK" || !strings.Contains(errs, warn) {
+		t.Errorf("validate: exit %d, stdout %q, stderr %q; want OK and %q", code, out, errs, warn)
+	}
+	_, errs, code = runProcessor(t, dir, "run", "-c", cfg)
+	if want := `source logs: no file matches "nowhere/*.ndjson"`; code != 1 || !strings.Contains(errs, want) {
+		t.Errorf("run: exit %d, stderr %q; want 1 and %q", code, errs, want)
+	}
+}
