@@ -573,6 +573,15 @@ func (v *validator) sink(i int, sinks map[string]int) {
 	if s.MaxBufferedBytes <= 0 {
 		v.errorf(p+".max_buffered_bytes", "must be greater than 0")
 	}
+	if s.MaxSpillBytes < 0 {
+		v.errorf(p+".max_spill_bytes", "must not be negative")
+	}
+	if s.MaxSpillRecs < 0 {
+		v.errorf(p+".max_spill_records", "must not be negative")
+	}
+	if s.SmallObjectBytes < 0 {
+		v.errorf(p+".small_object_bytes", "must not be negative")
+	}
 }
 
 var storageClasses = []string{"STANDARD", "REDUCED_REDUNDANCY", "STANDARD_IA", "ONEZONE_IA", "INTELLIGENT_TIERING", "GLACIER", "DEEP_ARCHIVE", "GLACIER_IR", "EXPRESS_ONEZONE"}

@@ -26,10 +26,36 @@
 // it, per source partition (a file, a Kafka partition, a Kinesis shard): a
 // buffer is a stream. A stream is cut into an object when it reaches
 // buffer.max_records or buffer.max_bytes, when buffer.interval has passed
-// since its first record, when opening a lake partition beyond
-// max_open_partitions (the oldest lake partition is flushed), or when all
-// buffers together exceed max_buffered_bytes or max_buffered_records. An
-// object's records are acked only after the store has made it durable.
+// since its first record, when the source waits at its max_pending cap
+// (Relieve), or when the spill is full. An object's records are acked only
+// after the store has made it durable.
+//
+// # Spilling
+//
+// Memory is bounded by what buffers hold in memory, not by how many are
+// open: at most max_open_partitions lake partitions and
+// max_buffered_records records in memory, and max_buffered_bytes for rows
+// in memory and objects being written. Past any of these, the
+// rows in memory of the least recently used lake partition move to the
+// spill, a few local files (spill_dir), and its buffers stay open. So many
+// lake partitions in random order still make one object per partition per
+// buffer.interval instead of one per record. Past max_spill_bytes or
+// max_spill_records, the buffer with the most spilled rows is flushed
+// (cut). With max_spill_bytes: 0, or if the spill fails, the older rules
+// apply: opening a lake partition beyond max_open_partitions flushes the
+// oldest, and too many records or bytes flush the oldest or largest
+// buffer.
+//
+// The spill is memory relief, not durability. Spilled records are not
+// acked, so they hold back the source's checkpoint exactly as records in
+// memory do, and a crash loses nothing the source will not deliver again.
+// Spill files are unlinked as soon as they are created, so they vanish
+// with the process, crashed or not, and never need cleaning up. A buffer
+// is written from its spilled rows followed by those in memory: the same
+// rows in the same order as without the spill, so the object and its name
+// are what they would have been, and the argument below does not depend
+// on spilling. Data objects under small_object_bytes are counted in
+// sluice_sink_small_objects_total, with a warning at most once a minute.
 //
 // # Exactly once after a crash
 //
@@ -63,7 +89,8 @@
 //     is not inside any range is written. A new object's first record was
 //     not skipped, so it is not the first record of any durable object and
 //     the new name cannot replace an old one. Where the crashed run cut no
-//     longer matters.
+//     longer matters, nor what it had spilled: spilled records were never
+//     acked, so the source delivers them again.
 //   - Re-delivery inside one run (a Kafka partition revoked and assigned
 //     back) shows as a place that does not advance. The sink then writes
 //     out the stream's buffer, waits for every object in flight, lists P

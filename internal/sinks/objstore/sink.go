@@ -50,6 +50,9 @@ type Sink struct {
 	onLimit    string
 	maxBytes   int64
 	maxRecs    int
+	spill      *spill        // nil when spilling is off
+	maxSpilled int           // max_spill_records
+	smallBytes int64         // small_object_bytes
 	retryBase  time.Duration // first retry backoff; doubles per attempt
 	maxBackoff time.Duration // cap on the backoff
 	maxElapsed time.Duration // retry.max_elapsed: retrying a store call stops after this long
@@ -62,9 +65,14 @@ type Sink struct {
 	mu        sync.Mutex
 	lake      map[string]*lakePart // by kind byte + rendered prefix
 	order     []*buffer            // open order, oldest first; flushed ones are skipped
-	buffered  int64                // bytes in open buffers
-	bufRecs   int                  // records in open buffers
+	buffered  int64                // bytes of rows in memory in open buffers
+	bufRecs   int                  // records in memory in open buffers
+	spilled   int                  // records in the spill
+	spillLen  int64                // bytes in the spill
+	spillOff  bool                 // the spill failed: buffers are flushed instead
 	openParts int                  // lake partitions with an open buffer
+	memParts  int                  // lake partitions with rows in memory
+	lru       lakePart             // sentinel of the list of lake partitions with rows in memory, most recently used first
 	calls     uint64               // Append calls, to tell a message's records from a re-delivery
 	evicted   time.Time            // last scan for idle lake partitions
 	closed    bool
@@ -83,8 +91,10 @@ type Sink struct {
 	stop    chan struct{}
 
 	stats struct {
-		records, errors, objects, bytes, skipped atomic.Int64
+		records, errors, objects, bytes, skipped, small atomic.Int64
 	}
+	smallWarned atomic.Int64 // unix nanos of the last small-object warning
+	smallSince  atomic.Int64 // small objects since that warning
 
 	droppedExtra prometheus.Counter
 	written      prometheus.Counter
@@ -97,6 +107,7 @@ type Sink struct {
 	skippedCtr   prometheus.Counter
 	lists        prometheus.Counter
 	retries      prometheus.Counter
+	smallObjects prometheus.Counter
 }
 
 // lakePart is what the sink knows about one lake partition (or error
@@ -111,6 +122,9 @@ type lakePart struct {
 	open     int          // streams with an open buffer
 	inflight atomic.Int32 // objects being written
 	touched  time.Time
+	memRows  int       // rows in memory in open buffers
+	prev     *lakePart // the LRU list, while memRows > 0
+	next     *lakePart
 }
 
 type streamKey struct{ source, partition string }
@@ -131,9 +145,14 @@ type stream struct {
 type buffer struct {
 	st          *stream
 	first, last seq
-	data        []byte // rows, each prefixed by its uvarint length
+	data        []byte // rows in memory, each prefixed by its uvarint length
 	rows        int
 	size        int64 // bytes of rows, without length prefixes
+	memRows     int   // rows in data
+	memSize     int64 // bytes of rows in data, without length prefixes
+	spill       []extent
+	spillLen    int64 // bytes in the spill, with length prefixes
+	fly         int64 // memory charged to flying while it is written
 	acks        []record.AckFunc
 	lastAck     *record.AckGroup
 	opened      time.Time
@@ -173,6 +192,12 @@ func New(cfg *config.Sink, st Stores, log *zap.Logger) (*Sink, error) {
 		skippedCtr:   metrics.SinkSkipped.WithLabelValues(cfg.Name),
 		lists:        metrics.SinkRecoveryLists.WithLabelValues(cfg.Name),
 		retries:      metrics.SinkStoreRetries.WithLabelValues(cfg.Name),
+		smallObjects: metrics.SinkSmallObjects.WithLabelValues(cfg.Name),
+		maxSpilled:   cfg.MaxSpillRecs, smallBytes: int64(cfg.SmallObjectBytes),
+	}
+	s.lru.next, s.lru.prev = &s.lru, &s.lru
+	if cfg.MaxSpillBytes > 0 && cfg.MaxSpillRecs > 0 {
+		s.spill = newSpill(cfg.SpillDir, int64(cfg.MaxSpillBytes), metrics.SinkSpillBytes.WithLabelValues(cfg.Name))
 	}
 	s.abortCtx, s.abort = context.WithCancel(context.Background())
 	if s.compress == "" {
@@ -272,6 +297,11 @@ func (s *Sink) Append(ctx context.Context, pp sinks.Pending, ack record.AckFunc)
 		return err
 	}
 	for s.bufRecs > s.maxRecs {
+		if ok, err := s.spillLRU(ctx); err != nil {
+			return err
+		} else if ok {
+			continue
+		}
 		if err := s.flushOldest(ctx); err != nil {
 			return err
 		}
@@ -281,13 +311,19 @@ func (s *Sink) Append(ctx context.Context, pp sinks.Pending, ack record.AckFunc)
 	return nil
 }
 
-// holdMemory keeps the rows held by open buffers and by objects being
-// written under max_buffered_bytes: it flushes the largest buffer while the
-// open ones alone exceed half of it, then waits for writes to finish. The
+// holdMemory keeps the rows held in memory by open buffers and by objects
+// being written under max_buffered_bytes: while the open ones alone exceed
+// half of it, it spills the least recently used lake partition (or, if it
+// cannot, flushes the largest buffer), then waits for writes to finish. The
 // wait is the backpressure that bounds memory however large the output.
 func (s *Sink) holdMemory(ctx context.Context) error {
 	for s.buffered+s.flying.Load() > s.maxBytes {
 		if s.buffered > s.maxBytes/2 || s.flying.Load() == 0 {
+			if ok, err := s.spillLRU(ctx); err != nil {
+				return err
+			} else if ok {
+				continue
+			}
 			if err := s.flushLargest(ctx); err != nil {
 				return err
 			}
@@ -400,22 +436,34 @@ func (s *Sink) appendEntry(ctx context.Context, now time.Time, e *entry, key, ro
 		s.skippedCtr.Inc()
 		return nil
 	}
-	if st.buf == nil {
-		if lp.open == 0 && s.openParts >= s.maxOpen {
-			if s.onLimit == "error" && key[0] == kindData {
-				// The record goes to this sink's error output instead.
-				return s.appendLimitFailure(ctx, now, e, group)
-			}
-			if err := s.flushOldestPart(ctx); err != nil {
+	if s.spill != nil && s.onLimit == "flush_oldest" {
+		// max_open_partitions bounds the lake partitions with rows in
+		// memory; the others wait in the spill, still open.
+		if lp.memRows == 0 && s.memParts >= s.maxOpen {
+			if ok, err := s.spillLRU(ctx); err != nil {
 				return err
+			} else if !ok {
+				if err := s.flushOldestPart(ctx); err != nil {
+					return err
+				}
 			}
 		}
+	} else if st.buf == nil && lp.open == 0 && s.openParts >= s.maxOpen {
+		if s.onLimit == "error" && key[0] == kindData {
+			// The record goes to this sink's error output instead.
+			return s.appendLimitFailure(ctx, now, e, group)
+		}
+		if err := s.flushOldestPart(ctx); err != nil {
+			return err
+		}
+	}
+	if st.buf == nil {
 		s.open(st, q, e, now)
 	}
 	b := st.buf
 	s.add(b, group, row)
 	b.last = q
-	if b.rows >= s.cfg.MaxRecords || int64(len(b.data)) >= int64(s.cfg.MaxBytes) {
+	if b.rows >= s.cfg.MaxRecords || int64(len(b.data))+b.spillLen >= int64(s.cfg.MaxBytes) {
 		return s.flushLocked(ctx, b)
 	}
 	return nil
@@ -469,8 +517,109 @@ func (s *Sink) add(b *buffer, group *record.AckGroup, row []byte) {
 	b.data = append(b.data, row...)
 	b.rows++
 	b.size += int64(len(row))
+	b.memRows++
+	b.memSize += int64(len(row))
 	s.buffered += int64(len(row))
 	s.bufRecs++
+	s.memIn(b.st.lp)
+}
+
+// memIn counts a row in memory for lp and makes lp the most recently used.
+func (s *Sink) memIn(lp *lakePart) {
+	if lp.memRows == 0 {
+		s.memParts++
+	} else if lp == s.lru.next {
+		lp.memRows++
+		return
+	} else {
+		lp.prev.next, lp.next.prev = lp.next, lp.prev
+	}
+	lp.memRows++
+	lp.prev, lp.next = &s.lru, s.lru.next
+	s.lru.next.prev = lp
+	s.lru.next = lp
+}
+
+// memOut takes n rows of lp out of memory.
+func (s *Sink) memOut(lp *lakePart, n int) {
+	if n == 0 {
+		return
+	}
+	lp.memRows -= n
+	if lp.memRows == 0 {
+		lp.prev.next, lp.next.prev = lp.next, lp.prev
+		lp.prev, lp.next = nil, nil
+		s.memParts--
+	}
+}
+
+// spillLRU moves the rows in memory of the least recently used lake
+// partition to the spill; its buffers stay open. It reports false when
+// there is no spill, or it cannot take them: the caller flushes instead.
+func (s *Sink) spillLRU(ctx context.Context) (bool, error) {
+	lp := s.lru.prev
+	if s.spill == nil || s.spillOff || lp == &s.lru {
+		return false, nil
+	}
+	for _, st := range lp.streams {
+		if b := st.buf; b != nil && b.memRows > 0 {
+			if ok, err := s.spillBuffer(ctx, b); !ok || err != nil {
+				return ok, err
+			}
+		}
+	}
+	return true, nil
+}
+
+// spillBuffer moves a buffer's rows in memory to the spill, first
+// flushing the buffers with the most rows there while it is full. It
+// reports true once b's rows are out of memory, either way.
+func (s *Sink) spillBuffer(ctx context.Context, b *buffer) (bool, error) {
+	for s.spilled+b.memRows > s.maxSpilled || s.spillLen+int64(len(b.data)) > s.spill.max {
+		if s.spilled == 0 {
+			return false, nil // b alone is more than the spill takes
+		}
+		if err := s.flushMostSpilled(ctx); err != nil {
+			return false, err
+		}
+		if b.flushed {
+			return true, nil
+		}
+	}
+	e, err := s.spill.write(b.data)
+	if err != nil {
+		s.spillOff = true
+		s.log.Warn("cannot spill to local disk; flushing partitions instead", zap.String("sink", s.name), zap.Error(err))
+		return false, nil
+	}
+	if n := len(b.spill); n > 0 && b.spill[n-1].seg == e.seg && b.spill[n-1].off+b.spill[n-1].n == e.off {
+		b.spill[n-1].n += e.n
+	} else {
+		b.spill = append(b.spill, e)
+	}
+	b.spillLen += e.n
+	s.spillLen += e.n
+	s.spilled += b.memRows
+	s.buffered -= b.memSize
+	s.bufRecs -= b.memRows
+	s.memOut(b.st.lp, b.memRows)
+	b.memRows, b.memSize, b.data = 0, 0, nil
+	return true, nil
+}
+
+// flushMostSpilled flushes the open buffer with the most bytes in the
+// spill.
+func (s *Sink) flushMostSpilled(ctx context.Context) error {
+	var big *buffer
+	for _, b := range s.order {
+		if b != nil && !b.flushed && (big == nil || b.spillLen > big.spillLen) {
+			big = b
+		}
+	}
+	if big == nil {
+		return nil
+	}
+	return s.flushLocked(ctx, big)
 }
 
 // appendLimitFailure re-encodes a record refused by max_open_partitions as
@@ -551,9 +700,14 @@ func (s *Sink) flushLocked(ctx context.Context, b *buffer) error {
 		s.openParts--
 	}
 	b.flushed = true
-	s.buffered -= b.size
-	s.bufRecs -= b.rows
-	s.flying.Add(int64(cap(b.data)))
+	s.buffered -= b.memSize
+	s.bufRecs -= b.memRows
+	s.spilled -= b.rows - b.memRows
+	s.spillLen -= b.spillLen
+	s.memOut(st.lp, b.memRows)
+	// The worker holds the spilled rows in memory too while it writes.
+	b.fly = int64(cap(b.data)) + b.spillLen
+	s.flying.Add(b.fly)
 	s.inflight.Add(1)
 	st.lp.inflight.Add(1)
 	select {
@@ -561,7 +715,10 @@ func (s *Sink) flushLocked(ctx context.Context, b *buffer) error {
 		return nil
 	case <-ctx.Done():
 		st.lp.inflight.Add(-1)
-		s.flying.Add(-int64(cap(b.data)))
+		s.flying.Add(-b.fly)
+		if b.spill != nil {
+			s.spill.release(b.spill)
+		}
 		s.inflight.Done()
 		for _, a := range b.acks {
 			a(ctx.Err())
@@ -660,6 +817,9 @@ func (s *Sink) Close(ctx context.Context) error {
 	}
 	s.mu.Unlock()
 	s.workers.Wait()
+	if s.spill != nil {
+		s.spill.close()
+	}
 	s.abort() // releases the context
 	return err
 }
@@ -675,12 +835,15 @@ func (s *Sink) flushWorker() {
 		lp := b.st.lp
 		key, format := s.objectKey(b)
 		var size int64
-		err := s.put(lp.key[0], key, func(w io.Writer) error {
-			cw := &countingWriter{w: w}
-			err := s.encodeTo(cw, b, format, pf)
-			size = cw.n
-			return err
-		})
+		err := s.unspill(b)
+		if err == nil {
+			err = s.put(lp.key[0], key, func(w io.Writer) error {
+				cw := &countingWriter{w: w}
+				err := s.encodeTo(cw, b, format, pf)
+				size = cw.n
+				return err
+			})
+		}
 		if err != nil {
 			s.log.Error("object write failed", zap.String("sink", s.name), zap.String("key", key), zap.Error(err))
 			s.errMu.Lock()
@@ -697,6 +860,9 @@ func (s *Sink) flushWorker() {
 			if lp.key[0] == kindData {
 				s.written.Add(float64(b.rows))
 				s.stats.records.Add(int64(b.rows))
+				if size < s.smallBytes {
+					s.countSmall(size)
+				}
 				if s.catalog != nil {
 					if gerr := s.catalog.register(context.Background(), lp.key[1:]); gerr != nil {
 						// The object is durable; only its catalog entry is
@@ -715,7 +881,7 @@ func (s *Sink) flushWorker() {
 		for _, a := range b.acks {
 			a(err)
 		}
-		s.flying.Add(-int64(cap(b.data)))
+		s.flying.Add(-b.fly)
 		b.data, b.acks = nil, nil
 		lp.inflight.Add(-1)
 		s.inflight.Done()
@@ -732,6 +898,44 @@ func (s *Sink) storeFor(kind byte) Lister {
 		return s.errStore
 	}
 	return s.store
+}
+
+// unspill puts a buffer's spilled rows back in front of those in memory,
+// and gives their place in the spill back.
+func (s *Sink) unspill(b *buffer) error {
+	if b.spill == nil {
+		return nil
+	}
+	data, err := s.spill.read(make([]byte, 0, b.spillLen+int64(len(b.data))), b.spill)
+	s.spill.release(b.spill)
+	b.spill = nil
+	if err != nil {
+		return err
+	}
+	b.data = append(data, b.data...)
+	return nil
+}
+
+// smallWarnEvery is how often at most the sink warns of small objects.
+const smallWarnEvery = time.Minute
+
+// countSmall counts a data object below small_object_bytes and warns, at
+// most once a minute, how many there were: engines read many small
+// objects slowly, and the usual causes (many lake partitions per interval,
+// a low max_pending forcing early flushes) are in the configuration.
+func (s *Sink) countSmall(size int64) {
+	s.smallObjects.Inc()
+	s.stats.small.Add(1)
+	n := s.smallSince.Add(1)
+	now := time.Now().UnixNano()
+	last := s.smallWarned.Load()
+	if now-last < int64(smallWarnEvery) || !s.smallWarned.CompareAndSwap(last, now) {
+		return
+	}
+	s.smallSince.Add(-n)
+	s.log.Warn("objects smaller than small_object_bytes; engines read many small objects slowly",
+		zap.String("sink", s.name), zap.Int64("objects", n), zap.Int64("last_bytes", size),
+		zap.Int64("small_object_bytes", s.smallBytes))
 }
 
 // put writes an object, retrying store errors.

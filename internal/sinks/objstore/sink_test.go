@@ -413,10 +413,25 @@ func TestCuts(t *testing.T) {
 		{"max_records", "    format: ndjson\n    buffer: {max_records: 2}\n",
 			[]string{`{"a":1}`, `{"a":2}`, `{"a":3}`},
 			[]string{"src+f+000000000001-000000000002.ndjson", "src+f+000000000003-000000000003.ndjson"}},
-		{"max_open_partitions flushes oldest", "    format: ndjson\n    partition_keys: {k: .k}\n    max_open_partitions: 2\n",
+		{"max_open_partitions spills least recently used", "    format: ndjson\n    partition_keys: {k: .k}\n    max_open_partitions: 2\n",
+			[]string{`{"k":"a"}`, `{"k":"b"}`, `{"k":"c"}`, `{"k":"a"}`},
+			[]string{"k=a/src+f+000000000001-000000000004.ndjson", "k=b/src+f+000000000002-000000000002.ndjson", "k=c/src+f+000000000003-000000000003.ndjson"}},
+		{"max_open_partitions without spill flushes oldest", "    format: ndjson\n    partition_keys: {k: .k}\n    max_open_partitions: 2\n    max_spill_bytes: 0\n",
 			[]string{`{"k":"a"}`, `{"k":"b"}`, `{"k":"c"}`, `{"k":"a"}`},
 			[]string{"k=a/src+f+000000000001-000000000001.ndjson", "k=a/src+f+000000000004-000000000004.ndjson", "k=b/src+f+000000000002-000000000002.ndjson", "k=c/src+f+000000000003-000000000003.ndjson"}},
-		{"max_buffered_records flushes oldest", "    format: ndjson\n    partition_keys: {k: .k}\n    max_buffered_records: 2\n",
+		{"unusable spill_dir flushes oldest", "    format: ndjson\n    partition_keys: {k: .k}\n    max_open_partitions: 2\n    spill_dir: /nonexistent/sluice-spill\n",
+			[]string{`{"k":"a"}`, `{"k":"b"}`, `{"k":"c"}`, `{"k":"a"}`},
+			[]string{"k=a/src+f+000000000001-000000000001.ndjson", "k=a/src+f+000000000004-000000000004.ndjson", "k=b/src+f+000000000002-000000000002.ndjson", "k=c/src+f+000000000003-000000000003.ndjson"}},
+		{"full spill flushes the most spilled", "    format: ndjson\n    partition_keys: {k: .k}\n    max_open_partitions: 1\n    max_spill_bytes: 500\n",
+			[]string{`{"k":"a","pad":"` + strings.Repeat("x", 300) + `"}`, `{"k":"b","pad":"` + strings.Repeat("x", 300) + `"}`, `{"k":"c","pad":"` + strings.Repeat("x", 300) + `"}`, `{"k":"a"}`},
+			[]string{"k=a/src+f+000000000001-000000000001.ndjson", "k=a/src+f+000000000004-000000000004.ndjson", "k=b/src+f+000000000002-000000000002.ndjson", "k=c/src+f+000000000003-000000000003.ndjson"}},
+		{"max_spill_records flushes the most spilled", "    format: ndjson\n    partition_keys: {k: .k}\n    max_open_partitions: 1\n    max_spill_records: 2\n",
+			[]string{`{"k":"a"}`, `{"k":"a"}`, `{"k":"b"}`, `{"k":"c"}`, `{"k":"c"}`, `{"k":"b"}`},
+			[]string{"k=a/src+f+000000000001-000000000002.ndjson", "k=b/src+f+000000000003-000000000003.ndjson", "k=b/src+f+000000000006-000000000006.ndjson", "k=c/src+f+000000000004-000000000005.ndjson"}},
+		{"max_buffered_records spills", "    format: ndjson\n    partition_keys: {k: .k}\n    max_buffered_records: 2\n",
+			[]string{`{"k":"a"}`, `{"k":"b"}`, `{"k":"b"}`, `{"k":"a"}`},
+			[]string{"k=a/src+f+000000000001-000000000004.ndjson", "k=b/src+f+000000000002-000000000003.ndjson"}},
+		{"max_buffered_records without spill flushes oldest", "    format: ndjson\n    partition_keys: {k: .k}\n    max_buffered_records: 2\n    max_spill_bytes: 0\n",
 			[]string{`{"k":"a"}`, `{"k":"b"}`, `{"k":"b"}`, `{"k":"b"}`},
 			[]string{"k=a/src+f+000000000001-000000000001.ndjson", "k=b/src+f+000000000002-000000000004.ndjson"}},
 		{"partition-limit error", "    format: ndjson\n    partition_keys: {k: .k}\n    max_open_partitions: 1\n    on_partition_limit: error\n",
@@ -574,7 +589,7 @@ func FuzzParquetRows(f *testing.F) {
 // write to finish.
 func TestMemoryHeldUnderCap(t *testing.T) {
 	store := &blockingStore{release: make(chan struct{})}
-	s, _ := newSink(t, "    format: ndjson\n    partition_keys: {k: .k}\n    max_buffered_bytes: 4KiB\n    concurrency: 16\n", store)
+	s, _ := newSink(t, "    format: ndjson\n    partition_keys: {k: .k}\n    max_buffered_bytes: 4KiB\n    concurrency: 16\n    max_spill_bytes: 0\n", store)
 	var once sync.Once
 	release := func() { once.Do(func() { close(store.release) }) }
 	t.Cleanup(release) // before the sink's Close, which would wait for the writes
