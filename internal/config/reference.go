@@ -15,6 +15,7 @@ func Reference() string {
 	b.WriteString("`${VAR}` and `${VAR:-default}` are expanded before parsing (an unset variable without a default is an error). Durations are Go durations (`90s`); sizes accept `KiB`, `MiB`, `GiB`.\n")
 	section(&b, "Top level", "", reflect.TypeFor[Config]())
 	section(&b, "service", "service.", reflect.TypeFor[Service]())
+	section(&b, "service.jq", "jq.", reflect.TypeFor[JQLimits]())
 	section(&b, "sources[]", "sources[].", reflect.TypeFor[Source]())
 	section(&b, "sources[].event_time", "event_time.", reflect.TypeFor[EventTime]())
 	section(&b, "sources[].file", "file.", reflect.TypeFor[FileSource]())
