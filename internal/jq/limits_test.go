@@ -4,43 +4,14 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"runtime"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/valyala/fastjson"
-)
 
-// bounded runs f and gives up on it, loudly, when it runs past 20s or
-// grows the heap past 2GiB: an unbounded evaluation must fail the test,
-// not hang CI or take the machine with it. It panics rather than calling
-// t.Fatal, because the runaway goroutine cannot be stopped.
-func bounded(t testing.TB, what string, f func()) {
-	t.Helper()
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		f()
-	}()
-	tick := time.NewTicker(50 * time.Millisecond)
-	defer tick.Stop()
-	give := time.After(20 * time.Second)
-	var ms runtime.MemStats
-	for {
-		select {
-		case <-done:
-			return
-		case <-give:
-			panic(what + ": still running after 20s")
-		case <-tick.C:
-			runtime.ReadMemStats(&ms)
-			if ms.HeapAlloc > 2<<30 {
-				panic(fmt.Sprintf("%s: heap at %d MiB", what, ms.HeapAlloc>>20))
-			}
-		}
-	}
-}
+	"github.com/sluice-data/sluice/internal/testutil"
+)
 
 // hostile are programs that never end, never stop producing, or grow
 // without bound, on the records they run on.
@@ -77,7 +48,7 @@ func TestRunLimits(t *testing.T) {
 			t.Fatal(err)
 		}
 		var got error
-		bounded(t, tt.expr, func() { _, got = env.Run(e, fastjson.MustParse(tt.rec)) })
+		testutil.Bounded(tt.expr, func() { _, got = env.Run(e, fastjson.MustParse(tt.rec)) })
 		var le *LimitError
 		if !errors.As(got, &le) || le.Limit != tt.limit {
 			t.Errorf("%s: err = %v, want a %s LimitError", tt.expr, got, tt.limit)
@@ -95,7 +66,7 @@ func TestAppendTextLimits(t *testing.T) {
 			t.Fatal(err)
 		}
 		var got error
-		bounded(t, tt.expr, func() { _, got = env.AppendText(e, nil, fastjson.MustParse(tt.rec)) })
+		testutil.Bounded(tt.expr, func() { _, got = env.AppendText(e, nil, fastjson.MustParse(tt.rec)) })
 		var le *LimitError
 		if !errors.As(got, &le) || le.Limit != tt.limit {
 			t.Errorf("%s: err = %v, want a %s LimitError", tt.expr, got, tt.limit)
@@ -123,7 +94,7 @@ func TestLimitMessages(t *testing.T) {
 		}
 		env := NewEnv(context.Background(), tt.limits)
 		var got error
-		bounded(t, tt.expr, func() { _, got = env.Run(e, fastjson.MustParse(`{"n":-1,"a":[1,2,3]}`)) })
+		testutil.Bounded(tt.expr, func() { _, got = env.Run(e, fastjson.MustParse(`{"n":-1,"a":[1,2,3]}`)) })
 		if got == nil || got.Error() != tt.want {
 			t.Errorf("%s: err = %v, want %s", tt.expr, got, tt.want)
 		}
@@ -162,7 +133,7 @@ func TestCancel(t *testing.T) {
 	rec := fastjson.MustParse(`{"n":-1}`)
 	time.AfterFunc(50*time.Millisecond, cancel)
 	var err error
-	bounded(t, "canceled evaluation", func() { _, err = env.Run(e, rec) })
+	testutil.Bounded("canceled evaluation", func() { _, err = env.Run(e, rec) })
 	if !errors.Is(err, ErrCanceled) {
 		t.Fatalf("err = %v, want ErrCanceled", err)
 	}

@@ -4,8 +4,6 @@ import (
 	"context"
 	"encoding/csv"
 	"errors"
-	"fmt"
-	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -15,6 +13,7 @@ import (
 	"github.com/sluice-data/sluice/internal/config"
 	"github.com/sluice-data/sluice/internal/jq"
 	"github.com/sluice-data/sluice/internal/record"
+	"github.com/sluice-data/sluice/internal/testutil"
 )
 
 func chain(t *testing.T, transforms string) *Chain {
@@ -187,33 +186,6 @@ func TestCSVParsesAsRFC4180(t *testing.T) {
 	}
 }
 
-// guard runs f and panics if it runs past 20s or grows the heap past
-// 2GiB: an unbounded jq program must fail the test, not hang CI.
-func guard(what string, f func()) {
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		f()
-	}()
-	tick := time.NewTicker(50 * time.Millisecond)
-	defer tick.Stop()
-	give := time.After(20 * time.Second)
-	var ms runtime.MemStats
-	for {
-		select {
-		case <-done:
-			return
-		case <-give:
-			panic(what + ": still running after 20s")
-		case <-tick.C:
-			runtime.ReadMemStats(&ms)
-			if ms.HeapAlloc > 2<<30 {
-				panic(fmt.Sprintf("%s: heap at %d MiB", what, ms.HeapAlloc>>20))
-			}
-		}
-	}
-}
-
 // TestJQLimits: a jq transform that never ends, never stops producing or
 // grows without bound fails the record with the bound it passed, and
 // the chain goes on with the next record.
@@ -235,7 +207,7 @@ func TestJQLimits(t *testing.T) {
 			var out int
 			for _, in := range []string{tt.in, `{"ok":true}`} {
 				rec := &record.Record{Value: fastjson.MustParse(in)}
-				guard(tt.program, func() {
+				testutil.Bounded(tt.program, func() {
 					ch.Run(&c, rec, &st, func(*record.Record) { out++ }, func(_ *record.Record, err error) { errs = append(errs, err) })
 				})
 			}
@@ -261,7 +233,7 @@ func TestJQCanceled(t *testing.T) {
 	c := Context{JQ: jq.NewEnv(ctx, jq.Limits{Timeout: time.Hour})}
 	time.AfterFunc(20*time.Millisecond, cancel)
 	var got error
-	guard("canceled jq", func() {
+	testutil.Bounded("canceled jq", func() {
 		ch.Run(&c, &record.Record{Value: fastjson.MustParse(`{"n":-1}`)}, &Stats{}, func(*record.Record) {}, func(_ *record.Record, err error) { got = err })
 	})
 	if !errors.Is(got, jq.ErrCanceled) {
