@@ -134,8 +134,7 @@ func (e *Expr) runAny(env *Env, in any) ([]any, error) {
 		return nil, err
 	}
 	out, err := e.collect(env, in)
-	var le *LimitError
-	if stop := env.end(); stop != nil && !errors.As(err, &le) {
+	if stop := env.end(); stop != nil && !isLimit(err) {
 		// The deadline or a cancellation cut the evaluation short; what
 		// gojq said about it (a context error) is not the reason. An
 		// output bound it reached first is.
@@ -148,6 +147,11 @@ func (e *Expr) runAny(env *Env, in any) ([]any, error) {
 		return nil, fmt.Errorf("jq %s: %w", e.src, err)
 	}
 	return out, nil
+}
+
+func isLimit(err error) bool {
+	var le *LimitError
+	return errors.As(err, &le)
 }
 
 // collect runs the program and gathers its outputs within the output

@@ -202,50 +202,65 @@ func formatBytes(n int64) string {
 // doubles the text, not the memory), so a full walk could take forever.
 func jsonSize(v any, budget int64) int64 {
 	var n int64
-	var walk func(v any) bool
-	walk = func(v any) bool {
-		switch t := v.(type) {
-		case nil:
-			n += 4
-		case bool:
-			n += 5
-			if t {
-				n--
-			}
-		case string:
-			n += int64(len(t)) + 2
-		case int:
-			n += int64(len(strconv.Itoa(t)))
-		case float64:
-			n += int64(len(strconv.FormatFloat(t, 'g', -1, 64)))
-		case *big.Int:
-			n += int64(t.BitLen()/3 + 2)
-		case []any:
-			n += 1 + int64(max(len(t), 1)) // brackets and commas
-			if n > budget {
-				return false
-			}
-			for _, x := range t {
-				if !walk(x) {
-					return false
-				}
-			}
-		case map[string]any:
-			n += 1 + int64(max(len(t), 1))
-			if n > budget {
-				return false
-			}
-			for k, x := range t {
-				n += int64(len(k)) + 3
-				if !walk(x) {
-					return false
-				}
-			}
-		default:
-			n += int64(len(fmt.Sprint(t)))
+	sizeWalk(v, &n, budget)
+	return n
+}
+
+// sizeWalk adds v's size to *n and reports whether it is still within
+// budget. It allocates nothing: it runs on every output.
+func sizeWalk(v any, n *int64, budget int64) bool {
+	switch t := v.(type) {
+	case nil:
+		*n += 4
+	case bool:
+		*n += 5
+		if t {
+			*n--
 		}
-		return n <= budget
+	case string:
+		*n += int64(len(t)) + 2
+	case int:
+		*n += digits(t)
+	case float64:
+		var buf [32]byte
+		*n += int64(len(strconv.AppendFloat(buf[:0], t, 'g', -1, 64)))
+	case *big.Int:
+		*n += int64(t.BitLen()/3 + 2)
+	case []any:
+		*n += 1 + int64(max(len(t), 1)) // brackets and commas
+		if *n > budget {
+			return false
+		}
+		for _, x := range t {
+			if !sizeWalk(x, n, budget) {
+				return false
+			}
+		}
+	case map[string]any:
+		*n += 1 + int64(max(len(t), 1))
+		if *n > budget {
+			return false
+		}
+		for k, x := range t {
+			*n += int64(len(k)) + 3
+			if !sizeWalk(x, n, budget) {
+				return false
+			}
+		}
+	default:
+		*n += int64(len(fmt.Sprint(t)))
 	}
-	walk(v)
+	return *n <= budget
+}
+
+func digits(i int) int64 {
+	n := int64(1)
+	if i < 0 {
+		n++
+	}
+	for i >= 10 || i <= -10 {
+		i /= 10
+		n++
+	}
 	return n
 }

@@ -156,6 +156,7 @@ func TestJSONSize(t *testing.T) {
 	}{
 		{`"abc"`, 5},
 		{`[1,2,3]`, 7},
+		{`[-120,3.5,0,10]`, int64(len(`[-120,3.5,0,10]`))},
 		{`{"a":[true,null],"b":"x"}`, int64(len(`{"a":[true,null],"b":"x"}`))},
 	}
 	for _, tt := range tests {
