@@ -69,6 +69,9 @@ func TestGoodConfig(t *testing.T) {
 	if c.Service.ShutdownTimeout.D() != 25*time.Second || c.Service.HTTPListen != ":8080" {
 		t.Errorf("service defaults = %+v", c.Service)
 	}
+	if j := c.Service.JQ; j.Timeout.D() != 100*time.Millisecond || j.MaxOutputs != 1000 || j.MaxOutputBytes != 16<<20 {
+		t.Errorf("service.jq defaults = %+v", j)
+	}
 	if len(s.PartitionKeys) != 2 || s.PartitionKeys[0].Key != "project_id" || s.PartitionKeys[1].Key != "year" {
 		t.Errorf("partition key order lost: %+v", s.PartitionKeys)
 	}

@@ -31,6 +31,16 @@ type Service struct {
 	ShutdownTimeout Duration `yaml:"shutdown_timeout" default:"25s" doc:"Time to stop reading, flush, ack and checkpoint on SIGTERM; must fit ECS stopTimeout."`
 	ErrorSink       string   `yaml:"error_sink" doc:"Default error output (an s3 sink) for failures with no closer error sink."`
 	Workers         int      `yaml:"workers" doc:"Decode/route/transform workers; 0 means one per CPU."`
+	JQ              JQLimits `yaml:"jq" doc:"Bounds on every jq evaluation (jq transform, partition_keys, opensearch id)."`
+}
+
+// JQLimits bound one jq evaluation on one record. A record whose
+// evaluation passes a bound goes to the error output as processing-failed,
+// and the pipeline moves on.
+type JQLimits struct {
+	Timeout        Duration `yaml:"timeout" default:"100ms" doc:"Wall time one evaluation may take."`
+	MaxOutputs     int      `yaml:"max_outputs" default:"1000" doc:"Values one evaluation may produce."`
+	MaxOutputBytes Size     `yaml:"max_output_bytes" default:"16MiB" doc:"Total size of those values, as JSON text. A single builtin step (\"x\" * n, tojson) may allocate its result before the bound is checked."`
 }
 
 // Source is one configured input.

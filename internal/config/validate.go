@@ -88,6 +88,15 @@ func (c *Config) Validate() Errors {
 	if c.Service.ShutdownTimeout.D() <= 0 {
 		v.errorf("service.shutdown_timeout", "must be greater than 0")
 	}
+	if c.Service.JQ.Timeout.D() <= 0 {
+		v.errorf("service.jq.timeout", "must be greater than 0")
+	}
+	if c.Service.JQ.MaxOutputs <= 0 {
+		v.errorf("service.jq.max_outputs", "must be greater than 0")
+	}
+	if c.Service.JQ.MaxOutputBytes <= 0 {
+		v.errorf("service.jq.max_output_bytes", "must be greater than 0")
+	}
 	if c.Service.ErrorSink != "" {
 		v.errorSinkRef("service.error_sink", c.Service.ErrorSink, sinks)
 	}

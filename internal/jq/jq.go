@@ -13,9 +13,21 @@
 // One deliberate difference from jq 1.6: fromdateiso8601 (and fromdate)
 // accept any RFC 3339 time, including fractional seconds and numeric offsets
 // such as the output of the epoch_to_utc transform; jq rejects them.
+//
+// Every gojq evaluation a worker runs is bounded (Env, Limits: service.jq):
+// a deadline gojq checks before each VM step, a number of outputs and
+// their total JSON size. gojq has no memory limit, so the deadline is what
+// stops growth inside one evaluation. Measured peak RSS of a test process
+// (23 MB at rest) under the 100ms default: [range(1e9)] 31 MB,
+// [limit(1e8; repeat("aaaaaaaa"))] | add 30 MB, [range(1e8)] | tostring
+// 36 MB; doubling a value each step (reduce range(40) as $i ("x"; . + .))
+// 157 MB. What one builtin does in a single step cannot be interrupted:
+// "x" * 1e9 allocates 1 GB (gojq refuses results of 2 GiB or more) and then
+// fails on max_output_bytes.
 package jq
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"math"
@@ -112,14 +124,53 @@ func renameFuncs(v reflect.Value, names map[string]string) {
 	}
 }
 
-// Run evaluates the expression with gojq and returns every output.
+// Run evaluates the expression with gojq under DefaultLimits and returns
+// every output. Workers use Env.Run, which needs no timer per call.
 func (e *Expr) Run(v *fastjson.Value) ([]any, error) {
-	return e.runAny(jsonx.ToAny(v))
+	return e.runAny(nil, jsonx.ToAny(v))
 }
 
-func (e *Expr) runAny(in any) ([]any, error) {
+// Run evaluates x with gojq under the Env's limits and returns every
+// output. An evaluation over a bound fails with a *LimitError; one stopped
+// because the Env's parent ended fails with ErrCanceled.
+func (env *Env) Run(x *Expr, v *fastjson.Value) ([]any, error) {
+	return x.runAny(env, jsonx.ToAny(v))
+}
+
+func (e *Expr) runAny(env *Env, in any) ([]any, error) {
+	if env == nil {
+		env = NewEnv(context.Background(), DefaultLimits)
+	}
+	if err := env.begin(); err != nil {
+		return nil, err
+	}
+	out, err := e.collect(env, in)
+	if stop := env.end(); stop != nil && !isLimit(err) {
+		// The deadline or a cancellation cut the evaluation short; what
+		// gojq said about it (a context error) is not the reason. An
+		// output bound it reached first is.
+		err = stop
+	}
+	if err != nil {
+		if errors.Is(err, ErrCanceled) {
+			return nil, err
+		}
+		return nil, fmt.Errorf("jq %s: %w", e.src, err)
+	}
+	return out, nil
+}
+
+func isLimit(err error) bool {
+	var le *LimitError
+	return errors.As(err, &le)
+}
+
+// collect runs the program and gathers its outputs within the output
+// bounds.
+func (e *Expr) collect(env *Env, in any) ([]any, error) {
 	var out []any
-	iter := e.code.Run(in)
+	left := env.limits.MaxOutputBytes
+	iter := e.code.RunWithContext((*evalCtx)(env), in)
 	for {
 		x, ok := iter.Next()
 		if !ok {
@@ -130,7 +181,13 @@ func (e *Expr) runAny(in any) ([]any, error) {
 			if errors.As(err, &halt) && halt.Value() == nil {
 				return out, nil
 			}
-			return nil, fmt.Errorf("jq %s: %w", e.src, err)
+			return nil, err
+		}
+		if len(out) == env.limits.MaxOutputs {
+			return nil, env.outputsError()
+		}
+		if left -= jsonSize(x, left); left < 0 {
+			return nil, env.bytesError()
 		}
 		out = append(out, x)
 	}
@@ -138,8 +195,19 @@ func (e *Expr) runAny(in any) ([]any, error) {
 
 // AppendText evaluates the expression as a partition key or id: it must
 // produce exactly one string, number or boolean, which is appended to dst as
-// text (numbers in jq's notation).
+// text (numbers in jq's notation). gojq runs under DefaultLimits; workers
+// use Env.AppendText.
 func (e *Expr) AppendText(dst []byte, v *fastjson.Value) ([]byte, error) {
+	return e.appendText(nil, dst, v)
+}
+
+// AppendText is Expr.AppendText under the Env's limits. The native
+// evaluator, which cannot loop, runs unbounded; gojq runs as in Env.Run.
+func (env *Env) AppendText(x *Expr, dst []byte, v *fastjson.Value) ([]byte, error) {
+	return x.appendText(env, dst, v)
+}
+
+func (e *Expr) appendText(env *Env, dst []byte, v *fastjson.Value) ([]byte, error) {
 	if e.fast != nil {
 		if out, ok, err := e.fast.appendText(dst, v); ok {
 			if err != nil {
@@ -148,7 +216,7 @@ func (e *Expr) AppendText(dst []byte, v *fastjson.Value) ([]byte, error) {
 			return out, nil
 		}
 	}
-	outs, err := e.Run(v)
+	outs, err := e.runAny(env, jsonx.ToAny(v))
 	if err != nil {
 		return dst, err
 	}

@@ -1,6 +1,7 @@
 package jq
 
 import (
+	"context"
 	"fmt"
 	"testing"
 
@@ -111,10 +112,11 @@ func BenchmarkPartitionKeys(b *testing.B) {
 			if mode == "gojq" {
 				e.fast = nil
 			}
+			env := NewEnv(context.Background(), DefaultLimits)
 			var buf []byte
 			b.ReportAllocs()
 			for b.Loop() {
-				buf, _ = e.AppendText(buf[:0], rec)
+				buf, _ = env.AppendText(e, buf[:0], rec)
 			}
 			_ = fmt.Sprint(len(buf))
 		})

@@ -70,6 +70,10 @@ var (
 	Checkpoint         = gauge("source_checkpoint", "Highest position whose records are all durably written, per source partition.", "source", "partition")
 )
 
+// JQLimitExceeded counts jq evaluations stopped at a bound of service.jq;
+// limit is timeout, max_outputs or max_output_bytes.
+var JQLimitExceeded = counter("jq_limit_exceeded_total", "jq evaluations (transform, partition key, id) stopped at a service.jq bound; the record went to the error output.", "limit")
+
 func init() {
 	Registry.MustRegister(FlushSeconds, SearchBulkSeconds, SearchBulkBytes)
 	Registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))

@@ -27,6 +27,7 @@ import (
 
 	"github.com/sluice-data/sluice/internal/config"
 	"github.com/sluice-data/sluice/internal/decode"
+	"github.com/sluice-data/sluice/internal/jq"
 	"github.com/sluice-data/sluice/internal/jsonx"
 	"github.com/sluice-data/sluice/internal/metrics"
 	"github.com/sluice-data/sluice/internal/record"
@@ -332,6 +333,7 @@ type result struct {
 	seq     uint64
 	ack     record.AckFunc
 	pending []sinks.Pending // by sink index; nil where nothing was written
+	err     error           // set when the batch was abandoned
 }
 
 // Run reads until every finite source is exhausted or ctx is cancelled,
@@ -365,7 +367,10 @@ func (p *Pipeline) Run(ctx context.Context) error {
 	var wg sync.WaitGroup
 	for range p.workers {
 		wg.Add(1)
-		w := p.newWorker()
+		// A worker's jq evaluations end when the pipeline goes down hard
+		// (shutdown_timeout passed, or a stage failed): a slow or hostile
+		// program never holds up shutdown.
+		w := p.newWorker(gctx)
 		go func() {
 			defer wg.Done()
 			for j := range jobs {
@@ -494,6 +499,10 @@ func (p *Pipeline) sequence(ctx context.Context, results <-chan result) error {
 			}
 			delete(waiting, next)
 			next++
+			if r.err != nil {
+				r.ack(r.err)
+				return r.err
+			}
 			group := record.NewAckGroup(r.ack)
 			for i, pend := range r.pending {
 				if pend == nil {
@@ -517,6 +526,7 @@ type worker struct {
 	decoders []*decode.Decoder
 	writers  []sinks.Writer
 	tctx     transforms.Context
+	jq       *jq.Env // bounds every jq evaluation of this worker
 	reparse  fastjson.Parser
 	stamp    []uint64 // per sink: the record counter when last written
 	recNo    uint64
@@ -527,8 +537,11 @@ type worker struct {
 	errTypes    map[string]int64 // error records by type, current batch
 }
 
-func (p *Pipeline) newWorker() *worker {
+func (p *Pipeline) newWorker(ctx context.Context) *worker {
 	w := &worker{p: p, stamp: make([]uint64, len(p.sinks)), sinkRecords: make([]int64, len(p.sinks)), errTypes: map[string]int64{}}
+	lim := p.cfg.Service.JQ
+	w.jq = jq.NewEnv(ctx, jq.Limits{Timeout: lim.Timeout.D(), MaxOutputs: lim.MaxOutputs, MaxOutputBytes: int64(lim.MaxOutputBytes)})
+	w.tctx.JQ = w.jq
 	for _, s := range p.sources {
 		d, err := decode.New(s.cfg.Name, s.cfg.Format, s.cfg.EventTime.Field, s.cfg.EventTime.Unit)
 		if err != nil {
@@ -537,7 +550,11 @@ func (p *Pipeline) newWorker() *worker {
 		w.decoders = append(w.decoders, d)
 	}
 	for _, s := range p.sinks {
-		w.writers = append(w.writers, s.NewWriter())
+		wr := s.NewWriter()
+		if jw, ok := wr.(sinks.JQWriter); ok {
+			jw.SetJQ(w.jq)
+		}
+		w.writers = append(w.writers, wr)
 	}
 	return w
 }
@@ -610,6 +627,9 @@ func (w *worker) process(j job) result {
 		cur = &j.batch.Messages[i]
 		dec.Decode(cur, emit, fail)
 	}
+	if w.jq.Canceled() {
+		return w.abandon(j)
+	}
 	src.stats.Messages.Add(int64(len(j.batch.Messages)))
 	src.stats.Records.Add(bc.records)
 	src.stats.DecodeFailed.Add(bc.decodeFailed)
@@ -646,6 +666,20 @@ func (w *worker) process(j job) result {
 		}
 	}
 	return r
+}
+
+// abandon drops what the worker made of a batch whose jq evaluations were
+// canceled: a canceled record was neither written nor failed, so the
+// batch must not be acked as handled. Its ack gets the error from the
+// sequencer, which stops there; the records are read again on the next
+// run.
+func (w *worker) abandon(j job) result {
+	for _, wr := range w.writers {
+		wr.Take()
+	}
+	clear(w.errTypes)
+	clear(w.sinkRecords)
+	return result{seq: j.seq, ack: j.ack, err: fmt.Errorf("batch abandoned, jq evaluations canceled: %w", context.Canceled)}
 }
 
 func messageOf(b record.Batch, pos record.Position) *record.Message {
@@ -698,7 +732,11 @@ func (w *worker) sinkIndex(name string) int {
 
 func (w *worker) transformFailed(rec *record.Record, err error) {
 	rt := w.route
-	w.writeFailure(rt.errSink[w.src], rt.name, &sinks.Failure{Type: sinks.ProcessingFailed, Code: "Sluice.TransformFailed", Message: err.Error(),
+	code := "Sluice.TransformFailed"
+	if le := (*jq.LimitError)(nil); errors.As(err, &le) {
+		code = "Sluice.JQLimitExceeded"
+	}
+	w.writeFailure(rt.errSink[w.src], rt.name, &sinks.Failure{Type: sinks.ProcessingFailed, Code: code, Message: err.Error(),
 		Source: rec.Source, Route: rt.name, Pos: rec.Pos, Raw: rec.Raw, Arrival: rec.Arrival, Event: rec.EventTime})
 }
 

@@ -12,6 +12,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/sluice-data/sluice/internal/jq"
 	"github.com/sluice-data/sluice/internal/record"
 )
 
@@ -91,6 +92,14 @@ type Writer interface {
 	WriteFailure(f *Failure)
 	// Take returns what was written since the last Take, or nil if nothing.
 	Take() Pending
+}
+
+// JQWriter is a Writer that evaluates jq per record (partition keys, an
+// id). The pipeline hands it its worker's jq.Env once, before the first
+// Write, so that every evaluation is bounded by service.jq and stopped on
+// shutdown. A writer that was given none evaluates under jq.DefaultLimits.
+type JQWriter interface {
+	SetJQ(env *jq.Env)
 }
 
 // Pending is encoded records on their way to Append.

@@ -5,6 +5,7 @@
 package transforms
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"strings"
@@ -34,7 +35,17 @@ func (e *Error) Unwrap() error { return e.Err }
 // Context is per-worker scratch space. Reset it between source records.
 type Context struct {
 	Arena fastjson.Arena
-	buf   []byte
+	// JQ bounds the jq transform's evaluations (service.jq) and stops them
+	// on shutdown; nil means jq.DefaultLimits, never canceled.
+	JQ  *jq.Env
+	buf []byte
+}
+
+func (c *Context) jq() *jq.Env {
+	if c.JQ == nil {
+		c.JQ = jq.NewEnv(context.Background(), jq.DefaultLimits)
+	}
+	return c.JQ
 }
 
 // Reset frees what the previous record built.
@@ -376,7 +387,10 @@ func (d *drop) apply(_ *Context, rec *record.Record) (bool, error) {
 }
 
 // jqStep replaces the record with each output of a jq program: no output
-// filters the record, several explode it. Outputs must be objects.
+// filters the record, several explode it. Outputs must be objects. The
+// evaluation runs under the Context's jq limits: one over a bound fails
+// the record with a *jq.LimitError; one canceled fails it with
+// jq.ErrCanceled, which the caller must not treat as the record's fault.
 type jqStep struct {
 	expr *jq.Expr
 }
@@ -384,7 +398,7 @@ type jqStep struct {
 func (j *jqStep) apply(*Context, *record.Record) (bool, error) { panic("jq is a splitter") }
 
 func (j *jqStep) split(c *Context, rec *record.Record, next func(*record.Record)) error {
-	outs, err := j.expr.Run(rec.Value)
+	outs, err := c.jq().Run(j.expr, rec.Value)
 	if err != nil {
 		return err
 	}

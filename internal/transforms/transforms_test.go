@@ -1,7 +1,9 @@
 package transforms
 
 import (
+	"context"
 	"encoding/csv"
+	"errors"
 	"strings"
 	"testing"
 	"time"
@@ -9,7 +11,9 @@ import (
 	"github.com/valyala/fastjson"
 
 	"github.com/sluice-data/sluice/internal/config"
+	"github.com/sluice-data/sluice/internal/jq"
 	"github.com/sluice-data/sluice/internal/record"
+	"github.com/sluice-data/sluice/internal/testutil"
 )
 
 func chain(t *testing.T, transforms string) *Chain {
@@ -199,5 +203,60 @@ func TestCSVHeaderNames(t *testing.T) {
 		if header != tt.want {
 			t.Errorf("columns %s: header %q, want %q", tt.columns, header, tt.want)
 		}
+	}
+}
+
+// TestJQLimits: a jq transform that never ends, never stops producing or
+// grows without bound fails the record with the bound it passed, and
+// the chain goes on with the next record.
+func TestJQLimits(t *testing.T) {
+	tests := []struct {
+		program, in, limit string
+	}{
+		{`until(.n == 0; .n -= 1)`, `{"n":-1}`, jq.LimitTimeout},
+		{`repeat(.)`, `{"n":1}`, jq.LimitOutputs},
+		{`[range(1e9)] | {n: length}`, `{}`, jq.LimitTimeout},
+	}
+	for _, tt := range tests {
+		t.Run(tt.program, func(t *testing.T) {
+			// The next record, ok, passes.
+			ch := chain(t, "      - jq: 'if .ok then . else "+tt.program+" end'\n")
+			var c Context
+			var st Stats
+			var errs []error
+			var out int
+			for _, in := range []string{tt.in, `{"ok":true}`} {
+				rec := &record.Record{Value: fastjson.MustParse(in)}
+				testutil.Bounded(tt.program, func() {
+					ch.Run(&c, rec, &st, func(*record.Record) { out++ }, func(_ *record.Record, err error) { errs = append(errs, err) })
+				})
+			}
+			var le *jq.LimitError
+			if len(errs) != 1 || !errors.As(errs[0], &le) || le.Limit != tt.limit {
+				t.Fatalf("errors = %v, want one %s LimitError", errs, tt.limit)
+			}
+			if !strings.HasPrefix(errs[0].Error(), "jq: jq if .ok then . else "+tt.program+" end: evaluation ") {
+				t.Errorf("message %q does not say what was stopped", errs[0])
+			}
+			if out == 0 || st.Failed != 1 {
+				t.Errorf("the next record was not processed: out %d, stats %+v", out, st)
+			}
+		})
+	}
+}
+
+// TestJQCanceled: a canceled evaluation fails with jq.ErrCanceled, which
+// is not the record's fault.
+func TestJQCanceled(t *testing.T) {
+	ch := chain(t, "      - jq: 'until(.n == 0; .n -= 1)'\n")
+	ctx, cancel := context.WithCancel(context.Background())
+	c := Context{JQ: jq.NewEnv(ctx, jq.Limits{Timeout: time.Hour})}
+	time.AfterFunc(20*time.Millisecond, cancel)
+	var got error
+	testutil.Bounded("canceled jq", func() {
+		ch.Run(&c, &record.Record{Value: fastjson.MustParse(`{"n":-1}`)}, &Stats{}, func(*record.Record) {}, func(_ *record.Record, err error) { got = err })
+	})
+	if !errors.Is(got, jq.ErrCanceled) {
+		t.Fatalf("err = %v, want jq.ErrCanceled", got)
 	}
 }

@@ -619,3 +619,39 @@ func TestMemoryHeldUnderCap(t *testing.T) {
 		t.Errorf("puts = %d, want 20", len(store.puts))
 	}
 }
+
+// TestPartitionKeyOverJQLimit: a partition key whose jq never ends, never
+// stops producing or grows without bound fails its record to the error
+// output as Firehose fails a key it cannot extract, naming the bound; the
+// other records are written.
+func TestPartitionKeyOverJQLimit(t *testing.T) {
+	tests := []struct {
+		key, limit string
+	}{
+		{`until(.n == 0; .n -= 1)`, "evaluation exceeded 100ms (service.jq.timeout)"},
+		{`repeat(.)`, "evaluation produced more than 1000 outputs (service.jq.max_outputs)"},
+		{`[range(1e9)] | length`, "evaluation exceeded 100ms (service.jq.timeout)"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.key, func(t *testing.T) {
+			// The good records (ok) never reach the hostile part.
+			key := "if .ok then .p else " + tt.key + " end"
+			s, dir := newSink(t, "    format: ndjson\n    partition_keys: {p: '"+key+"'}\n", nil)
+			var fails []*sinks.Failure
+			testutil.Bounded(tt.key, func() {
+				fails = feed(t, s, nil, `{"ok":true,"p":"a"}`, `{"n":-1}`, `{"ok":true,"p":"b"}`)
+			})
+			if len(fails) != 1 || fails[0].Pos.Offset != 2 || fails[0].Type != sinks.ProcessingFailed ||
+				fails[0].Code != "DynamicPartitioning.MetadataExtractionFailed" || !strings.HasSuffix(fails[0].Message, tt.limit) {
+				t.Fatalf("failures = %+v", fails)
+			}
+			if err := s.Flush(context.Background()); err != nil {
+				t.Fatal(err)
+			}
+			got := strings.Join(append(files(t, dir), files(t, dir+"-errors")...), "\n")
+			if !strings.Contains(got, "p=a/") || !strings.Contains(got, "p=b/") || !strings.Contains(got, "processing-failed") {
+				t.Errorf("files:\n%s", got)
+			}
+		})
+	}
+}

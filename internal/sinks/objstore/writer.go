@@ -1,6 +1,7 @@
 package objstore
 
 import (
+	"context"
 	"encoding/base64"
 	"strconv"
 	"sync"
@@ -43,6 +44,7 @@ var pendingPool = sync.Pool{New: func() any { return &pending{} }}
 type writer struct {
 	s      *Sink
 	keys   []*jq.Expr
+	jq     *jq.Env
 	vals   [][]byte
 	prefix *template.Template
 	errPfx *template.Template
@@ -56,6 +58,11 @@ func (s *Sink) newWriter() *writer {
 
 // NewWriter returns a writer for one worker.
 func (s *Sink) NewWriter() sinks.Writer { return s.newWriter() }
+
+var _ sinks.JQWriter = (*writer)(nil)
+
+// SetJQ bounds the partition keys' evaluations by the worker's limits.
+func (w *writer) SetJQ(env *jq.Env) { w.jq = env }
 
 func (w *writer) cur() *pending {
 	if w.p == nil {
@@ -81,7 +88,12 @@ func (w *writer) Write(rec *record.Record) *sinks.Failure {
 		if rec.Value == nil {
 			return w.fail(rec, sinks.ProcessingFailed, "DynamicPartitioning.MetadataExtractionFailed", "partition keys need a JSON record; this one is raw bytes")
 		}
-		raw, err := k.AppendText(w.vals[i][:0], rec.Value)
+		if w.jq == nil {
+			w.jq = jq.NewEnv(context.Background(), jq.DefaultLimits)
+		}
+		// A key over a jq bound fails like any key Firehose cannot
+		// extract; the message names the bound.
+		raw, err := w.jq.AppendText(k, w.vals[i][:0], rec.Value)
 		w.vals[i] = raw
 		if err == nil && len(raw) == 0 {
 			err = errEmptyKey

@@ -20,6 +20,7 @@ import (
 
 	"github.com/sluice-data/sluice/internal/config"
 	"github.com/sluice-data/sluice/internal/record"
+	"github.com/sluice-data/sluice/internal/sinks"
 	"github.com/sluice-data/sluice/internal/sinks/objstore"
 	"github.com/sluice-data/sluice/internal/testutil"
 )
@@ -509,5 +510,41 @@ func TestNoResendAfterSuccessUnderConcurrency(t *testing.T) {
 		if n != 1 {
 			t.Errorf("%s indexed %d times", id, n)
 		}
+	}
+}
+
+// TestIDOverJQLimit: an id whose jq never ends, never stops producing or
+// grows without bound fails its document before sending, naming the
+// bound; the writer goes on with the next document.
+func TestIDOverJQLimit(t *testing.T) {
+	tests := []struct {
+		id, limit string
+	}{
+		{`until(.n == 0; .n -= 1)`, "evaluation exceeded 100ms (service.jq.timeout)"},
+		{`repeat(.)`, "evaluation produced more than 1000 outputs (service.jq.max_outputs)"},
+		{`[range(1e9)] | length`, "evaluation exceeded 100ms (service.jq.timeout)"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.id, func(t *testing.T) {
+			fake := testutil.NewSearchFake(t)
+			h := newHarness(t, fake, "    id: 'if .ok then .Id else "+tt.id+" end'")
+			w := h.s.NewWriter()
+			var fails []*sinks.Failure
+			testutil.Bounded(tt.id, func() {
+				for i, doc := range []string{`{"n":-1}`, `{"ok":true,"Id":"f-2"}`} {
+					v := fastjson.MustParse(doc)
+					if f := w.Write(&record.Record{Source: "src", Value: v, Pos: record.Position{Partition: "p", Offset: int64(i + 1)}, EventTime: day}); f != nil {
+						fails = append(fails, f)
+					}
+				}
+			})
+			if len(fails) != 1 || fails[0].Pos.Offset != 1 || fails[0].Type != sinks.ProcessingFailed ||
+				fails[0].Code != "OpenSearch.IdExtractionFailed" || !strings.HasSuffix(fails[0].Message, tt.limit) {
+				t.Fatalf("failures = %+v", fails)
+			}
+			if p := w.Take(); p == nil || p.Len() != 1 {
+				t.Errorf("pending = %v, want the good document", p)
+			}
+		})
 	}
 }

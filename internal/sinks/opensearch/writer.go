@@ -1,6 +1,8 @@
 package opensearch
 
 import (
+	"context"
+
 	"github.com/sluice-data/sluice/internal/jq"
 	"github.com/sluice-data/sluice/internal/record"
 	"github.com/sluice-data/sluice/internal/sinks"
@@ -18,6 +20,7 @@ func (p *pending) Len() int { return len(p.items) }
 type writer struct {
 	s       *Sink
 	id      *jq.Expr
+	jq      *jq.Env
 	p       *pending
 	slab    []byte // items' lines are cut from it
 	idx, sc []byte
@@ -25,6 +28,11 @@ type writer struct {
 
 // NewWriter returns a writer for one worker.
 func (s *Sink) NewWriter() sinks.Writer { return &writer{s: s, id: s.id} }
+
+var _ sinks.JQWriter = (*writer)(nil)
+
+// SetJQ bounds the id's evaluations by the worker's limits.
+func (w *writer) SetJQ(env *jq.Env) { w.jq = env }
 
 // Write renders the index name, the id and the document. A record whose id
 // cannot be computed, or that is not JSON, is returned as a failure.
@@ -39,7 +47,10 @@ func (w *writer) Write(rec *record.Record) *sinks.Failure {
 	}
 	if w.id != nil {
 		var err error
-		w.sc, err = w.id.AppendText(w.sc[:0], rec.Value)
+		if w.jq == nil {
+			w.jq = jq.NewEnv(context.Background(), jq.DefaultLimits)
+		}
+		w.sc, err = w.jq.AppendText(w.id, w.sc[:0], rec.Value)
 		if err == nil && len(w.sc) == 0 {
 			err = errEmptyID
 		}
