@@ -173,7 +173,7 @@ func runPipeline(ctx context.Context, cfg *config.Config, stdout io.Writer, opts
 		return err
 	}
 	if cfg.Service.HTTPListen != "" {
-		srv, err := service.Listen(cfg.Service.HTTPListen, p.Ready, log)
+		srv, err := service.Listen(cfg.Service.HTTPListen, p.Ready, log, service.WithFailingSinks(p.FailingSinks))
 		if err != nil {
 			return fmt.Errorf("service.http_listen %q: %w (set another address, or \"\" to run without /metrics)", cfg.Service.HTTPListen, err)
 		}

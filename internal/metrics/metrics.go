@@ -45,6 +45,7 @@ var (
 	SinkDroppedKeys    = counter("sink_extra_fields_dropped_total", "Records whose fields outside the schema were dropped (extra_column is empty).", "sink")
 	SinkSkipped        = counter("sink_skipped_total", "Records not written again because a durable object already holds them (re-delivery after a restart).", "sink")
 	SinkRecoveryLists  = counter("sink_recovery_lists_total", "Listings of a lake partition to find what is already durable.", "sink")
+	SinkFailing        = gauge("sink_failing", "1 while a sink's last write attempt failed (endpoint down, whole request refused, store error), 0 once one succeeds.", "sink")
 	SinkStoreRetries   = counter("sink_store_retries_total", "Object writes and recovery listings tried again after a store error.", "sink")
 	SearchIndexed      = counter("opensearch_documents_indexed_total", "Documents OpenSearch indexed (2xx, or 409 on our own id).", "sink")
 	SearchRetried      = counter("opensearch_documents_retried_total", "Documents sent again after a 429/5xx item or request answer, or a connection error.", "sink")

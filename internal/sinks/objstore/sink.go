@@ -26,7 +26,10 @@ import (
 	"github.com/sluice-data/sluice/internal/template"
 )
 
-var _ sinks.Sink = (*Sink)(nil)
+var (
+	_ sinks.Sink           = (*Sink)(nil)
+	_ sinks.HealthReporter = (*Sink)(nil)
+)
 
 // ErrClosed is returned by Append after Close.
 var ErrClosed = errors.New("objstore: sink closed")
@@ -70,6 +73,9 @@ type Sink struct {
 
 	errMu sync.Mutex // not mu: flush workers must never wait for an appender
 	err   error      // first flush failure
+
+	health   *sinks.Health // store calls that fail, for the warning, sluice_sink_failing and /readyz
+	endpoint string        // the sink's URL (and S3 endpoint), for the warning
 
 	jobs     chan *buffer
 	inflight sync.WaitGroup
@@ -159,6 +165,10 @@ func New(cfg *config.Sink, store Lister, log *zap.Logger) (*Sink, error) {
 		retries:      metrics.SinkStoreRetries.WithLabelValues(cfg.Name),
 	}
 	s.abortCtx, s.abort = context.WithCancel(context.Background())
+	s.health, s.endpoint = sinks.NewHealth(cfg.Name, log), cfg.URL
+	if cfg.Endpoint != "" {
+		s.endpoint += " via " + sinks.Redact(cfg.Endpoint)
+	}
 	if s.compress == "" {
 		s.compress = config.DefaultCompression(s.format)
 	}
@@ -567,6 +577,7 @@ func (s *Sink) ticker() {
 		case <-s.stop:
 			return
 		case now := <-t.C:
+			s.health.Tick() // before the lock, which a blocked append may hold
 			s.mu.Lock()
 			for len(s.order) > 0 && (s.order[0].flushed || now.Sub(s.order[0].opened) >= iv) {
 				b := s.order[0]
@@ -730,12 +741,14 @@ func (s *Sink) retry(ctx context.Context, what string, op func() error) error {
 	for attempt := 1; ; attempt++ {
 		err := op()
 		if err == nil {
+			s.health.OK()
 			if attempt > 1 {
 				s.log.Info("store call succeeded after retries", zap.String("sink", s.name), zap.String("op", what),
 					zap.Int("attempts", attempt), zap.Duration("elapsed", time.Since(start)))
 			}
 			return nil
 		}
+		s.health.Failed(s.endpoint, err)
 		elapsed := time.Since(start)
 		if elapsed >= s.maxElapsed || ctx.Err() != nil {
 			if attempt == 1 {
@@ -821,6 +834,9 @@ func (c *countingWriter) Write(p []byte) (int, error) {
 	c.n += int64(n)
 	return n, err
 }
+
+// Health reports whether the sink's last store call failed.
+func (s *Sink) Health() (sinks.SinkHealth, bool) { return s.health.Health() }
 
 // Stats reports what has been durably written.
 func (s *Sink) Stats() sinks.Stats {
