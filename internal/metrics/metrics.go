@@ -39,7 +39,7 @@ var (
 	SinkWritten        = counter("sink_written_total", "Records durably written by a sink.", "sink")
 	SinkFailed         = counter("sink_failed_total", "Records a sink could not write, sent to its error output.", "sink", "type")
 	SinkErrorRecs      = counter("sink_error_records_written_total", "Error records durably written by a sink.", "sink")
-	ErrorRecords       = counter("error_records_total", "Records sent to an error output, by error output type.", "type")
+	ErrorRecords       = counter("error_records_total", "Error records durably written to an error output, by error output type (records skipped as already durable are not counted).", "type")
 	SinkObjects        = counter("sink_objects_total", "Objects written.", "sink")
 	SinkBytes          = counter("sink_bytes_total", "Object bytes written.", "sink")
 	SinkDroppedKeys    = counter("sink_extra_fields_dropped_total", "Records whose fields outside the schema were dropped (extra_column is empty).", "sink")

@@ -90,18 +90,6 @@ type Pipeline struct {
 	sinkStats []SinkStats
 	workers   int
 	ready     atomic.Bool
-
-	errMu    sync.Mutex
-	errTypes map[string]int64 // error records by type
-}
-
-func (p *Pipeline) countErrors(typ string, n int64) {
-	p.errMu.Lock()
-	if p.errTypes == nil {
-		p.errTypes = map[string]int64{}
-	}
-	p.errTypes[typ] += n
-	p.errMu.Unlock()
 }
 
 type sourceRT struct {
@@ -613,11 +601,10 @@ type worker struct {
 	src      int
 	// sinkRecords counts records handed to each sink in the current batch.
 	sinkRecords []int64
-	errTypes    map[string]int64 // error records by type, current batch
 }
 
 func (p *Pipeline) newWorker() *worker {
-	w := &worker{p: p, stamp: make([]uint64, len(p.sinks)), sinkRecords: make([]int64, len(p.sinks)), errTypes: map[string]int64{}}
+	w := &worker{p: p, stamp: make([]uint64, len(p.sinks)), sinkRecords: make([]int64, len(p.sinks))}
 	for _, s := range p.sources {
 		d, err := decode.New(s.cfg.Name, s.cfg.Format, s.cfg.EventTime.Field, s.cfg.EventTime.Unit)
 		if err != nil {
@@ -716,11 +703,6 @@ func (w *worker) process(j job) result {
 		metrics.RouteFiltered.WithLabelValues(rt.name).Add(float64(rc.Filtered))
 		metrics.RouteFailed.WithLabelValues(rt.name).Add(float64(rc.Failed))
 	}
-	for typ, n := range w.errTypes {
-		metrics.ErrorRecords.WithLabelValues(typ).Add(float64(n))
-		w.p.countErrors(typ, n)
-		delete(w.errTypes, typ)
-	}
 	r := result{seq: j.seq, ack: j.ack, pending: make([]sinks.Pending, len(w.writers))}
 	for i, wr := range w.writers {
 		r.pending[i] = wr.Take()
@@ -795,6 +777,5 @@ func (w *worker) writeFailure(sink int, route string, f *sinks.Failure) {
 	}
 	f.Pos = w.claim(sink, route, f.Pos)
 	f.Route = route
-	w.errTypes[f.Type]++
 	w.writers[sink].WriteFailure(f)
 }

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"math/rand/v2"
 	"slices"
 	"strings"
@@ -89,6 +90,8 @@ type Sink struct {
 
 	stats struct {
 		records, errors, objects, bytes, skipped atomic.Int64
+		typesMu                                  sync.Mutex
+		errTypes                                 map[string]int64 // durable error records by type
 	}
 
 	droppedExtra prometheus.Counter
@@ -144,6 +147,7 @@ type buffer struct {
 	opened      time.Time
 	header      []byte
 	flushed     bool
+	errTypes    map[string]int64 // error records by error output type
 }
 
 // New builds a sink from its configuration. The store is where objects go.
@@ -408,6 +412,12 @@ func (s *Sink) appendEntry(ctx context.Context, now time.Time, e *entry, key, ro
 	}
 	b := st.buf
 	s.add(b, group, row)
+	if e.errType != "" {
+		if b.errTypes == nil {
+			b.errTypes = map[string]int64{}
+		}
+		b.errTypes[e.errType]++
+	}
 	b.last = q
 	if b.rows >= s.cfg.MaxRecords || int64(len(b.data)) >= int64(s.cfg.MaxBytes) {
 		return s.flushLocked(ctx, b)
@@ -479,7 +489,6 @@ func (s *Sink) appendLimitFailure(ctx context.Context, now time.Time, e *entry, 
 	ep := w.Take().(*pending)
 	ee := &ep.ents[0]
 	metrics.SinkFailed.WithLabelValues(s.name, sinks.PartitionLimit).Inc()
-	metrics.ErrorRecords.WithLabelValues(sinks.PartitionLimit).Inc()
 	return s.appendEntry(ctx, now, ee, ep.data[:ee.keyEnd], ep.data[ee.keyEnd:ee.rowEnd], group)
 }
 
@@ -704,6 +713,15 @@ func (s *Sink) flushWorker() {
 			} else {
 				s.errWritten.Add(float64(b.rows))
 				s.stats.errors.Add(int64(b.rows))
+				s.stats.typesMu.Lock()
+				for typ, n := range b.errTypes {
+					if s.stats.errTypes == nil {
+						s.stats.errTypes = map[string]int64{}
+					}
+					s.stats.errTypes[typ] += n
+					metrics.ErrorRecords.WithLabelValues(typ).Add(float64(n))
+				}
+				s.stats.typesMu.Unlock()
 			}
 			s.log.Debug("object written", zap.String("sink", s.name), zap.String("key", key), zap.Int("records", b.rows), zap.Int64("bytes", size))
 		}
@@ -840,8 +858,12 @@ func (s *Sink) Health() (sinks.SinkHealth, bool) { return s.health.Health() }
 
 // Stats reports what has been durably written.
 func (s *Sink) Stats() sinks.Stats {
-	return sinks.Stats{Records: s.stats.records.Load(), ErrorRecords: s.stats.errors.Load(), Objects: s.stats.objects.Load(), Bytes: s.stats.bytes.Load(),
+	st := sinks.Stats{Records: s.stats.records.Load(), ErrorRecords: s.stats.errors.Load(), Objects: s.stats.objects.Load(), Bytes: s.stats.bytes.Load(),
 		Skipped: s.stats.skipped.Load()}
+	s.stats.typesMu.Lock()
+	st.ErrorsByType = maps.Clone(s.stats.errTypes)
+	s.stats.typesMu.Unlock()
+	return st
 }
 
 // StoreFor opens the store a sink's URL names.

@@ -421,7 +421,6 @@ func (s *Sink) reject(failures []*sinks.Failure, done func(error)) {
 	s.stats.rejected.Add(int64(len(failures)))
 	s.mFailed.Add(float64(len(failures)))
 	for _, f := range failures {
-		metrics.ErrorRecords.WithLabelValues(f.Type).Inc()
 		metrics.SinkFailed.WithLabelValues(s.name, f.Type).Inc()
 	}
 	if s.errSink == nil {
