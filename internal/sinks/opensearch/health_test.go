@@ -10,13 +10,16 @@ import (
 	"time"
 
 	dto "github.com/prometheus/client_model/go"
+	"github.com/valyala/fastjson"
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
 	"go.uber.org/zap/zaptest/observer"
 
 	"github.com/sluice-data/sluice/internal/config"
 	"github.com/sluice-data/sluice/internal/metrics"
+	"github.com/sluice-data/sluice/internal/record"
 	"github.com/sluice-data/sluice/internal/sinks"
+	"github.com/sluice-data/sluice/internal/template"
 	fake "github.com/sluice-data/sluice/internal/testutil"
 )
 
@@ -133,4 +136,26 @@ func gaugeValue(g interface{ Write(*dto.Metric) error }) float64 {
 		return -1
 	}
 	return m.GetGauge().GetValue()
+}
+
+// TestIllegalRenderedIndexFailsTheRecord: an index name that renders
+// illegal (validation saw only a sample) fails the record with the reason,
+// and nothing is sent to OpenSearch for it.
+func TestIllegalRenderedIndexFailsTheRecord(t *testing.T) {
+	srv := fake.NewSearchFake(t)
+	h := newHarness(t, srv, "")
+	var err error
+	if h.s.index, err = template.Parse("logs-*-!{timestamp:yyyy}"); err != nil {
+		t.Fatal(err)
+	}
+	w := h.s.NewWriter()
+	var p fastjson.Parser
+	v, _ := p.Parse(`{"a":1}`)
+	f := w.Write(&record.Record{Source: "src", Value: v, Raw: []byte(`{"a":1}`), Pos: record.Position{Partition: "p", Offset: 1}, EventTime: day})
+	if f == nil || f.Type != sinks.ProcessingFailed || f.Code != "OpenSearch.InvalidIndexName" || !strings.Contains(f.Message, `index "logs-*-2024": an index name cannot contain "*"`) {
+		t.Fatalf("failure = %+v", f)
+	}
+	if pend := w.Take(); pend != nil {
+		t.Errorf("%d documents encoded for an illegal index", pend.Len())
+	}
 }
