@@ -9,7 +9,6 @@ import (
 	"io"
 	"os"
 	"os/signal"
-	"runtime/debug"
 	"strings"
 	"syscall"
 	"time"
@@ -19,13 +18,11 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/sluice-data/sluice/internal/athena"
+	"github.com/sluice-data/sluice/internal/buildinfo"
 	"github.com/sluice-data/sluice/internal/config"
 	"github.com/sluice-data/sluice/internal/pipeline"
 	"github.com/sluice-data/sluice/internal/service"
 )
-
-// version is set at build time with -ldflags "-X main.version=...".
-var version = "dev"
 
 const usage = `usage: processor <command> [flags]
 
@@ -215,15 +212,6 @@ func runPipeline(ctx context.Context, cfg *config.Config, stdout io.Writer, opts
 	return nil
 }
 
-func versionString() string {
-	v := version
-	if bi, ok := debug.ReadBuildInfo(); ok {
-		for _, s := range bi.Settings {
-			if s.Key == "vcs.revision" && len(s.Value) >= 12 && v == "dev" {
-				v = "dev-" + s.Value[:12]
-			}
-		}
-		return fmt.Sprintf("sluice %s (%s)", v, bi.GoVersion)
-	}
-	return "sluice " + v
-}
+// versionString is set at build time with
+// -ldflags "-X github.com/sluice-data/sluice/internal/buildinfo.Version=...".
+func versionString() string { return buildinfo.String() }
