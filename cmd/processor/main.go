@@ -187,13 +187,19 @@ func runPipeline(ctx context.Context, cfg *config.Config, stdout io.Writer, opts
 	if err != nil && !errors.Is(err, memlimit.ErrNoLimit) {
 		log.Warn("could not read the container memory limit", zap.Error(err))
 	}
-	log.Info("pipeline starting", zap.String("config", cfg.File), zap.String("version", versionString()), zap.Int64("go_memory_limit", limit))
+	log.Info("pipeline starting", zap.String("config", cfg.File), zap.String("version", versionString()), memoryLimitField(limit))
 	start := time.Now()
 	stopProgress := func() {}
-	if len(opts) > 0 {
-		var pctx context.Context
-		pctx, stopProgress = context.WithCancel(ctx)
-		go progress(pctx, p, os.Stderr)
+	if p.Finite() {
+		// A run that ends (files, archives, a replay) says how far it is.
+		label := "run"
+		if len(opts) > 0 {
+			label = "replay"
+		}
+		pctx, cancel := context.WithCancel(ctx)
+		shown := make(chan struct{})
+		go func() { p.ShowProgress(pctx, os.Stderr, label); close(shown) }()
+		stopProgress = func() { cancel(); <-shown } // the summary follows the last line
 	}
 	err = p.Run(ctx)
 	stopProgress()

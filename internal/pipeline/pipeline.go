@@ -90,6 +90,7 @@ type Pipeline struct {
 	sinkStats []SinkStats
 	workers   int
 	ready     atomic.Bool
+	replay    bool // reading a time range: every source ends
 }
 
 type sourceRT struct {
@@ -164,7 +165,7 @@ func New(cfg *config.Config, log *zap.Logger, opts ...Option) (*Pipeline, error)
 	for _, opt := range opts {
 		opt(&o)
 	}
-	p := &Pipeline{cfg: cfg, log: log, workers: cfg.Service.Workers}
+	p := &Pipeline{cfg: cfg, log: log, workers: cfg.Service.Workers, replay: o.replay}
 	if p.workers <= 0 {
 		p.workers = runtime.GOMAXPROCS(0)
 	}

@@ -121,6 +121,10 @@ func (s Summary) skipped() (n int64) {
 	return n
 }
 
+// SinkLegend says what the sink table's columns count.
+const SinkLegend = "(rows: records written; errors: error records this sink wrote, failures from any source, route or sink; " +
+	"refused: records this sink could not take, sent to an error output; skipped: records already durable, not written again)"
+
 // Print writes the one-screen summary.
 func (s Summary) Print(w io.Writer) {
 	fmt.Fprintln(w, "── sluice run summary ──")
@@ -136,6 +140,7 @@ func (s Summary) Print(w io.Writer) {
 	for _, sk := range s.Sinks {
 		fmt.Fprintf(w, "%-22s %10d %10d %10d %10d %10d %12d\n", sk.Name, sk.Written, sk.ErrorRecords, sk.Failed, sk.Skipped, sk.Objects, sk.Bytes)
 	}
+	fmt.Fprintln(w, SinkLegend)
 	var types []string
 	for t, n := range s.ErrorsByType {
 		types = append(types, fmt.Sprintf("%s %d", t, n))
