@@ -18,10 +18,10 @@ const WarnEvery = 10 * time.Second
 // Health tracks whether a sink's writes to its endpoint are failing, for
 // the warning log, the sluice_sink_failing gauge and /readyz. A sink calls
 // Failed after each attempt that got nowhere (connection refused, a whole
-// request answered 5xx, a store error), OK after one that made progress,
-// and Tick now and then from a goroutine that never blocks on the
-// endpoint, so the warning repeats however long the sink's retries wait.
-// It is safe for concurrent use.
+// request answered 5xx, a store error) and OK after one that made
+// progress, and runs Watch on a goroutine of its own, so the warning
+// repeats however long the sink's retries and appends wait. It is safe
+// for concurrent use.
 type Health struct {
 	sink  string
 	log   *zap.Logger
@@ -101,6 +101,20 @@ func (h *Health) Tick() {
 	defer h.mu.Unlock()
 	if now := h.Now(); h.failing && now.Sub(h.warned) >= h.Every {
 		h.warnLocked(now)
+	}
+}
+
+// Watch calls Tick every second until stop is closed.
+func (h *Health) Watch(stop <-chan struct{}) {
+	t := time.NewTicker(time.Second)
+	defer t.Stop()
+	for {
+		select {
+		case <-stop:
+			return
+		case <-t.C:
+			h.Tick()
+		}
 	}
 }
 

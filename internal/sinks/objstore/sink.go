@@ -218,6 +218,7 @@ func New(cfg *config.Sink, store Lister, log *zap.Logger) (*Sink, error) {
 		go s.flushWorker()
 	}
 	go s.ticker()
+	go s.health.Watch(s.stop)
 	return s, nil
 }
 
@@ -586,7 +587,6 @@ func (s *Sink) ticker() {
 		case <-s.stop:
 			return
 		case now := <-t.C:
-			s.health.Tick() // before the lock, which a blocked append may hold
 			s.mu.Lock()
 			for len(s.order) > 0 && (s.order[0].flushed || now.Sub(s.order[0].opened) >= iv) {
 				b := s.order[0]

@@ -179,6 +179,7 @@ func newSink(cfg *config.Sink, errorSink string, client *opensearch.Client, log 
 		go s.sender()
 	}
 	go s.ticker()
+	go s.health.Watch(s.stop)
 	return s, nil
 }
 
@@ -255,9 +256,6 @@ func (s *Sink) ticker() {
 		case <-s.stop:
 			return
 		case now := <-t.C:
-			// Before the lock: Append holds it while it waits for a
-			// sender, which is exactly when the endpoint is down.
-			s.health.Tick()
 			s.mu.Lock()
 			if s.cur != nil && now.Sub(s.cur.opened) >= s.interval {
 				_ = s.sendLocked(context.Background())
