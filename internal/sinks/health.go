@@ -94,19 +94,23 @@ func (h *Health) OK() {
 		zap.Duration("failing_for", h.Now().Sub(h.since).Round(time.Millisecond)), zap.Int64("failures", h.failures))
 }
 
-// Tick logs the warning again if the sink is still failing and Every has
-// passed since the last one.
+// watchTick is how often Watch calls Tick.
+const watchTick = time.Second
+
+// Tick logs the warning again if the sink is still failing and Every would
+// have passed by the next tick, so warnings are never more than Every
+// apart.
 func (h *Health) Tick() {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	if now := h.Now(); h.failing && now.Sub(h.warned) >= h.Every {
+	if now := h.Now(); h.failing && now.Sub(h.warned) >= h.Every-watchTick {
 		h.warnLocked(now)
 	}
 }
 
 // Watch calls Tick every second until stop is closed.
 func (h *Health) Watch(stop <-chan struct{}) {
-	t := time.NewTicker(time.Second)
+	t := time.NewTicker(watchTick)
 	defer t.Stop()
 	for {
 		select {
