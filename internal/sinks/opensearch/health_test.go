@@ -9,7 +9,6 @@ import (
 	"testing"
 	"time"
 
-	dto "github.com/prometheus/client_model/go"
 	"github.com/valyala/fastjson"
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
@@ -85,7 +84,7 @@ sinks:
 	if w["sink"] != "health-search" || w["endpoint"] != srv.Server.URL || !strings.Contains(w["error"].(string), "503") {
 		t.Errorf("warning fields: %v", w)
 	}
-	if g := gaugeValue(metrics.SinkFailing.WithLabelValues("health-search")); g != 1 {
+	if g := failingGauge(t, "health-search"); g != 1 {
 		t.Errorf("sluice_sink_failing = %v, want 1", g)
 	}
 	if hs, failing := s.Health(); !failing || hs.Endpoint != srv.Server.URL || hs.Failures < 1 {
@@ -103,7 +102,7 @@ sinks:
 	if err := wait(t, acked, 10*time.Second); err != nil {
 		t.Fatal(err)
 	}
-	if g := gaugeValue(metrics.SinkFailing.WithLabelValues("health-search")); g != 0 {
+	if g := failingGauge(t, "health-search"); g != 0 {
 		t.Errorf("sluice_sink_failing = %v after recovery, want 0", g)
 	}
 	if logs.FilterMessage("sink recovered").Len() != 1 {
@@ -130,12 +129,26 @@ func waitUntil(t *testing.T, what string, cond func() bool) {
 	}
 }
 
-func gaugeValue(g interface{ Write(*dto.Metric) error }) float64 {
-	var m dto.Metric
-	if err := g.Write(&m); err != nil {
-		return -1
+// failingGauge reads sluice_sink_failing{sink} from the registry.
+func failingGauge(t *testing.T, sink string) float64 {
+	mfs, err := metrics.Registry.Gather()
+	if err != nil {
+		t.Fatal(err)
 	}
-	return m.GetGauge().GetValue()
+	for _, mf := range mfs {
+		if mf.GetName() != "sluice_sink_failing" {
+			continue
+		}
+		for _, m := range mf.GetMetric() {
+			for _, l := range m.GetLabel() {
+				if l.GetName() == "sink" && l.GetValue() == sink {
+					return m.GetGauge().GetValue()
+				}
+			}
+		}
+	}
+	t.Fatalf("no sluice_sink_failing{sink=%q}", sink)
+	return 0
 }
 
 // TestIllegalRenderedIndexFailsTheRecord: an index name that renders
