@@ -9,7 +9,6 @@ import (
 	"io"
 	"os"
 	"os/signal"
-	"runtime/debug"
 	"strings"
 	"syscall"
 	"time"
@@ -19,14 +18,12 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/sluice-data/sluice/internal/athena"
+	"github.com/sluice-data/sluice/internal/buildinfo"
 	"github.com/sluice-data/sluice/internal/config"
 	"github.com/sluice-data/sluice/internal/pipeline"
 	"github.com/sluice-data/sluice/internal/service"
 	filesource "github.com/sluice-data/sluice/internal/sources/file"
 )
-
-// version is set at build time with -ldflags "-X main.version=...".
-var version = "dev"
 
 // replaySources are the source types replay can read a time range of; the
 // usage text and replay's error both come from here.
@@ -283,7 +280,7 @@ func runPipeline(ctx context.Context, cfg *config.Config, stdout io.Writer, opts
 		return err
 	}
 	if cfg.Service.HTTPListen != "" {
-		srv, err := service.Listen(cfg.Service.HTTPListen, p.Ready, log)
+		srv, err := service.Listen(cfg.Service.HTTPListen, p.Ready, log, service.WithFailingSinks(p.FailingSinks))
 		if err != nil {
 			return fmt.Errorf("service.http_listen %q: %w (set another address, or \"\" to run without /metrics)", cfg.Service.HTTPListen, err)
 		}
@@ -303,13 +300,19 @@ func runPipeline(ctx context.Context, cfg *config.Config, stdout io.Writer, opts
 	for _, w := range cfg.Warnings {
 		log.Warn("configuration warning", zap.String("file", w.File), zap.Int("line", w.Line), zap.String("key", w.Path), zap.String("problem", w.Msg))
 	}
-	log.Info("pipeline starting", zap.String("config", cfg.File), zap.String("version", versionString()), zap.Int64("go_memory_limit", limit))
+	log.Info("pipeline starting", zap.String("config", cfg.File), zap.String("version", versionString()), memoryLimitField(limit))
 	start := time.Now()
 	stopProgress := func() {}
-	if len(opts) > 0 {
-		var pctx context.Context
-		pctx, stopProgress = context.WithCancel(ctx)
-		go progress(pctx, p, os.Stderr)
+	if p.Finite() {
+		// A run that ends (files, archives, a replay) says how far it is.
+		label := "run"
+		if len(opts) > 0 {
+			label = "replay"
+		}
+		pctx, cancel := context.WithCancel(ctx)
+		shown := make(chan struct{})
+		go func() { p.ShowProgress(pctx, os.Stderr, label); close(shown) }()
+		stopProgress = func() { cancel(); <-shown } // the summary follows the last line
 	}
 	err = p.Run(ctx)
 	stopProgress()
@@ -328,15 +331,6 @@ func runPipeline(ctx context.Context, cfg *config.Config, stdout io.Writer, opts
 	return nil
 }
 
-func versionString() string {
-	v := version
-	if bi, ok := debug.ReadBuildInfo(); ok {
-		for _, s := range bi.Settings {
-			if s.Key == "vcs.revision" && len(s.Value) >= 12 && v == "dev" {
-				v = "dev-" + s.Value[:12]
-			}
-		}
-		return fmt.Sprintf("sluice %s (%s)", v, bi.GoVersion)
-	}
-	return "sluice " + v
-}
+// versionString is set at build time with
+// -ldflags "-X github.com/sluice-data/sluice/internal/buildinfo.Version=...".
+func versionString() string { return buildinfo.String() }

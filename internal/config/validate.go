@@ -2,6 +2,7 @@ package config
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net/url"
 	"os"
@@ -420,6 +421,11 @@ func (v *validator) transform(p string, t *Transform) bool {
 	case "set":
 		for _, kn := range t.Set {
 			field(kp+"."+kn.Key, kn.Key)
+			// Decoded here as run decodes it, so a value run would refuse
+			// (an alias bomb) fails validate too.
+			if _, err := kn.Node.Value(); err != nil {
+				v.errorf(kp+"."+kn.Key, "%s", strings.TrimPrefix(err.Error(), "yaml: "))
+			}
 		}
 		return false
 	case "rename":
@@ -658,6 +664,8 @@ func (v *validator) openSearch(p string, s *Sink, sinks map[string]int) {
 		v.errorf(p+".index", "an index name can use !{timestamp:...} and !{arrival:...} only")
 	} else if name := indexSample(tpl); strings.ToLower(name) != name {
 		v.errorf(p+".index", "index names must be lowercase (this one renders as %q)", name)
+	} else if err := IndexNameError(name); err != nil {
+		v.errorf(p+".index", "%v (this one renders as %q)", err, name)
 	}
 	if s.ID != "" {
 		if _, err := jq.Compile(s.ID); err != nil {
@@ -718,6 +726,29 @@ func (v *validator) openSearch(p string, s *Sink, sinks map[string]int) {
 
 // indexSample renders an index template for a fixed time: month names
 // (MMM) and literals must come out lowercase.
+// IndexNameError says why name is not a legal OpenSearch index name, or
+// returns nil: lowercase, none of \ / * ? " < > | , # or a space, not
+// starting with - _ or +, not . or .., at most 255 bytes.
+func IndexNameError(name string) error {
+	switch {
+	case name == "":
+		return errors.New("an index name cannot be empty")
+	case name == "." || name == "..":
+		return fmt.Errorf("an index name cannot be %q", name)
+	case len(name) > 255:
+		return fmt.Errorf("an index name is at most 255 bytes, not %d", len(name))
+	case strings.ContainsAny(name[:1], "-_+"):
+		return fmt.Errorf("an index name cannot start with %q", name[:1])
+	}
+	if i := strings.IndexAny(name, "\\/*?\"<>| ,#"); i >= 0 {
+		return fmt.Errorf("an index name cannot contain %q", name[i:i+1])
+	}
+	if strings.ToLower(name) != name {
+		return errors.New("an index name must be lowercase")
+	}
+	return nil
+}
+
 func indexSample(tpl *template.Template) string {
 	at := time.Date(2024, 11, 3, 7, 0, 0, 0, time.UTC)
 	return string(tpl.Append(nil, template.Values{Time: at, Arrival: at}))

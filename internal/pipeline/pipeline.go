@@ -2,12 +2,34 @@
 //
 // One batch travels: source → decode → route → per-route transforms → sink
 // writers (all in a worker, in parallel with other batches) → sink Append
-// (in the sequencer, in source order) → durable write → ack → checkpoint.
-// The sequencer restores read order after the parallel stage, so objects
-// cut the same way on every run over the same input. Each batch's ack is
-// split into one child per sink it touched; the source's ack fires when all
-// have fired, first error winning. Filtered and unmatched records are
-// acknowledged as delivered.
+// (in the source's sequencer, in read order) → durable write → ack →
+// checkpoint. Each batch's ack is split into one child per sink it touched;
+// the source's ack fires when all have fired, first error winning. Filtered
+// and unmatched records are acknowledged as delivered.
+//
+// # Sources are independent
+//
+// Every source, finite or streaming, is read by a goroutine of its own and
+// sequenced by a goroutine of its own: the sequencer restores the source's
+// read order after the parallel stage, so a source's records reach each
+// sink in the order they were read, and objects (which hold one source
+// partition's records each) cut the same way on every run over the same
+// input. Order between sources carries no meaning and is not kept.
+//
+// A source has at most inFlightPerSource batches between its reader and its
+// sequencer: the reader takes a slot before handing a batch to the workers,
+// the sequencer gives it back once the batch is appended to its sinks, and
+// the source's results channel holds as many batches as there are slots, so
+// a worker never waits for a sequencer. A sink that blocks (its in-flight
+// limit reached while it retries a dead endpoint) therefore holds only the
+// sources whose records wait for it, and their checkpoints cannot pass those
+// records; a source that does not write to that sink reads on at full speed.
+// When a source waits at its pending cap it asks only the sinks its records
+// can reach (routes, error outputs, their error sinks) to flush.
+//
+// Finite sources (file, archive) are read concurrently too: two finite
+// sources that share a blocked sink both wait for it; one that does not is
+// not held by the other.
 package pipeline
 
 import (
@@ -16,6 +38,7 @@ import (
 	"fmt"
 	"io"
 	"runtime"
+	"slices"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -68,18 +91,7 @@ type Pipeline struct {
 	sinkStats []SinkStats
 	workers   int
 	ready     atomic.Bool
-
-	errMu    sync.Mutex
-	errTypes map[string]int64 // error records by type
-}
-
-func (p *Pipeline) countErrors(typ string, n int64) {
-	p.errMu.Lock()
-	if p.errTypes == nil {
-		p.errTypes = map[string]int64{}
-	}
-	p.errTypes[typ] += n
-	p.errMu.Unlock()
+	replay    bool // reading a time range: every source ends
 }
 
 type sourceRT struct {
@@ -89,7 +101,18 @@ type sourceRT struct {
 	routes    []*routeRT // routes that read this source, in order
 	stats     SourceStats
 	metaPath  jsonx.Path // where records get the message's metadata; nil: not added
+	// sinks are the indexes of every sink this source's records can reach:
+	// its routes' sinks, error outputs, and the sinks those hand failures to.
+	sinks []int
+	// slots bounds the batches between the reader and the sequencer;
+	// results (as large) carries them from the workers to the sequencer.
+	slots   chan struct{}
+	results chan result
 }
+
+// inFlightPerSource is how many batches of one source may be read and not
+// yet appended to its sinks, per pipeline worker.
+const inFlightPerSource = 2
 
 // addMeta sets path in v to the message's metadata: topic, partition,
 // offset, timestamp (RFC 3339, ms), key and headers as UTF-8 strings.
@@ -143,7 +166,7 @@ func New(cfg *config.Config, log *zap.Logger, opts ...Option) (*Pipeline, error)
 	for _, opt := range opts {
 		opt(&o)
 	}
-	p := &Pipeline{cfg: cfg, log: log, workers: cfg.Service.Workers}
+	p := &Pipeline{cfg: cfg, log: log, workers: cfg.Service.Workers, replay: o.replay}
 	if p.workers <= 0 {
 		p.workers = runtime.GOMAXPROCS(0)
 	}
@@ -183,7 +206,7 @@ func New(cfg *config.Config, log *zap.Logger, opts ...Option) (*Pipeline, error)
 				p.closeSinks()
 				return nil, err
 			}
-			fs.OnWait(p.relieve)
+			fs.OnWait(p.relieveFor(rt))
 			fs.SetLinger(sc.BatchLinger.D())
 			fs.SetMaxLineBytes(int(sc.File.MaxLineBytes))
 			fs.SetLogger(log)
@@ -193,7 +216,7 @@ func New(cfg *config.Config, log *zap.Logger, opts ...Option) (*Pipeline, error)
 			if o.replay {
 				rt.src, err = kafka.NewReplay(sc, o.from, o.to, log)
 			} else {
-				rt.src, err = kafka.New(sc, p.relieve, log)
+				rt.src, err = kafka.New(sc, p.relieveFor(rt), log)
 			}
 			if err != nil {
 				p.closeSinks()
@@ -204,7 +227,7 @@ func New(cfg *config.Config, log *zap.Logger, opts ...Option) (*Pipeline, error)
 			if o.replay {
 				rt.src, err = kinesis.NewReplay(sc, o.from, o.to, log)
 			} else {
-				rt.src, err = kinesis.New(sc, p.relieve, log)
+				rt.src, err = kinesis.New(sc, p.relieveFor(rt), log)
 			}
 			if err != nil {
 				p.closeSinks()
@@ -262,7 +285,42 @@ func New(cfg *config.Config, log *zap.Logger, opts ...Option) (*Pipeline, error)
 		}
 		p.routes = append(p.routes, rt)
 	}
+	for _, src := range p.sources {
+		src.sinks = p.reachable(src)
+	}
 	return p, nil
+}
+
+// reachable lists the sinks src's records can be written to: its routes'
+// sinks and error outputs, its own error output, and the error sinks of
+// those (OpenSearch hands failures to one).
+func (p *Pipeline) reachable(src *sourceRT) []int {
+	seen := make([]bool, len(p.sinks))
+	var out []int
+	add := func(i int) {
+		if i >= 0 && !seen[i] {
+			seen[i] = true
+			out = append(out, i)
+		}
+	}
+	add(src.errorSink)
+	si := slices.Index(p.sources, src)
+	for _, rt := range src.routes {
+		for _, to := range rt.to {
+			add(to)
+		}
+		if es, ok := rt.errSink[si]; ok {
+			add(es)
+		}
+	}
+	for _, i := range slices.Clone(out) {
+		for j, s := range p.sinks {
+			if s.Name() == p.sinks[i].ErrorSink() {
+				add(j)
+			}
+		}
+	}
+	return out
 }
 
 func newSink(cfg *config.Config, sc *config.Sink, log *zap.Logger) (sinks.Sink, error) {
@@ -297,12 +355,16 @@ func (p *Pipeline) flushOrder() []sinks.Sink {
 	return append(first, then...)
 }
 
-// relieve asks every sink to flush its oldest buffers: a source waits at
-// its pending cap.
-func (p *Pipeline) relieve() {
-	p.log.Debug("source at its pending cap; flushing oldest partitions")
-	for _, s := range p.sinks {
-		s.Relieve(context.Background())
+// relieveFor returns the hook a source calls while it waits at its pending
+// cap: it asks the sinks the source's records can reach to flush their
+// oldest buffers. Sinks the source does not write to are left alone, so a
+// sink that is stuck cannot hold a source that never uses it.
+func (p *Pipeline) relieveFor(src *sourceRT) func() {
+	return func() {
+		p.log.Debug("source at its pending cap; flushing oldest partitions", zap.String("source", src.cfg.Name))
+		for _, i := range src.sinks {
+			p.sinks[i].Relieve(context.Background())
+		}
 	}
 }
 
@@ -320,6 +382,20 @@ func (p *Pipeline) closeSinks() {
 // Ready reports whether the pipeline is running and not shutting down.
 func (p *Pipeline) Ready() bool { return p.ready.Load() }
 
+// FailingSinks lists the sinks whose last write attempt failed, for
+// /readyz.
+func (p *Pipeline) FailingSinks() []sinks.SinkHealth {
+	var out []sinks.SinkHealth
+	for _, s := range p.sinks {
+		if hr, ok := s.(sinks.HealthReporter); ok {
+			if h, failing := hr.Health(); failing {
+				out = append(out, h)
+			}
+		}
+	}
+	return out
+}
+
 // job is one batch on its way through the workers.
 type job struct {
 	seq   uint64
@@ -328,7 +404,8 @@ type job struct {
 	ack   record.AckFunc
 }
 
-// result is a processed batch waiting for its turn in the sequencer.
+// result is a processed batch waiting for its turn in its source's
+// sequencer.
 type result struct {
 	seq     uint64
 	ack     record.AckFunc
@@ -353,7 +430,10 @@ func (p *Pipeline) Run(ctx context.Context) error {
 	defer stopHard()
 
 	jobs := make(chan job)
-	results := make(chan result, p.workers)
+	for _, src := range p.sources {
+		src.slots = make(chan struct{}, inFlightPerSource*p.workers)
+		src.results = make(chan result, cap(src.slots))
+	}
 	g, gctx := errgroup.WithContext(work)
 	// Reading stops on a signal (ctx) or on a failure elsewhere (gctx); a
 	// read blocked at the pending cap must notice either.
@@ -374,18 +454,30 @@ func (p *Pipeline) Run(ctx context.Context) error {
 		go func() {
 			defer wg.Done()
 			for j := range jobs {
-				results <- w.process(j)
+				// Never blocks: the reader holds one of the source's slots
+				// for this batch, and results has room for all of them.
+				p.sources[j.src].results <- w.process(j)
 			}
 		}()
 	}
-	go func() { wg.Wait(); close(results) }()
-	g.Go(func() error { return p.sequence(gctx, results) })
+	go func() {
+		wg.Wait()
+		for _, src := range p.sources {
+			close(src.results)
+		}
+	}()
+	for _, src := range p.sources {
+		g.Go(func() error { return p.sequence(gctx, src) })
+	}
 	p.ready.Store(true)
 	err := g.Wait()
 	p.ready.Store(false)
 	if err != nil {
-		// Drain so the workers can exit.
-		for range results {
+		// Wait for the workers to exit; what they processed is dropped
+		// unacked.
+		for _, src := range p.sources {
+			for range src.results {
+			}
 		}
 		if cause := context.Cause(work); cause != nil && errors.Is(err, context.Canceled) {
 			err = cause // shutdown_timeout passed: say so, not "context canceled"
@@ -419,23 +511,23 @@ func (p *Pipeline) Run(ctx context.Context) error {
 	return nil
 }
 
-// read pulls batches from the sources. Finite (file, archive) sources are
-// read one after the other in configuration order, so a run over the same
-// files is the same sequence of batches; each streaming source (Kafka)
-// is read on its own, alongside. stop is the shutdown signal; readCtx ends
-// a blocked read on a signal or a failure; a batch already read is still
-// handed on unless the pipeline failed (sendCtx), since workers drain on
-// shutdown.
+// read pulls batches from the sources, each source on a goroutine of its
+// own, numbering each source's batches in read order for its sequencer.
+// stop is the shutdown signal; readCtx ends a blocked read on a signal or a
+// failure; a batch already read is still handed on unless the pipeline
+// failed (sendCtx), since workers drain on shutdown.
 func (p *Pipeline) read(stop, readCtx, sendCtx context.Context, jobs chan<- job) error {
-	var seqMu sync.Mutex
-	var seq uint64
-	send := func(j job) bool {
-		seqMu.Lock()
-		defer seqMu.Unlock()
-		j.seq = seq
+	send := func(s *sourceRT, j job) bool {
+		// A slot first: while the source's sinks hold its batches, the
+		// source waits here, and only it.
+		select {
+		case s.slots <- struct{}{}:
+		case <-sendCtx.Done():
+			j.ack(sendCtx.Err())
+			return false
+		}
 		select {
 		case jobs <- j:
-			seq++
 			return true
 		case <-sendCtx.Done():
 			j.ack(sendCtx.Err())
@@ -444,6 +536,7 @@ func (p *Pipeline) read(stop, readCtx, sendCtx context.Context, jobs chan<- job)
 	}
 	readOne := func(i int) error {
 		s := p.sources[i]
+		var seq uint64
 		for {
 			if stop.Err() != nil {
 				return nil
@@ -459,38 +552,25 @@ func (p *Pipeline) read(stop, readCtx, sendCtx context.Context, jobs chan<- job)
 				}
 				return fmt.Errorf("source %s: %w", s.cfg.Name, err)
 			}
-			if !send(job{src: i, batch: b, ack: ack}) {
+			if !send(s, job{seq: seq, src: i, batch: b, ack: ack}) {
 				return nil
 			}
+			seq++
 		}
 	}
 	var g errgroup.Group
-	g.Go(func() error {
-		for i, s := range p.sources {
-			if !streaming(s.cfg.Type) {
-				if err := readOne(i); err != nil {
-					return err
-				}
-			}
-		}
-		return nil
-	})
-	for i, s := range p.sources {
-		if streaming(s.cfg.Type) {
-			g.Go(func() error { return readOne(i) })
-		}
+	for i := range p.sources {
+		g.Go(func() error { return readOne(i) })
 	}
 	return g.Wait()
 }
 
-// streaming sources never end by themselves.
-func streaming(typ string) bool { return typ == "kafka" || typ == "kinesis" }
-
-// sequence appends results to the sinks in read order.
-func (p *Pipeline) sequence(ctx context.Context, results <-chan result) error {
+// sequence appends a source's results to the sinks in read order, giving
+// the source's slot back for each batch appended.
+func (p *Pipeline) sequence(ctx context.Context, src *sourceRT) error {
 	waiting := map[uint64]result{}
 	var next uint64
-	for r := range results {
+	for r := range src.results {
 		waiting[r.seq] = r
 		for {
 			r, ok := waiting[next]
@@ -514,6 +594,7 @@ func (p *Pipeline) sequence(ctx context.Context, results <-chan result) error {
 				}
 			}
 			group.Seal()
+			<-src.slots
 		}
 	}
 	return nil
@@ -534,11 +615,10 @@ type worker struct {
 	src      int
 	// sinkRecords counts records handed to each sink in the current batch.
 	sinkRecords []int64
-	errTypes    map[string]int64 // error records by type, current batch
 }
 
 func (p *Pipeline) newWorker(ctx context.Context) *worker {
-	w := &worker{p: p, stamp: make([]uint64, len(p.sinks)), sinkRecords: make([]int64, len(p.sinks)), errTypes: map[string]int64{}}
+	w := &worker{p: p, stamp: make([]uint64, len(p.sinks)), sinkRecords: make([]int64, len(p.sinks))}
 	lim := p.cfg.Service.JQ
 	w.jq = jq.NewEnv(ctx, jq.Limits{Timeout: lim.Timeout.D(), MaxOutputs: lim.MaxOutputs, MaxOutputBytes: int64(lim.MaxOutputBytes)})
 	w.tctx.JQ = w.jq
@@ -651,11 +731,6 @@ func (w *worker) process(j job) result {
 		metrics.RouteFiltered.WithLabelValues(rt.name).Add(float64(rc.Filtered))
 		metrics.RouteFailed.WithLabelValues(rt.name).Add(float64(rc.Failed))
 	}
-	for typ, n := range w.errTypes {
-		metrics.ErrorRecords.WithLabelValues(typ).Add(float64(n))
-		w.p.countErrors(typ, n)
-		delete(w.errTypes, typ)
-	}
 	r := result{seq: j.seq, ack: j.ack, pending: make([]sinks.Pending, len(w.writers))}
 	for i, wr := range w.writers {
 		r.pending[i] = wr.Take()
@@ -677,7 +752,6 @@ func (w *worker) abandon(j job) result {
 	for _, wr := range w.writers {
 		wr.Take()
 	}
-	clear(w.errTypes)
 	clear(w.sinkRecords)
 	return result{seq: j.seq, ack: j.ack, err: fmt.Errorf("batch abandoned, jq evaluations canceled: %w", context.Canceled)}
 }
@@ -748,6 +822,5 @@ func (w *worker) writeFailure(sink int, route string, f *sinks.Failure) {
 	}
 	f.Pos = w.claim(sink, route, f.Pos)
 	f.Route = route
-	w.errTypes[f.Type]++
 	w.writers[sink].WriteFailure(f)
 }

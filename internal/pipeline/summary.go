@@ -16,8 +16,10 @@ type Summary struct {
 	Sources []SourceSummary
 	Routes  []RouteSummary
 	Sinks   []SinkSummary
-	// ErrorsByType counts records sent to an error output, by type
-	// (processing-failed, schema-mismatch, sink-rejected, partition-limit).
+	// ErrorsByType counts error records this run durably wrote, by type
+	// (processing-failed, schema-mismatch, sink-rejected, partition-limit),
+	// counted by the error output that wrote them: a record skipped as
+	// already durable is not counted again.
 	ErrorsByType map[string]int64
 }
 
@@ -64,14 +66,12 @@ func (p *Pipeline) Summary() Summary {
 		s.Routes = append(s.Routes, RouteSummary{Name: r.name, Matched: r.stats.Matched.Load(), Out: r.stats.Out.Load(),
 			Filtered: r.stats.Filtered.Load(), Failed: r.stats.Failed.Load()})
 	}
-	p.errMu.Lock()
 	s.ErrorsByType = map[string]int64{}
-	for k, v := range p.errTypes {
-		s.ErrorsByType[k] = v
-	}
-	p.errMu.Unlock()
 	for i, sk := range p.sinks {
 		st := sk.Stats()
+		for typ, n := range st.ErrorsByType {
+			s.ErrorsByType[typ] += n
+		}
 		s.Sinks = append(s.Sinks, SinkSummary{Name: sk.Name(), Received: p.sinkStats[i].Received.Load(), Failed: p.sinkStats[i].Failed.Load(),
 			Written: st.Records, ErrorRecords: st.ErrorRecords, Objects: st.Objects, Bytes: st.Bytes, Skipped: st.Skipped})
 	}
@@ -121,6 +121,10 @@ func (s Summary) skipped() (n int64) {
 	return n
 }
 
+// SinkLegend says what the sink table's columns count.
+const SinkLegend = "(rows: records written; errors: error records this sink wrote, failures from any source, route or sink; " +
+	"refused: records this sink could not take, sent to an error output; skipped: records already durable, not written again)"
+
 // Print writes the one-screen summary.
 func (s Summary) Print(w io.Writer) {
 	fmt.Fprintln(w, "── sluice run summary ──")
@@ -136,6 +140,7 @@ func (s Summary) Print(w io.Writer) {
 	for _, sk := range s.Sinks {
 		fmt.Fprintf(w, "%-22s %10d %10d %10d %10d %10d %12d\n", sk.Name, sk.Written, sk.ErrorRecords, sk.Failed, sk.Skipped, sk.Objects, sk.Bytes)
 	}
+	fmt.Fprintln(w, SinkLegend)
 	var types []string
 	for t, n := range s.ErrorsByType {
 		types = append(types, fmt.Sprintf("%s %d", t, n))

@@ -5,6 +5,7 @@ package service
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"net"
 	"net/http"
@@ -15,6 +16,7 @@ import (
 	"go.uber.org/zap/zapcore"
 
 	"github.com/sluice-data/sluice/internal/metrics"
+	"github.com/sluice-data/sluice/internal/sinks"
 )
 
 // NewLogger returns a zap JSON logger at level (debug, info, warn, error)
@@ -42,8 +44,35 @@ type Server struct {
 	ln  net.Listener
 }
 
-// Listen starts serving on addr. ready reports readiness for /readyz.
-func Listen(addr string, ready func() bool, log *zap.Logger) (*Server, error) {
+// ListenOption changes what Listen serves.
+type ListenOption func(*listenOptions)
+
+type listenOptions struct {
+	failing func() []sinks.SinkHealth
+}
+
+// WithFailingSinks adds the sinks failing reports to /readyz. They do not
+// make the process unready: it is alive and serves its other sources, and a
+// restart would not bring a dead endpoint back.
+func WithFailingSinks(failing func() []sinks.SinkHealth) ListenOption {
+	return func(o *listenOptions) { o.failing = failing }
+}
+
+// readiness is the JSON body of /readyz.
+type readiness struct {
+	Status       string             `json:"status"` // "ready" or "not ready"
+	FailingSinks []sinks.SinkHealth `json:"failing_sinks"`
+}
+
+// Listen starts serving on addr. ready reports readiness for /readyz:
+// 200 when ready, 503 otherwise, with a JSON body
+// {"status": "ready", "failing_sinks": [...]} that lists the sinks whose
+// writes are failing.
+func Listen(addr string, ready func() bool, log *zap.Logger, opts ...ListenOption) (*Server, error) {
+	var o listenOptions
+	for _, opt := range opts {
+		opt(&o)
+	}
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		return nil, err
@@ -53,11 +82,17 @@ func Listen(addr string, ready func() bool, log *zap.Logger) (*Server, error) {
 		w.Write([]byte("ok\n"))
 	})
 	mux.HandleFunc("/readyz", func(w http.ResponseWriter, _ *http.Request) {
+		body := readiness{Status: "ready", FailingSinks: []sinks.SinkHealth{}}
+		code := http.StatusOK
 		if !ready() {
-			http.Error(w, "not ready", http.StatusServiceUnavailable)
-			return
+			body.Status, code = "not ready", http.StatusServiceUnavailable
 		}
-		w.Write([]byte("ready\n"))
+		if o.failing != nil {
+			body.FailingSinks = append(body.FailingSinks, o.failing()...)
+		}
+		w.Header().Set("Content-Type", "application/json")
+		w.WriteHeader(code)
+		_ = json.NewEncoder(w).Encode(body)
 	})
 	mux.Handle("/metrics", promhttp.HandlerFor(metrics.Registry, promhttp.HandlerOpts{Registry: metrics.Registry}))
 	s := &Server{srv: &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}, ln: ln}

@@ -81,6 +81,9 @@ type Stats struct {
 	// Skipped counts records not written because a durable object from an
 	// earlier run (or an earlier delivery) already holds them.
 	Skipped int64
+	// ErrorsByType counts the error records of ErrorRecords by error output
+	// type: what this run wrote, not what it skipped as already durable.
+	ErrorsByType map[string]int64
 }
 
 // Writer encodes records for one sink. It is used by one goroutine.

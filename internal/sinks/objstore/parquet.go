@@ -20,6 +20,7 @@ import (
 	"github.com/parquet-go/parquet-go/encoding"
 	"github.com/valyala/fastjson"
 
+	"github.com/sluice-data/sluice/internal/buildinfo"
 	"github.com/sluice-data/sluice/internal/config"
 	"github.com/sluice-data/sluice/internal/jsonx"
 	"github.com/sluice-data/sluice/internal/timeconv"
@@ -396,7 +397,7 @@ func (f *parquetFile) encodeTo(w io.Writer, data []byte) error {
 	// parquet-go's defaults (V2 pages, DELTA_LENGTH_BYTE_ARRAY) fail in
 	// Snowflake and older Spark and Presto readers.
 	pw := parquet.NewWriter(w, f.l.schema, parquet.Compression(f.l.codec),
-		parquet.CreatedBy("sluice", "1", ""), parquet.PageBufferSize(256<<10),
+		parquet.CreatedBy(buildinfo.CreatedBy()), parquet.PageBufferSize(256<<10),
 		parquet.DataPageVersion(1), parquet.DefaultEncodingFor(parquet.ByteArray, &parquet.Plain))
 	ncols := len(f.l.cols)
 	if f.l.extra != "" {

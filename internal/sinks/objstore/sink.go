@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"math/rand/v2"
 	"slices"
 	"strings"
@@ -26,7 +27,10 @@ import (
 	"github.com/sluice-data/sluice/internal/template"
 )
 
-var _ sinks.Sink = (*Sink)(nil)
+var (
+	_ sinks.Sink           = (*Sink)(nil)
+	_ sinks.HealthReporter = (*Sink)(nil)
+)
 
 // ErrClosed is returned by Append after Close.
 var ErrClosed = errors.New("objstore: sink closed")
@@ -80,6 +84,9 @@ type Sink struct {
 	errMu sync.Mutex // not mu: flush workers must never wait for an appender
 	err   error      // first flush failure
 
+	health   *sinks.Health // store calls that fail, for the warning, sluice_sink_failing and /readyz
+	endpoint string        // the sink's URL (and S3 endpoint), for the warning
+
 	jobs     chan *buffer
 	inflight sync.WaitGroup
 	// flying is the memory (buffer capacity) of objects handed to the
@@ -92,6 +99,8 @@ type Sink struct {
 
 	stats struct {
 		records, errors, objects, bytes, skipped, small atomic.Int64
+		typesMu                                         sync.Mutex
+		errTypes                                        map[string]int64 // durable error records by type
 	}
 	smallWarned atomic.Int64 // unix nanos of the last small-object warning
 	smallSince  atomic.Int64 // small objects since that warning
@@ -158,6 +167,7 @@ type buffer struct {
 	opened      time.Time
 	header      []byte
 	flushed     bool
+	errTypes    map[string]int64 // error records by error output type
 }
 
 // Stores are where a sink's objects go: Data is rooted at its url, Errors
@@ -200,6 +210,10 @@ func New(cfg *config.Sink, st Stores, log *zap.Logger) (*Sink, error) {
 		s.spill = newSpill(cfg.SpillDir, int64(cfg.MaxSpillBytes), metrics.SinkSpillBytes.WithLabelValues(cfg.Name))
 	}
 	s.abortCtx, s.abort = context.WithCancel(context.Background())
+	s.health, s.endpoint = sinks.NewHealth(cfg.Name, log), cfg.URL
+	if cfg.Endpoint != "" {
+		s.endpoint += " via " + sinks.Redact(cfg.Endpoint)
+	}
 	if s.compress == "" {
 		s.compress = config.DefaultCompression(s.format)
 	}
@@ -245,6 +259,7 @@ func New(cfg *config.Sink, st Stores, log *zap.Logger) (*Sink, error) {
 		go s.flushWorker()
 	}
 	go s.ticker()
+	go s.health.Watch(s.stop)
 	return s, nil
 }
 
@@ -462,6 +477,12 @@ func (s *Sink) appendEntry(ctx context.Context, now time.Time, e *entry, key, ro
 	}
 	b := st.buf
 	s.add(b, group, row)
+	if e.errType != "" {
+		if b.errTypes == nil {
+			b.errTypes = map[string]int64{}
+		}
+		b.errTypes[e.errType]++
+	}
 	b.last = q
 	if b.rows >= s.cfg.MaxRecords || int64(len(b.data))+b.spillLen >= int64(s.cfg.MaxBytes) {
 		return s.flushLocked(ctx, b)
@@ -634,7 +655,6 @@ func (s *Sink) appendLimitFailure(ctx context.Context, now time.Time, e *entry, 
 	ep := w.Take().(*pending)
 	ee := &ep.ents[0]
 	metrics.SinkFailed.WithLabelValues(s.name, sinks.PartitionLimit).Inc()
-	metrics.ErrorRecords.WithLabelValues(sinks.PartitionLimit).Inc()
 	return s.appendEntry(ctx, now, ee, ep.data[:ee.keyEnd], ep.data[ee.keyEnd:ee.rowEnd], group)
 }
 
@@ -875,6 +895,15 @@ func (s *Sink) flushWorker() {
 			} else {
 				s.errWritten.Add(float64(b.rows))
 				s.stats.errors.Add(int64(b.rows))
+				s.stats.typesMu.Lock()
+				for typ, n := range b.errTypes {
+					if s.stats.errTypes == nil {
+						s.stats.errTypes = map[string]int64{}
+					}
+					s.stats.errTypes[typ] += n
+					metrics.ErrorRecords.WithLabelValues(typ).Add(float64(n))
+				}
+				s.stats.typesMu.Unlock()
 			}
 			s.log.Debug("object written", zap.String("sink", s.name), zap.String("key", key), zap.Int("records", b.rows), zap.Int64("bytes", size))
 		}
@@ -962,12 +991,14 @@ func (s *Sink) retry(ctx context.Context, what string, op func() error) error {
 			return err // refused by the store: trying again cannot help
 		}
 		if err == nil {
+			s.health.OK()
 			if attempt > 1 {
 				s.log.Info("store call succeeded after retries", zap.String("sink", s.name), zap.String("op", what),
 					zap.Int("attempts", attempt), zap.Duration("elapsed", time.Since(start)))
 			}
 			return nil
 		}
+		s.health.Failed(s.endpoint, err)
 		elapsed := time.Since(start)
 		if elapsed >= s.maxElapsed || ctx.Err() != nil {
 			if attempt == 1 {
@@ -1054,10 +1085,17 @@ func (c *countingWriter) Write(p []byte) (int, error) {
 	return n, err
 }
 
+// Health reports whether the sink's last store call failed.
+func (s *Sink) Health() (sinks.SinkHealth, bool) { return s.health.Health() }
+
 // Stats reports what has been durably written.
 func (s *Sink) Stats() sinks.Stats {
-	return sinks.Stats{Records: s.stats.records.Load(), ErrorRecords: s.stats.errors.Load(), Objects: s.stats.objects.Load(), Bytes: s.stats.bytes.Load(),
+	st := sinks.Stats{Records: s.stats.records.Load(), ErrorRecords: s.stats.errors.Load(), Objects: s.stats.objects.Load(), Bytes: s.stats.bytes.Load(),
 		Skipped: s.stats.skipped.Load()}
+	s.stats.typesMu.Lock()
+	st.ErrorsByType = maps.Clone(s.stats.errTypes)
+	s.stats.typesMu.Unlock()
+	return st
 }
 
 // StoreFor opens the store a sink's URL names.

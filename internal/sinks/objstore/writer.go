@@ -25,6 +25,7 @@ type entry struct {
 	pos            record.Position
 	source         string
 	header         []byte // CSV header of the record's route, if any
+	errType        string // an error record's error output type; "" for data
 	// For on_partition_limit: error, what an error record needs.
 	raw            []byte
 	arrival, event time.Time
@@ -178,7 +179,7 @@ func (w *writer) WriteFailure(f *sinks.Failure) {
 	if f.FiledSource != "" {
 		pos, source = f.FiledPos, f.FiledSource
 	}
-	p.ents = append(p.ents, entry{keyEnd: uint32(keyEnd), rowEnd: uint32(len(p.data)), pos: pos, source: source})
+	p.ents = append(p.ents, entry{keyEnd: uint32(keyEnd), rowEnd: uint32(len(p.data)), pos: pos, source: source, errType: f.Type})
 }
 
 // AppendErrorRecord renders a failure as one NDJSON line in the shape

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -135,11 +136,13 @@ func (s *Sink) send(items []*item) outcome {
 	s.mLatency.Observe(time.Since(start).Seconds())
 	s.mSize.Observe(float64(buf.Len()))
 	if err != nil {
+		s.health.Failed(s.endpointOf(err), err)
 		return retryAll(items, "request failed: "+err.Error())
 	}
 	defer resp.Body.Close()
 	body, err := io.ReadAll(resp.Body)
 	if err != nil {
+		s.health.Failed(s.endpointOf(resp), err)
 		return retryAll(items, "reading the response: "+err.Error())
 	}
 	switch code := resp.StatusCode; {
@@ -150,6 +153,7 @@ func (s *Sink) send(items []*item) outcome {
 		h := len(items) / 2
 		return outcome{split: [][]*item{items[:h:h], items[h:]}}
 	case code == http.StatusTooManyRequests || code >= 500 || code == http.StatusUnauthorized || code == http.StatusForbidden:
+		s.health.Failed(s.endpointOf(resp), errors.New(resp.Status+": "+snippet(body)))
 		return retryAll(items, resp.Status+": "+snippet(body))
 	case code/100 != 2:
 		return s.allFailed(items, "OpenSearch.RequestRejected", resp.Status+": "+snippet(body))
@@ -158,7 +162,9 @@ func (s *Sink) send(items []*item) outcome {
 	if err := json.Unmarshal(body, &br); err != nil || len(br.Items) != len(items) {
 		// Answers that cannot be matched to items: send them all again
 		// (ids make that idempotent).
-		return retryAll(items, fmt.Sprintf("unreadable bulk response (%d items for %d documents): %s", len(br.Items), len(items), snippet(body)))
+		why := fmt.Sprintf("unreadable bulk response (%d items for %d documents): %s", len(br.Items), len(items), snippet(body))
+		s.health.Failed(s.endpointOf(resp), errors.New(why))
+		return retryAll(items, why)
 	}
 	var out outcome
 	indexed := 0
@@ -182,7 +188,37 @@ func (s *Sink) send(items []*item) outcome {
 	}
 	s.stats.indexed.Add(int64(indexed))
 	s.mIndexed.Add(float64(indexed))
+	if len(out.retry) == len(items) {
+		// Every item asked to be sent again: the cluster takes nothing.
+		s.health.Failed(s.endpointOf(resp), errors.New("every item answered "+out.retry[0].last))
+	} else {
+		s.health.OK()
+	}
 	return out
+}
+
+// endpointOf names the endpoint a request went to, from the response or
+// the client's error; failing that, the configured endpoints. User
+// information is removed by the health tracker.
+func (s *Sink) endpointOf(v any) string {
+	switch x := v.(type) {
+	case *http.Response:
+		if x.Request != nil && x.Request.URL != nil {
+			return x.Request.URL.Scheme + "://" + x.Request.URL.Host
+		}
+	case error:
+		var ue *url.Error
+		if errors.As(x, &ue) {
+			if u, err := url.Parse(ue.URL); err == nil && u.Host != "" {
+				return u.Scheme + "://" + u.Host
+			}
+		}
+	}
+	eps := make([]string, len(s.cfg.Endpoints))
+	for i, e := range s.cfg.Endpoints {
+		eps[i] = sinks.Redact(e)
+	}
+	return strings.Join(eps, ",")
 }
 
 func retryAll(items []*item, why string) outcome {

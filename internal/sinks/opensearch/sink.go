@@ -53,7 +53,10 @@ import (
 	"github.com/sluice-data/sluice/internal/template"
 )
 
-var _ sinks.Sink = (*Sink)(nil)
+var (
+	_ sinks.Sink           = (*Sink)(nil)
+	_ sinks.HealthReporter = (*Sink)(nil)
+)
 
 // ErrClosed is returned by Append after Close.
 var ErrClosed = errors.New("opensearch: sink closed")
@@ -98,6 +101,9 @@ type Sink struct {
 	err    error // first failure to hand rejected documents to the error sink
 
 	stats struct{ indexed, retried, rejected atomic.Int64 }
+	// health tracks requests that get nowhere, for the repeated warning,
+	// sluice_sink_failing and /readyz.
+	health *sinks.Health
 
 	mIndexed  prometheus.Counter
 	mRetried  prometheus.Counter
@@ -155,6 +161,7 @@ func newSink(cfg *config.Sink, errorSink string, client *opensearch.Client, log 
 		mInflight: metrics.SearchInflight.WithLabelValues(cfg.Name),
 	}
 	s.abortCtx, s.abort = context.WithCancel(context.Background())
+	s.health = sinks.NewHealth(cfg.Name, log)
 	var err error
 	if s.index, err = template.Parse(cfg.Index); err != nil {
 		return nil, fmt.Errorf("sink %s: index: %w", cfg.Name, err)
@@ -172,6 +179,7 @@ func newSink(cfg *config.Sink, errorSink string, client *opensearch.Client, log 
 		go s.sender()
 	}
 	go s.ticker()
+	go s.health.Watch(s.stop)
 	return s, nil
 }
 
@@ -299,6 +307,9 @@ func (s *Sink) Close(ctx context.Context) error {
 	return err
 }
 
+// Health reports whether the sink's last bulk request got nowhere.
+func (s *Sink) Health() (sinks.SinkHealth, bool) { return s.health.Health() }
+
 // errAborted fails the acks of documents not indexed when Close gave up.
 var errAborted = errors.New("opensearch: sink closed while documents were being retried")
 
@@ -408,7 +419,6 @@ func (s *Sink) reject(failures []*sinks.Failure, done func(error)) {
 	s.stats.rejected.Add(int64(len(failures)))
 	s.mFailed.Add(float64(len(failures)))
 	for _, f := range failures {
-		metrics.ErrorRecords.WithLabelValues(f.Type).Inc()
 		metrics.SinkFailed.WithLabelValues(s.name, f.Type).Inc()
 	}
 	if s.errSink == nil {

@@ -1,8 +1,11 @@
 package opensearch
 
 import (
+	"bytes"
 	"context"
+	"fmt"
 
+	"github.com/sluice-data/sluice/internal/config"
 	"github.com/sluice-data/sluice/internal/jq"
 	"github.com/sluice-data/sluice/internal/record"
 	"github.com/sluice-data/sluice/internal/sinks"
@@ -24,6 +27,7 @@ type writer struct {
 	p       *pending
 	slab    []byte // items' lines are cut from it
 	idx, sc []byte
+	okIdx   []byte // the last index name found legal
 }
 
 // NewWriter returns a writer for one worker.
@@ -42,6 +46,14 @@ func (w *writer) Write(rec *record.Record) *sinks.Failure {
 		at = rec.Arrival
 	}
 	w.idx = w.s.index.Append(w.idx[:0], template.Values{Time: at, Arrival: rec.Arrival})
+	if !bytes.Equal(w.idx, w.okIdx) {
+		// Validation checked the template's literal parts; what a time
+		// renders to is checked here, before OpenSearch would refuse it.
+		if err := config.IndexNameError(string(w.idx)); err != nil {
+			return w.fail(rec, "OpenSearch.InvalidIndexName", fmt.Sprintf("index %q: %v", w.idx, err))
+		}
+		w.okIdx = append(w.okIdx[:0], w.idx...)
+	}
 	if rec.Value == nil {
 		return w.fail(rec, "OpenSearch.NotJSON", "a document must be a JSON object; this record is raw bytes")
 	}

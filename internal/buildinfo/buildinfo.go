@@ -1,0 +1,81 @@
+// Package buildinfo says which Sluice this is: the release version, set at
+// build time, and the VCS revision Go recorded. The version subcommand,
+// the start-up log line and the created_by of every Parquet file show it.
+package buildinfo
+
+import (
+	"fmt"
+	"runtime/debug"
+)
+
+// Version is the release, set at build time:
+//
+//	go build -ldflags "-X github.com/sluice-data/sluice/internal/buildinfo.Version=0.4.0" ./cmd/processor
+//
+// Left at "dev", the module version Go recorded is used when there is one
+// (go install ...@v0.4.0).
+var Version = "dev"
+
+// Revision is the VCS revision, for builds without VCS information (a
+// Docker build context has no .git); set it like Version. Go's own record
+// of the revision wins when there is one.
+var Revision = ""
+
+// read is debug.ReadBuildInfo; tests replace it.
+var read = debug.ReadBuildInfo
+
+// Release returns the version: Version, or the module version Go recorded
+// when Version was not set.
+func Release() string {
+	if Version != "dev" {
+		return Version
+	}
+	if bi, ok := read(); ok && bi.Main.Version != "" && bi.Main.Version != "(devel)" {
+		return bi.Main.Version
+	}
+	return Version
+}
+
+// Build returns the revision the binary was built from, 12 hex digits with
+// "-dirty" when the work tree had changes, or "unknown".
+func Build() string {
+	rev, dirty := Revision, false
+	if bi, ok := read(); ok {
+		for _, s := range bi.Settings {
+			switch s.Key {
+			case "vcs.revision":
+				rev = s.Value
+			case "vcs.modified":
+				dirty = s.Value == "true"
+			}
+		}
+	}
+	if rev == "" {
+		return "unknown"
+	}
+	if len(rev) > 12 {
+		rev = rev[:12]
+	}
+	if dirty {
+		rev += "-dirty"
+	}
+	return rev
+}
+
+// String is the line `processor version` prints and the start-up log
+// carries: sluice 0.4.0 (build 0123456789ab, go1.26.0).
+func String() string {
+	goVersion := "unknown Go"
+	if bi, ok := read(); ok {
+		goVersion = bi.GoVersion
+	}
+	return fmt.Sprintf("sluice %s (build %s, %s)", Release(), Build(), goVersion)
+}
+
+// CreatedBy is the created_by of Parquet files, in parquet-mr's form that
+// readers parse: "sluice version 0.4.0 (build 0123456789ab)". It returns
+// the three parts parquet-go's CreatedBy option takes; parquet-go joins
+// version and "(build" without a space, so the version carries it.
+func CreatedBy() (app, version, build string) {
+	return "sluice", Release() + " ", Build()
+}

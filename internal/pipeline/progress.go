@@ -1,0 +1,100 @@
+package pipeline
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+	"time"
+)
+
+// ProgressEvery is how often progress is reported when stderr is not a
+// terminal (a log collector keeps every line); a terminal gets one line,
+// redrawn twice a second.
+const ProgressEvery = 10 * time.Second
+
+// Finite reports whether every source ends by itself (file, archive, or
+// any source in a replay), so a progress line means something.
+func (p *Pipeline) Finite() bool {
+	for _, s := range p.sources {
+		if (s.cfg.Type == "kafka" || s.cfg.Type == "kinesis") && !p.replay {
+			return false
+		}
+	}
+	return true
+}
+
+// ShowProgress reports the run on w until ctx ends: a line redrawn in
+// place when w is a terminal, a new line every ProgressEvery otherwise.
+// label starts each line ("run", "replay").
+func (p *Pipeline) ShowProgress(ctx context.Context, w *os.File, label string) {
+	st, err := w.Stat()
+	tty := err == nil && st.Mode()&os.ModeCharDevice != 0
+	every := ProgressEvery
+	if tty {
+		every = 500 * time.Millisecond
+	}
+	p.showProgress(ctx, w, tty, every, label)
+}
+
+func (p *Pipeline) showProgress(ctx context.Context, w io.Writer, tty bool, every time.Duration, label string) {
+	start := time.Now()
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			if tty {
+				fmt.Fprintln(w)
+			}
+			return
+		case <-t.C:
+			line := p.ProgressLine(label, time.Since(start))
+			if tty {
+				fmt.Fprintf(w, "\r\033[K%s", line)
+			} else {
+				io.WriteString(w, line+"\n")
+			}
+		}
+	}
+}
+
+// ProgressLine renders how far the run is: messages read, the rate, and
+// for Kafka ranges the ETA and each partition's share done; otherwise the
+// messages read per source.
+func (p *Pipeline) ProgressLine(label string, elapsed time.Duration) string {
+	read, parts := p.ReplayProgress()
+	rate := float64(read) / elapsed.Seconds()
+	if len(parts) == 0 {
+		var per []string
+		for _, src := range p.sources {
+			per = append(per, fmt.Sprintf("%s %d", src.cfg.Name, src.stats.Messages.Load()))
+		}
+		if len(per) > 8 {
+			per = append(per[:8], fmt.Sprintf("… %d more", len(per)-8))
+		}
+		return fmt.Sprintf("%s: %d records, %.0f/s | %s", label, read, rate, strings.Join(per, ", "))
+	}
+	var done, total int64
+	var pcts []string
+	for _, pp := range parts {
+		done += pp.Done
+		total += pp.Total
+		pct := 100.0
+		if pp.Total > 0 {
+			pct = 100 * float64(pp.Done) / float64(pp.Total)
+		}
+		pcts = append(pcts, fmt.Sprintf("%s %.0f%%", pp.Partition, pct))
+	}
+	eta := "?"
+	if rate > 0 && total > done {
+		eta = (time.Duration(float64(total-done)/rate) * time.Second).Round(time.Second).String()
+	} else if total > 0 && done >= total {
+		eta = "0s"
+	}
+	if len(pcts) > 8 {
+		pcts = append(pcts[:8], fmt.Sprintf("… %d more", len(pcts)-8))
+	}
+	return fmt.Sprintf("%s: %d records, %.0f/s, ETA %s | %s", label, read, rate, eta, strings.Join(pcts, ", "))
+}
