@@ -129,6 +129,7 @@ type Sink struct {
 	ErrorPrefix       string   `yaml:"error_prefix" default:"errors/!{error-output-type}/" doc:"Prefix template for error records written by this sink."`
 	Schema            []Column `yaml:"schema" doc:"Parquet columns; fields not listed go to extra_column."`
 	ExtraColumn       string   `yaml:"extra_column" default:"_extra" doc:"JSON column for fields not in schema; \"\" drops them (counted in a metric)."`
+	MaxValueBytes     Size     `yaml:"max_value_bytes" default:"1MiB" doc:"parquet: largest value of a string or json column (and of extra_column); a record with a larger one goes to the error output as schema-mismatch."`
 	Buffer            Buffer   `yaml:"buffer" doc:"Per-partition buffering hints."`
 	MaxOpenPartitions int      `yaml:"max_open_partitions" default:"500" doc:"Open partition buffers; opening one more flushes the oldest."`
 	OnPartitionLimit  string   `yaml:"on_partition_limit" default:"flush_oldest" enum:"flush_oldest|error" doc:"At max_open_partitions: flush the oldest partition, or send the record to the error output as partition-limit."`

@@ -463,6 +463,10 @@ func (v *validator) sink(i int, sinks map[string]int) {
 	if s.MaxBufferedBytes <= 0 {
 		v.errorf(p+".max_buffered_bytes", "must be greater than 0")
 	}
+	if s.MaxValueBytes <= 0 || s.MaxValueBytes > 1<<30 {
+		// A Parquet page's size is an int32, and one value is one page.
+		v.errorf(p+".max_value_bytes", "must be between 1 and 1GiB")
+	}
 }
 
 var storageClasses = []string{"STANDARD", "REDUCED_REDUNDANCY", "STANDARD_IA", "ONEZONE_IA", "INTELLIGENT_TIERING", "GLACIER", "DEEP_ARCHIVE", "GLACIER_IR", "EXPRESS_ONEZONE"}
