@@ -64,6 +64,11 @@ func ReadParquet(path string) (*ParquetFile, error) {
 	if err != nil {
 		return nil, err
 	}
+	return ReadParquetBytes(path, data)
+}
+
+// ReadParquetBytes reads a whole file held in memory; name is for errors.
+func ReadParquetBytes(path string, data []byte) (*ParquetFile, error) {
 	rdr, err := file.NewParquetReader(bytes.NewReader(data))
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", path, err)

@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -50,6 +51,9 @@ func quote(s string) string {
 func TestParquetLargeValuesReadByArrow(t *testing.T) {
 	for _, size := range []int{100 << 10, 1 << 20, 4 << 20, 16 << 20} {
 		t.Run(strconv.Itoa(size>>10)+"KiB", func(t *testing.T) {
+			if testing.Short() && size > 1<<20 {
+				t.Skip("-short (the race run): 4 and 16 MiB take seconds")
+			}
 			s, dir := newSink(t, "    max_value_bytes: 64MiB\n"+largeSchema, nil)
 			str := bigText(size, "é")
 			js := bigText(size-2, "中") // its JSON text, quotes included, is size bytes
@@ -121,7 +125,7 @@ func TestParquetValueLimit(t *testing.T) {
 		{"extra over", fmt.Sprintf(`{"o":%q}`, strings.Repeat("x", limit)), "column _extra (json, fields outside the schema): value of 1048584 bytes is over max_value_bytes (1048576)"},
 		{"int64", fmt.Sprintf(`{"n":%q}`, strings.Repeat("7", 16<<20)), "column n (int64, field n): got \"777777777777777777777777777777777777777..., want an integer"},
 		{"int64 number", fmt.Sprintf(`{"n":%s}`, strings.Repeat("7", 16<<20)), "column n (int64, field n): 7777777777777777777777777777777777777777"},
-		{"double", fmt.Sprintf(`{"d":%q}`, strings.Repeat("7", 16<<20)), "column d (double, field d): got \"777777777777777777777777777777777777777..., want a number"},
+		{"double", fmt.Sprintf(`{"d":%q}`, strings.Repeat("7", 16<<20)), "column d (double, field d): \"777777777777777777777777777777777777777... does not fit a double"},
 		{"bool", fmt.Sprintf(`{"b":%q}`, strings.Repeat("7", 16<<20)), "column b (bool, field b): got \"777777777777777777777777777777777777777"},
 		{"timestamp", fmt.Sprintf(`{"t":%q}`, strings.Repeat("x", 16<<20)), "column t (timestamp_ms, field t): \"xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx"},
 		{"date", fmt.Sprintf(`{"day":%q}`, strings.Repeat("x", 16<<20)), "column day (date, field day): \"xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx"},
@@ -157,5 +161,97 @@ func TestParquetValueLimit(t *testing.T) {
 				t.Errorf("reason of %d bytes", len(f.Message))
 			}
 		})
+	}
+}
+
+// TestParquetLooseNumbers: a double column takes JSON numbers that fit a
+// float64, as numbers or strings; 1e400 is a mismatch, not +Inf, and
+// "NaN", "Infinity" and Go-only syntax are not numbers. Integer strings
+// follow JSON's syntax too.
+func TestParquetLooseNumbers(t *testing.T) {
+	tests := []struct {
+		give, want string // want: the value Arrow reads, or the mismatch reason
+		ok         bool
+	}{
+		{`{"d":1.5}`, "1.5", true},
+		{`{"d":"2.5e3"}`, "2500", true},
+		{`{"d":1e-400}`, "0", true},
+		{`{"d":1e400}`, "column d (double, field d): 1e400 does not fit a double", false},
+		{`{"d":-1e400}`, "column d (double, field d): -1e400 does not fit a double", false},
+		{`{"d":"1e400"}`, `column d (double, field d): "1e400" does not fit a double`, false},
+		{`{"d":"NaN"}`, `column d (double, field d): got "NaN", want a number`, false},
+		{`{"d":"Infinity"}`, `column d (double, field d): got "Infinity", want a number`, false},
+		{`{"d":"-inf"}`, `column d (double, field d): got "-inf", want a number`, false},
+		{`{"d":"0x1p3"}`, `column d (double, field d): got "0x1p3", want a number`, false},
+		{`{"n":"7"}`, "", true},
+		{`{"n":"+7"}`, `column n (int64, field n): got "+7", want an integer`, false},
+		{`{"n":"07"}`, `column n (int64, field n): got "07", want an integer`, false},
+		{`{"n":1e400}`, "column n (int64, field n): 1e400 is not a 64-bit integer", false},
+	}
+	for _, tt := range tests {
+		s, dir := newSink(t, largeSchema, nil)
+		fails := feed(t, s, nil, tt.give)
+		if err := s.Flush(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+		if !tt.ok {
+			if len(fails) != 1 || fails[0].Type != sinks.SchemaMismatch || fails[0].Message != tt.want {
+				t.Errorf("%s: failures %+v, want schema-mismatch %q", tt.give, fails, tt.want)
+			}
+			continue
+		}
+		if len(fails) != 0 {
+			t.Errorf("%s: refused: %s", tt.give, fails[0].Message)
+			continue
+		}
+		pf, err := testutil.ReadParquet(filepath.Join(dir, files(t, dir)[0]))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := fmt.Sprint(pf.Rows[0]["d"]); tt.want != "" && got != tt.want {
+			t.Errorf("%s: d = %s, want %s", tt.give, got, tt.want)
+		}
+	}
+}
+
+// TestOutputIsJSON: strings that were read on the way (here by a
+// partition key) are written back as JSON in NDJSON objects, json columns
+// and the extra column. fastjson's MarshalTo wrote them with Go escapes
+// (\a, \x7f, \U000e0001) that no JSON reader takes.
+func TestOutputIsJSON(t *testing.T) {
+	line := `{"k":"q\"\u0007\u007f\udb40\udc01","j":{"k":"q\"\u0007\u007f\udb40\udc01"},"o":"q\"\u0007\u007f\udb40\udc01"}`
+	for _, format := range []string{"ndjson", "parquet"} {
+		body := "    format: ndjson\n    partition_keys: {k: .k, j: .j.k, o: .o}\n"
+		if format == "parquet" {
+			body = "    partition_keys: {k: .k, j: .j.k, o: .o}\n" + largeSchema
+		}
+		s, dir := newSink(t, body, nil)
+		if fails := feed(t, s, nil, line); len(fails) != 0 {
+			t.Fatalf("%s: %s", format, fails[0].Message)
+		}
+		if err := s.Flush(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+		path := filepath.Join(dir, files(t, dir)[0])
+		var texts []string
+		if format == "ndjson" {
+			b, err := os.ReadFile(path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			texts = append(texts, strings.TrimSuffix(string(b), "\n"))
+		} else {
+			pf, err := testutil.ReadParquet(path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			texts = append(texts, fmt.Sprint(pf.Rows[0]["j"]), fmt.Sprint(pf.Rows[0]["_extra"]))
+		}
+		for _, text := range texts {
+			var v any
+			if err := json.Unmarshal([]byte(text), &v); err != nil {
+				t.Errorf("%s: %q is not JSON: %v", format, text, err)
+			}
+		}
 	}
 }

@@ -244,7 +244,7 @@ func encodeValue(dst []byte, c *column, v *fastjson.Value) ([]byte, error) {
 	case "json":
 		n := len(dst)
 		dst = append(dst, 0, 0, 0, 0)
-		dst = v.MarshalTo(dst)
+		dst = jsonx.AppendValue(dst, v)
 		binary.LittleEndian.PutUint32(dst[n:], uint32(len(dst)-n-4))
 		return dst, nil
 	case "int64":
@@ -302,6 +302,9 @@ func shortValue(v *fastjson.Value) string {
 	return s
 }
 
+// intOf reads an integer column: a JSON number that is a whole number in
+// int64's range, or a string holding one in JSON's number syntax ("7",
+// not "+7", "07" or "0x7").
 func intOf(v *fastjson.Value) (int64, error) {
 	switch v.Type() {
 	case fastjson.TypeNumber:
@@ -315,24 +318,36 @@ func intOf(v *fastjson.Value) (int64, error) {
 		return 0, fmt.Errorf("%s is not a 64-bit integer", v)
 	case fastjson.TypeString:
 		b, _ := v.StringBytes()
-		if i, err := strconv.ParseInt(string(b), 10, 64); err == nil {
-			return i, nil
+		if jsonx.ValidNumber(b) {
+			if i, err := strconv.ParseInt(string(b), 10, 64); err == nil {
+				return i, nil
+			}
 		}
 	}
 	return 0, fmt.Errorf("got %s, want an integer", shortValue(v))
 }
 
+// floatOf reads a double column: a JSON number, or a string holding one,
+// that fits a float64. 1e400 is refused, not stored as +Inf, and so are
+// "NaN", "Infinity" and "inf", which are not JSON numbers.
 func floatOf(v *fastjson.Value) (float64, error) {
+	var b []byte
 	switch v.Type() {
 	case fastjson.TypeNumber:
-		return v.Float64()
+		b = v.MarshalTo(nil)
 	case fastjson.TypeString:
-		b, _ := v.StringBytes()
-		if f, err := strconv.ParseFloat(string(b), 64); err == nil {
-			return f, nil
-		}
+		b, _ = v.StringBytes()
+	default:
+		return 0, fmt.Errorf("got %s, want a number", shortValue(v))
 	}
-	return 0, fmt.Errorf("got %s, want a number", shortValue(v))
+	f, err := jsonx.FiniteFloat(b)
+	switch {
+	case errors.Is(err, strconv.ErrRange):
+		return 0, fmt.Errorf("%s does not fit a double", shortValue(v))
+	case err != nil:
+		return 0, fmt.Errorf("got %s, want a number", shortValue(v))
+	}
+	return f, nil
 }
 
 // appendExtra writes, as one JSON object, every field of obj the schema does
@@ -368,7 +383,7 @@ func appendExtra(dst []byte, obj *fastjson.Object, t *trie) ([]byte, bool) {
 		}
 		dst = jsonx.AppendString(dst, k)
 		dst = append(dst, ':')
-		dst = v.MarshalTo(dst)
+		dst = jsonx.AppendValue(dst, v)
 		n++
 	})
 	if n == 0 {

@@ -2,6 +2,7 @@ package opensearch
 
 import (
 	"github.com/sluice-data/sluice/internal/jq"
+	"github.com/sluice-data/sluice/internal/jsonx"
 	"github.com/sluice-data/sluice/internal/record"
 	"github.com/sluice-data/sluice/internal/sinks"
 	"github.com/sluice-data/sluice/internal/template"
@@ -57,7 +58,7 @@ func (w *writer) Write(rec *record.Record) *sinks.Failure {
 	}
 	start := len(w.slab)
 	w.slab = appendAction(w.slab, w.idx, w.sc)
-	w.slab = rec.Value.MarshalTo(w.slab)
+	w.slab = jsonx.AppendValue(w.slab, rec.Value)
 	w.slab = append(w.slab, '\n')
 	// A document longer than what was left of the slab moved it; either
 	// way the item's lines are the tail, and later items go after them.
