@@ -150,6 +150,7 @@ type Sink struct {
 	ErrorPrefix       string   `yaml:"error_prefix" doc:"Prefix template for error records, relative to url. Unset: they go beside the data, to a sibling named after the url's last element plus -errors (s3://b/lake/app-logs/ → s3://b/lake/app-logs-errors/!{error-output-type}/!{timestamp:yyyy/MM/dd}/), or under errors/ inside a url that is a bucket or file-system root; a sink that no route writes to (only an error output) keeps them under its url, as !{error-output-type}/!{timestamp:yyyy/MM/dd}/."`
 	Schema            []Column `yaml:"schema" doc:"Parquet columns; fields not listed go to extra_column."`
 	ExtraColumn       string   `yaml:"extra_column" default:"_extra" doc:"JSON column for fields not in schema; \"\" drops them (counted in a metric)."`
+	MaxValueBytes     Size     `yaml:"max_value_bytes" default:"1MiB" doc:"parquet: largest value of a string or json column (and of extra_column); a record with a larger one goes to the error output as schema-mismatch."`
 	Buffer            Buffer   `yaml:"buffer" doc:"Per-partition buffering hints."`
 	MaxOpenPartitions int      `yaml:"max_open_partitions" default:"500" doc:"Partition buffers held in memory; one more moves the least recently used to the spill (or, with spilling off, flushes the oldest)."`
 	OnPartitionLimit  string   `yaml:"on_partition_limit" default:"flush_oldest" enum:"flush_oldest|error" doc:"At max_open_partitions: flush the oldest partition, or send the record to the error output as partition-limit."`

@@ -597,6 +597,10 @@ func (v *validator) sink(i int, sinks map[string]int) {
 	if s.SmallObjectBytes < 0 {
 		v.errorf(p+".small_object_bytes", "must not be negative")
 	}
+	if s.MaxValueBytes <= 0 || s.MaxValueBytes > 1<<30 {
+		// A Parquet page's size is an int32, and one value is one page.
+		v.errorf(p+".max_value_bytes", "must be between 1 and 1GiB")
+	}
 }
 
 var storageClasses = []string{"STANDARD", "REDUCED_REDUNDANCY", "STANDARD_IA", "ONEZONE_IA", "INTELLIGENT_TIERING", "GLACIER", "DEEP_ARCHIVE", "GLACIER_IR", "EXPRESS_ONEZONE"}

@@ -10,9 +10,11 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/valyala/fastjson"
 
 	"github.com/sluice-data/sluice/internal/jsonx"
+	"github.com/sluice-data/sluice/internal/metrics"
 	"github.com/sluice-data/sluice/internal/record"
 	"github.com/sluice-data/sluice/internal/timeconv"
 )
@@ -43,6 +45,9 @@ type Decoder struct {
 	timeField jsonx.Path
 	timeUnit  string
 	parser    fastjson.Parser
+	text      []byte // the message with invalid UTF-8 replaced
+	numbers   jsonx.NumberChecker
+	badUTF8   prometheus.Counter
 }
 
 // New returns a decoder for source in format. timeField overrides the
@@ -61,7 +66,8 @@ func New(source, format, timeField, timeUnit string) (*Decoder, error) {
 	if timeUnit == "" {
 		timeUnit = "auto"
 	}
-	return &Decoder{source: source, format: format, timeField: jsonx.ParsePath(timeField), timeUnit: timeUnit}, nil
+	return &Decoder{source: source, format: format, timeField: jsonx.ParsePath(timeField), timeUnit: timeUnit,
+		badUTF8: metrics.DecodeInvalidUTF8.WithLabelValues(source)}, nil
 }
 
 // Error is a message, or one object of it, that did not decode.
@@ -114,9 +120,23 @@ func (d *Decoder) one(msg *record.Message, data []byte, pos record.Position, emi
 		emit(&rec)
 		return
 	}
-	v, err := d.parser.ParseBytes(data)
+	// Strings reach every later stage (partition keys, object keys,
+	// Parquet, OpenSearch) as valid UTF-8: invalid bytes and lone
+	// surrogate escapes become U+FFFD, counted. Raw keeps the bytes as
+	// they came, for the error output and the raw archive.
+	text, fixed := jsonx.ValidText(d.text[:0], data)
+	if fixed {
+		d.text = text
+		d.badUTF8.Inc()
+	}
+	v, err := d.parser.ParseBytes(text)
 	if err != nil {
 		fail(&Error{Pos: pos, Raw: data, Err: fmt.Errorf("invalid JSON: %w", err)})
+		return
+	}
+	if bad := d.numbers.Bad(v); bad != nil {
+		// fastjson takes NaN, inf, 01, .5 as numbers; JSON does not.
+		fail(&Error{Pos: pos, Raw: data, Err: fmt.Errorf("invalid JSON: %q is not a number", shortText(bad))})
 		return
 	}
 	jsonx.Dedupe(v)
@@ -136,6 +156,14 @@ func (d *Decoder) one(msg *record.Message, data []byte, pos record.Position, emi
 	}
 	rec.Value = v
 	emit(&rec)
+}
+
+// shortText bounds the part of a reason that quotes the input.
+func shortText(b []byte) string {
+	if len(b) > 40 {
+		return string(b[:40]) + "..."
+	}
+	return string(b)
 }
 
 var errNotObject = errors.New("not a JSON object")

@@ -1,13 +1,18 @@
 package decode
 
 import (
+	"encoding/json"
 	"os"
 	"strings"
 	"testing"
 	"time"
+	"unicode/utf8"
 
+	dto "github.com/prometheus/client_model/go"
 	"github.com/valyala/fastjson"
 
+	"github.com/sluice-data/sluice/internal/jsonx"
+	"github.com/sluice-data/sluice/internal/metrics"
 	"github.com/sluice-data/sluice/internal/record"
 )
 
@@ -94,7 +99,7 @@ func TestSamples(t *testing.T) {
 }
 
 func FuzzDecode(f *testing.F) {
-	for _, s := range []string{`{"event_timestamp":1}`, `{"a":1,"a":{"b":1,"b":2}}`, `{"source":"a","detail-type":"b","detail":{}}`, "{\"metric_name\":\"a\",\"timestamp\":1}\n{}", `[`} {
+	for _, s := range []string{`{"event_timestamp":1}`, `{"a":1,"a":{"b":1,"b":2}}`, "{\"a\":\"\xff\\ud800\",\"n\":[NaN,1e400]}", `{"a":"q\"\u0007\u007f\udb40\udc01"}`, `{"source":"a","detail-type":"b","detail":{}}`, "{\"metric_name\":\"a\",\"timestamp\":1}\n{}", `[`} {
 		f.Add(s)
 	}
 	f.Fuzz(func(t *testing.T, data string) {
@@ -107,6 +112,15 @@ func FuzzDecode(f *testing.F) {
 					if k := duplicateKey(r.Value); k != "" {
 						t.Fatalf("%s: decoded record keeps duplicate key %q", format, k)
 					}
+					if bad := jsonx.BadNumber(r.Value); bad != nil {
+						t.Fatalf("%s: decoded record keeps non-JSON number %q", format, bad)
+					}
+					if out := jsonx.AppendValue(nil, r.Value); !utf8.Valid(out) || !json.Valid(out) {
+						t.Fatalf("%s: decoded record renders as invalid JSON %q", format, out)
+					}
+					if s := invalidString(r.Value); s != "" {
+						t.Fatalf("%s: decoded record keeps invalid UTF-8 %q", format, s)
+					}
 				}
 			}, func(*Error) { n++ })
 			if n == 0 {
@@ -114,6 +128,34 @@ func FuzzDecode(f *testing.F) {
 			}
 		}
 	})
+}
+
+// invalidString returns a string or key in v that is not valid UTF-8, or "".
+func invalidString(v *fastjson.Value) (bad string) {
+	switch v.Type() {
+	case fastjson.TypeString:
+		if b, _ := v.StringBytes(); !utf8.Valid(b) {
+			return string(b)
+		}
+	case fastjson.TypeObject:
+		o, _ := v.Object()
+		o.Visit(func(k []byte, c *fastjson.Value) {
+			if bad == "" && !utf8.Valid(k) {
+				bad = string(k)
+			}
+			if bad == "" {
+				bad = invalidString(c)
+			}
+		})
+	case fastjson.TypeArray:
+		arr, _ := v.Array()
+		for _, c := range arr {
+			if bad = invalidString(c); bad != "" {
+				return bad
+			}
+		}
+	}
+	return bad
 }
 
 // duplicateKey returns a key some object in v holds twice, or "".
@@ -151,5 +193,56 @@ func BenchmarkDecodeAppLog(b *testing.B) {
 	n := 0
 	for b.Loop() {
 		d.Decode(msg, func(*record.Record) { n++ }, func(*Error) {})
+	}
+}
+
+// TestLooseValues: tokens fastjson takes but JSON does not are refused as
+// invalid JSON in every format; numbers too large for a double are JSON
+// and decode (the columns that cannot hold them refuse them); invalid
+// UTF-8 and lone surrogate escapes become U+FFFD and are counted, while
+// Raw keeps the bytes as they came.
+func TestLooseValues(t *testing.T) {
+	tests := []struct {
+		name, data, wantID, wantErr string
+		fixed                       bool
+	}{
+		{"NaN", `{"id":"a","v":NaN}`, "", `invalid JSON: "NaN" is not a number`, false},
+		{"nan", `{"id":"a","v":[1,nan]}`, "", `invalid JSON: "nan" is not a number`, false},
+		{"inf", `{"id":"a","v":{"w":-inf}}`, "", `invalid JSON: "-inf" is not a number`, false},
+		{"INF", `{"id":"a","v":INF}`, "", `invalid JSON: "INF" is not a number`, false},
+		{"Infinity", `{"id":"a","v":Infinity}`, "", `invalid JSON: cannot parse JSON: cannot parse object: missing ',' after object value; unparsed tail: "inity}"`, false},
+		{"leading zero", `{"id":"a","v":01}`, "", `invalid JSON: "01" is not a number`, false},
+		{"bare fraction", `{"id":"a","v":.5}`, "", `invalid JSON: ".5" is not a number`, false},
+		{"trailing dot", `{"id":"a","v":1.}`, "", `invalid JSON: "1." is not a number`, false},
+		{"plus", `{"id":"a","v":+1}`, "", `invalid JSON: "+1" is not a number`, false},
+		{"1e400 is JSON", `{"id":"a","v":1e400}`, "a", "", false},
+		{"invalid UTF-8", "{\"id\":\"a\xffb\"}", "a\uFFFDb", "", true},
+		{"invalid UTF-8 key", "{\"id\":\"k\",\"\xc3\":1}", "k", "", true},
+		{"lone surrogate", `{"id":"\ud800x"}`, "\uFFFDx", "", true},
+		{"surrogate pair", `{"id":"\ud83e\udee8"}`, "\U0001FAE8", "", false},
+		{"escaped backslash", `{"id":"\\ud800"}`, `\ud800`, "", false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			for _, format := range []string{"app_log", "json"} {
+				d, _ := New("loose-"+tt.name+format, format, "", "")
+				var gotID, gotErr, raw string
+				d.Decode(&record.Message{Data: []byte(tt.data)}, func(r *record.Record) {
+					gotID, raw = string(r.Value.GetStringBytes("id")), string(r.Raw)
+				}, func(e *Error) { gotErr, raw = e.Err.Error(), string(e.Raw) })
+				if gotID != tt.wantID || gotErr != tt.wantErr {
+					t.Errorf("%s: got id %q, error %q; want %q, %q", format, gotID, gotErr, tt.wantID, tt.wantErr)
+				}
+				if raw != tt.data {
+					t.Errorf("%s: raw %q, want the message as it came", format, raw)
+				}
+				var m dto.Metric
+				metrics.DecodeInvalidUTF8.WithLabelValues("loose-" + tt.name + format).Write(&m)
+				n := m.GetCounter().GetValue()
+				if want := map[bool]float64{true: 1}[tt.fixed]; n != want {
+					t.Errorf("%s: %s = %v, want %v", format, "sluice_source_invalid_utf8_total", n, want)
+				}
+			}
+		})
 	}
 }

@@ -14,6 +14,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"unicode/utf8"
 
 	"github.com/valyala/fastjson"
 )
@@ -102,7 +103,7 @@ func Text(dst []byte, v *fastjson.Value) []byte {
 	case fastjson.TypeNull:
 		return dst
 	default:
-		return v.MarshalTo(dst)
+		return AppendValue(dst, v)
 	}
 }
 
@@ -224,22 +225,49 @@ func Copy(a *fastjson.Arena, v *fastjson.Value) *fastjson.Value {
 }
 
 // AppendString appends s as a JSON string literal: quotes, backslashes and
-// control bytes escaped, other bytes (UTF-8 included) as they are.
+// control bytes escaped, valid UTF-8 as it is, and each byte that is not
+// part of valid UTF-8 as U+FFFD, so the output is always valid JSON.
 func AppendString(dst, s []byte) []byte {
 	dst = append(dst, '"')
-	for _, c := range s {
+	from := 0
+	for i := 0; i < len(s); {
+		c := s[i]
+		if !special[c] {
+			i++
+			continue
+		}
+		dst = append(dst, s[from:i]...)
 		switch {
 		case c == '"' || c == '\\':
 			dst = append(dst, '\\', c)
+			i++
 		case c < 0x20:
 			dst = append(dst, `\u00`...)
 			dst = append(dst, "0123456789abcdef"[c>>4], "0123456789abcdef"[c&15])
+			i++
 		default:
-			dst = append(dst, c)
+			r, size := utf8.DecodeRune(s[i:])
+			if r == utf8.RuneError && size == 1 {
+				dst = append(dst, "\uFFFD"...)
+			} else {
+				dst = append(dst, s[i:i+size]...)
+			}
+			i += size
 		}
+		from = i
 	}
+	dst = append(dst, s[from:]...)
 	return append(dst, '"')
 }
+
+// special marks the bytes AppendString does not copy as they are: control
+// bytes, '"', '\\', and the start of anything not ASCII (checked as UTF-8).
+var special = func() (t [256]bool) {
+	for c := range 256 {
+		t[c] = c < 0x20 || c == '"' || c == '\\' || c >= utf8.RuneSelf
+	}
+	return t
+}()
 
 // Dedupe leaves each object in v (at any depth) with one value per key,
 // the last one, as jq, JavaScript and encoding/json read duplicate names

@@ -30,6 +30,7 @@ var (
 	SourceMessages     = counter("source_messages_total", "Messages read from a source.", "source")
 	DecodeFailed       = counter("source_decode_failed_total", "Records that failed to decode, sent to the error output.", "source")
 	SourceReadFailed   = counter("source_read_failed_total", "Parts of a source's input that could not be read (a truncated or corrupt file, a path that is no readable file, an over-long line), each sent to the error output as one record.", "source")
+	DecodeInvalidUTF8  = counter("source_invalid_utf8_total", "Records decoded with invalid UTF-8 (or lone surrogate escapes) in their strings, each replaced by U+FFFD.", "source")
 	Unmatched          = counter("source_unmatched_total", "Records that matched no route (acked as delivered).", "source")
 	SourcePending      = gauge("source_pending_records", "Records read but not yet durably written, per source.", "source")
 	RouteMatched       = counter("route_matched_total", "Records that matched a route.", "route")

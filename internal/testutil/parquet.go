@@ -41,6 +41,21 @@ type ParquetFile struct {
 	// PageKinds lists, sorted, each distinct "page type/encoding" found by
 	// reading every page header, e.g. "DATA_PAGE/PLAIN".
 	PageKinds []string
+	// Stats holds each column chunk's min and max as the footer has them,
+	// row group by row group.
+	Stats []ChunkStats
+	// MaxStatBytes is the longest min or max anywhere in the file: footer
+	// statistics, page header statistics and column indexes.
+	MaxStatBytes int
+}
+
+// ChunkStats is the footer statistics of one column chunk.
+type ChunkStats struct {
+	RowGroup int
+	Column   string
+	// HasMinMax is false where the writer left min and max out.
+	HasMinMax bool
+	Min, Max  []byte // PLAIN-encoded, without a length prefix for byte arrays
 }
 
 // ReadParquet reads a whole file.
@@ -49,6 +64,11 @@ func ReadParquet(path string) (*ParquetFile, error) {
 	if err != nil {
 		return nil, err
 	}
+	return ReadParquetBytes(path, data)
+}
+
+// ReadParquetBytes reads a whole file held in memory; name is for errors.
+func ReadParquetBytes(path string, data []byte) (*ParquetFile, error) {
 	rdr, err := file.NewParquetReader(bytes.NewReader(data))
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", path, err)
@@ -65,7 +85,10 @@ func ReadParquet(path string) (*ParquetFile, error) {
 	if pf.Pages, err = checkChunks(rdr); err != nil {
 		return nil, fmt.Errorf("%s: %w", path, err)
 	}
-	if pf.PageKinds, err = pageKinds(rdr); err != nil {
+	if pf.PageKinds, err = pageKinds(rdr, &pf.MaxStatBytes); err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	if err := readStats(rdr, pf); err != nil {
 		return nil, fmt.Errorf("%s: %w", path, err)
 	}
 	for i := 0; i < md.Schema.NumColumns(); i++ {
@@ -168,8 +191,52 @@ func checkOffsetIndex(rdr *file.Reader, g, c int, cc *metadata.ColumnChunkMetaDa
 	return len(locs), nil
 }
 
-// pageKinds reads every page header of every column chunk.
-func pageKinds(rdr *file.Reader) ([]string, error) {
+// readStats collects the footer statistics and the longest min or max of
+// the footer and the column indexes.
+func readStats(rdr *file.Reader, pf *ParquetFile) error {
+	md := rdr.MetaData()
+	for g := 0; g < md.NumRowGroups(); g++ {
+		rg := md.RowGroup(g)
+		for c := 0; c < md.Schema.NumColumns(); c++ {
+			cc, err := rg.ColumnChunk(c)
+			if err != nil {
+				return err
+			}
+			cs := ChunkStats{RowGroup: g, Column: md.Schema.Column(c).ColumnPath().String()}
+			st, err := cc.Statistics()
+			if err != nil {
+				return fmt.Errorf("row group %d column %s statistics: %w", g, cs.Column, err)
+			}
+			if st != nil && st.HasMinMax() {
+				cs.HasMinMax, cs.Min, cs.Max = true, st.EncodeMin(), st.EncodeMax()
+				pf.MaxStatBytes = max(pf.MaxStatBytes, len(cs.Min), len(cs.Max))
+			}
+			pf.Stats = append(pf.Stats, cs)
+			if cc.GetColumnIndexLocation() == nil {
+				continue
+			}
+			rgi, err := rdr.GetPageIndexReader().RowGroup(g)
+			if err != nil {
+				return err
+			}
+			ci, err := rgi.GetColumnIndex(c)
+			if err != nil {
+				return fmt.Errorf("row group %d column %s column index: %w", g, cs.Column, err)
+			}
+			if ci == nil {
+				continue
+			}
+			for _, v := range append(ci.GetMinValues(), ci.GetMaxValues()...) {
+				pf.MaxStatBytes = max(pf.MaxStatBytes, len(v))
+			}
+		}
+	}
+	return nil
+}
+
+// pageKinds reads every page header of every column chunk, and notes the
+// longest min or max of their statistics in maxStat.
+func pageKinds(rdr *file.Reader, maxStat *int) ([]string, error) {
 	seen := map[string]bool{}
 	for g := 0; g < rdr.NumRowGroups(); g++ {
 		rg := rdr.RowGroup(g)
@@ -181,6 +248,10 @@ func pageKinds(rdr *file.Reader) ([]string, error) {
 			for pr.Next() {
 				p := pr.Page()
 				seen[p.Type().String()+"/"+p.Encoding().String()] = true
+				if dp, ok := p.(file.DataPage); ok {
+					st := dp.Statistics()
+					*maxStat = max(*maxStat, len(st.Min), len(st.Max))
+				}
 			}
 			if err := pr.Err(); err != nil {
 				return nil, err

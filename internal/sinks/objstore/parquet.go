@@ -10,6 +10,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/parquet-go/parquet-go"
 	"github.com/parquet-go/parquet-go/compress"
@@ -45,10 +46,15 @@ type parquetLayout struct {
 	trie   *trie
 	schema *parquet.Schema
 	codec  compress.Codec
+	// maxValue is the largest string or json cell (max_value_bytes).
+	maxValue int
+	// blobs names the byte-array columns, whose page headers carry no
+	// statistics (see encodeTo).
+	blobs [][]string
 }
 
 func newParquetLayout(s *config.Sink) (*parquetLayout, error) {
-	l := &parquetLayout{extra: s.ExtraColumn, trie: &trie{}}
+	l := &parquetLayout{extra: s.ExtraColumn, trie: &trie{}, maxValue: int(s.MaxValueBytes)}
 	var fields []parquet.Field
 	for _, c := range s.Schema {
 		name := c.Column
@@ -59,9 +65,13 @@ func newParquetLayout(s *config.Sink) (*parquetLayout, error) {
 		l.cols = append(l.cols, col)
 		l.trie.add(col.path)
 		fields = append(fields, field{Node: parquet.Optional(leafNode(c.Type)), name: name})
+		if c.Type == "string" || c.Type == "json" {
+			l.blobs = append(l.blobs, []string{name})
+		}
 	}
 	if l.extra != "" {
 		fields = append(fields, field{Node: parquet.Optional(parquet.String()), name: l.extra})
+		l.blobs = append(l.blobs, []string{l.extra})
 	}
 	l.schema = parquet.NewSchema("sluice", group(fields))
 	switch s.Compression {
@@ -155,7 +165,23 @@ type mismatchError struct{ msg string }
 func (e *mismatchError) Error() string { return e.msg }
 
 func mismatch(c *column, format string, args ...any) error {
-	return &mismatchError{msg: fmt.Sprintf("column %s (%s, field %s): %s", c.name, c.typ, c.path, fmt.Sprintf(format, args...))}
+	return &mismatchError{msg: fmt.Sprintf("column %s (%s, field %s): %s", c.name, c.typ, c.path, shorten(fmt.Sprintf(format, args...)))}
+}
+
+// maxReason bounds the part of a mismatch reason that quotes the value: a
+// 16 MiB value must not make a 16 MiB error message (the record's bytes
+// are in the error record already).
+const maxReason = 200
+
+func shorten(s string) string {
+	if len(s) <= maxReason {
+		return s
+	}
+	n := maxReason
+	for n > 0 && !utf8.RuneStart(s[n]) {
+		n--
+	}
+	return s[:n] + "..."
 }
 
 // encodeRow appends the binary row for v. dropped reports that fields
@@ -173,8 +199,12 @@ func (l *parquetLayout) encodeRow(dst []byte, v *fastjson.Value) (out []byte, dr
 			continue
 		}
 		dst = append(dst, 1)
+		at := len(dst)
 		if dst, err = encodeValue(dst, c, fv); err != nil {
 			return dst[:start], false, err
+		}
+		if n := len(dst) - at - 4; (c.typ == "string" || c.typ == "json") && n > l.maxValue {
+			return dst[:start], false, mismatch(c, "value of %d bytes is over max_value_bytes (%d)", n, l.maxValue)
 		}
 	}
 	if v.Type() != fastjson.TypeObject {
@@ -192,6 +222,9 @@ func (l *parquetLayout) encodeRow(dst []byte, v *fastjson.Value) (out []byte, dr
 	dst, any = appendExtra(dst, obj, l.trie)
 	if !any {
 		return append(dst[:mark], 0), false, nil
+	}
+	if n := len(dst) - body; n > l.maxValue {
+		return dst[:start], false, &mismatchError{msg: fmt.Sprintf("column %s (json, fields outside the schema): value of %d bytes is over max_value_bytes (%d)", l.extra, n, l.maxValue)}
 	}
 	binary.LittleEndian.PutUint32(dst[mark+1:], uint32(len(dst)-body))
 	return dst, false, nil
@@ -212,7 +245,7 @@ func encodeValue(dst []byte, c *column, v *fastjson.Value) ([]byte, error) {
 	case "json":
 		n := len(dst)
 		dst = append(dst, 0, 0, 0, 0)
-		dst = v.MarshalTo(dst)
+		dst = jsonx.AppendValue(dst, v)
 		binary.LittleEndian.PutUint32(dst[n:], uint32(len(dst)-n-4))
 		return dst, nil
 	case "int64":
@@ -270,6 +303,9 @@ func shortValue(v *fastjson.Value) string {
 	return s
 }
 
+// intOf reads an integer column: a JSON number that is a whole number in
+// int64's range, or a string holding one in JSON's number syntax ("7",
+// not "+7", "07" or "0x7").
 func intOf(v *fastjson.Value) (int64, error) {
 	switch v.Type() {
 	case fastjson.TypeNumber:
@@ -283,24 +319,36 @@ func intOf(v *fastjson.Value) (int64, error) {
 		return 0, fmt.Errorf("%s is not a 64-bit integer", v)
 	case fastjson.TypeString:
 		b, _ := v.StringBytes()
-		if i, err := strconv.ParseInt(string(b), 10, 64); err == nil {
-			return i, nil
+		if jsonx.ValidNumber(b) {
+			if i, err := strconv.ParseInt(string(b), 10, 64); err == nil {
+				return i, nil
+			}
 		}
 	}
 	return 0, fmt.Errorf("got %s, want an integer", shortValue(v))
 }
 
+// floatOf reads a double column: a JSON number, or a string holding one,
+// that fits a float64. 1e400 is refused, not stored as +Inf, and so are
+// "NaN", "Infinity" and "inf", which are not JSON numbers.
 func floatOf(v *fastjson.Value) (float64, error) {
+	var b []byte
 	switch v.Type() {
 	case fastjson.TypeNumber:
-		return v.Float64()
+		b = v.MarshalTo(nil)
 	case fastjson.TypeString:
-		b, _ := v.StringBytes()
-		if f, err := strconv.ParseFloat(string(b), 64); err == nil {
-			return f, nil
-		}
+		b, _ = v.StringBytes()
+	default:
+		return 0, fmt.Errorf("got %s, want a number", shortValue(v))
 	}
-	return 0, fmt.Errorf("got %s, want a number", shortValue(v))
+	f, err := jsonx.FiniteFloat(b)
+	switch {
+	case errors.Is(err, strconv.ErrRange):
+		return 0, fmt.Errorf("%s does not fit a double", shortValue(v))
+	case err != nil:
+		return 0, fmt.Errorf("got %s, want a number", shortValue(v))
+	}
+	return f, nil
 }
 
 // appendExtra writes, as one JSON object, every field of obj the schema does
@@ -336,7 +384,7 @@ func appendExtra(dst []byte, obj *fastjson.Object, t *trie) ([]byte, bool) {
 		}
 		dst = jsonx.AppendString(dst, k)
 		dst = append(dst, ':')
-		dst = v.MarshalTo(dst)
+		dst = jsonx.AppendValue(dst, v)
 		n++
 	})
 	if n == 0 {
@@ -396,9 +444,23 @@ func (f *parquetFile) encodeTo(w io.Writer, data []byte) error {
 	// writes by default (WriterVersion V1): every reader takes them, where
 	// parquet-go's defaults (V2 pages, DELTA_LENGTH_BYTE_ARRAY) fail in
 	// Snowflake and older Spark and Presto readers.
-	pw := parquet.NewWriter(w, f.l.schema, parquet.Compression(f.l.codec),
-		parquet.CreatedBy(buildinfo.CreatedBy()), parquet.PageBufferSize(256<<10),
-		parquet.DataPageVersion(1), parquet.DefaultEncodingFor(parquet.ByteArray, &parquet.Plain))
+	//
+	// Statistics of strings are bounded (a 1 MiB value would otherwise be
+	// copied whole into its page header and the footer, and Arrow fails
+	// page headers over 4 MiB): string and json columns carry none in their
+	// page headers, their column index bounds are cut to statsTruncate bytes
+	// by parquet-go, and their footer statistics by footerWriter. Pages are
+	// cut at PageBufferSize, so only one value larger than that makes a
+	// larger page, and max_value_bytes bounds those.
+	fw := &footerWriter{w: w}
+	opts := []parquet.WriterOption{f.l.schema, parquet.Compression(f.l.codec),
+		parquet.CreatedBy(buildinfo.CreatedBy()), parquet.PageBufferSize(256 << 10),
+		parquet.DataPageVersion(1), parquet.DefaultEncodingFor(parquet.ByteArray, &parquet.Plain),
+		parquet.ColumnIndexSizeLimit(func([]string) int { return statsTruncate })}
+	for _, path := range f.l.blobs {
+		opts = append(opts, parquet.SkipPageStatistics(path...))
+	}
+	pw := parquet.NewWriter(fw, opts...)
 	ncols := len(f.l.cols)
 	if f.l.extra != "" {
 		ncols++
@@ -441,7 +503,14 @@ func (f *parquetFile) encodeTo(w io.Writer, data []byte) error {
 			return err
 		}
 	}
-	return pw.Close()
+	if err := pw.Flush(); err != nil {
+		return err
+	}
+	fw.hold()
+	if err := pw.Close(); err != nil {
+		return err
+	}
+	return fw.finish(statsTruncate)
 }
 
 func (f *parquetFile) decodeRow(row parquet.Row, b []byte) (parquet.Row, error) {

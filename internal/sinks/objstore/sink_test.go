@@ -1,10 +1,13 @@
 package objstore
 
 import (
+	"bytes"
 	"context"
+	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math"
 	"os"
 	"path/filepath"
 	"sort"
@@ -13,11 +16,14 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+	"unicode/utf8"
 
+	"github.com/parquet-go/parquet-go"
 	"github.com/valyala/fastjson"
 	"go.uber.org/zap"
 
 	"github.com/sluice-data/sluice/internal/config"
+	"github.com/sluice-data/sluice/internal/jsonx"
 	"github.com/sluice-data/sluice/internal/record"
 	"github.com/sluice-data/sluice/internal/sinks"
 	"github.com/sluice-data/sluice/internal/testutil"
@@ -554,17 +560,22 @@ func TestAppendErrorFailsAck(t *testing.T) {
 	}
 }
 
-// FuzzParquetRows: any JSON record either encodes to a row that decodes
-// back into one value per column, or is refused as a schema mismatch.
+// FuzzParquetRows: any JSON record the decoder lets through either encodes
+// to a row that decodes back into one value per column (no non-finite
+// double, no invalid UTF-8) and makes a file Arrow reads, or is refused as
+// a schema mismatch.
 func FuzzParquetRows(f *testing.F) {
 	f.Add(`{"project_id":"P-1","n":42,"d":1.5,"b":true,"t":"2024-11-03T07:00:00.123Z","j":{"a":[1]},"Severity":{"Label":"HIGH","x":1},"z":null}`)
 	f.Add(`{"n":"7","d":"2","b":"false","t":1730617200456}`)
 	f.Add(`{"Severity":"flat","t":-1}`)
+	f.Add(`{"d":1e400,"n":"NaN","j":"q\"\u0007\u007f\udb40\udc01"}`)
+	f.Add(`{"d":"-Infinity","x":"\ud800"}`)
 	s, _ := newSink(f, typedSchema, &blockingStore{release: make(chan struct{})})
 	pf := s.layout.newFileWriter()
 	f.Fuzz(func(t *testing.T, rec string) {
-		v, err := fastjson.Parse(rec)
-		if err != nil {
+		text, _ := jsonx.ValidText(nil, []byte(rec)) // as the decoder does
+		v, err := fastjson.ParseBytes(text)
+		if err != nil || jsonx.BadNumber(v) != nil {
 			return
 		}
 		row, _, err := s.layout.encodeRow(nil, v)
@@ -580,6 +591,21 @@ func FuzzParquetRows(f *testing.F) {
 		}
 		if len(got) != len(s.layout.cols)+1 {
 			t.Fatalf("%d values for %d columns", len(got), len(s.layout.cols)+1)
+		}
+		for _, pv := range got {
+			if pv.Kind() == parquet.Double && (math.IsInf(pv.Double(), 0) || math.IsNaN(pv.Double())) {
+				t.Fatalf("non-finite double %v from %s", pv.Double(), rec)
+			}
+			if pv.Kind() == parquet.ByteArray && !utf8.Valid(pv.ByteArray()) {
+				t.Fatalf("invalid UTF-8 %q from %s", pv.ByteArray(), rec)
+			}
+		}
+		var obj bytes.Buffer
+		if err := pf.encodeTo(&obj, append(binary.AppendUvarint(nil, uint64(len(row))), row...)); err != nil {
+			t.Fatal(err)
+		}
+		if r, err := testutil.ReadParquetBytes("fuzz", obj.Bytes()); err != nil || len(r.Rows) != 1 {
+			t.Fatalf("Arrow: %v", err)
 		}
 	})
 }

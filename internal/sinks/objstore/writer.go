@@ -124,7 +124,7 @@ func (w *writer) Write(rec *record.Record) *sinks.Failure {
 		p.data, dropped, err = w.s.layout.encodeRow(p.data, rec.Value)
 	case "ndjson":
 		if rec.Value != nil {
-			p.data = rec.Value.MarshalTo(p.data)
+			p.data = jsonx.AppendValue(p.data, rec.Value)
 		} else {
 			p.data = append(p.data, rec.Raw...)
 		}

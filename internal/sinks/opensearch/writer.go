@@ -7,6 +7,7 @@ import (
 
 	"github.com/sluice-data/sluice/internal/config"
 	"github.com/sluice-data/sluice/internal/jq"
+	"github.com/sluice-data/sluice/internal/jsonx"
 	"github.com/sluice-data/sluice/internal/record"
 	"github.com/sluice-data/sluice/internal/sinks"
 	"github.com/sluice-data/sluice/internal/template"
@@ -80,7 +81,7 @@ func (w *writer) Write(rec *record.Record) *sinks.Failure {
 	}
 	start := len(w.slab)
 	w.slab = appendAction(w.slab, w.idx, w.sc)
-	w.slab = rec.Value.MarshalTo(w.slab)
+	w.slab = jsonx.AppendValue(w.slab, rec.Value)
 	w.slab = append(w.slab, '\n')
 	// A document longer than what was left of the slab moved it; either
 	// way the item's lines are the tail, and later items go after them.
