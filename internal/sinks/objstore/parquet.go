@@ -278,6 +278,13 @@ func encodeValue(dst []byte, c *column, v *fastjson.Value) ([]byte, error) {
 		return dst, mismatch(c, "got %s, want true or false", shortValue(v))
 	case "timestamp_ms", "timestamp_us", "date":
 		t, err := timeconv.Read(v, "auto")
+		if err != nil && c.typ == "date" && v.Type() == fastjson.TypeString {
+			// A date column also takes a calendar date, as Athena's and
+			// DuckDB's DATE literals do.
+			if d, derr := time.Parse(time.DateOnly, string(v.GetStringBytes())); derr == nil {
+				t, err = d, nil
+			}
+		}
 		if err != nil {
 			return dst, mismatch(c, "%v", err)
 		}

@@ -681,3 +681,25 @@ func TestPartitionKeyOverJQLimit(t *testing.T) {
 		})
 	}
 }
+
+// TestDateColumnTakesCalendarDates: a date column reads "2024-01-02" as
+// that day, like Athena's and DuckDB's DATE literals, besides epochs and
+// RFC 3339 times; anything else is a schema mismatch.
+func TestDateColumnTakesCalendarDates(t *testing.T) {
+	s, dir := newSink(t, "    format: parquet\n    schema:\n      - {name: d, type: date}\n", nil)
+	fails := feed(t, s, nil, `{"d":"2024-01-02"}`, `{"d":"1969-12-31"}`, `{"d":"2024-13-01"}`, `{"d":"tomorrow"}`)
+	if len(fails) != 2 || fails[0].Type != sinks.SchemaMismatch || fails[1].Type != sinks.SchemaMismatch {
+		t.Fatalf("failures = %+v, want the two bad dates as schema-mismatch", fails)
+	}
+	if err := s.Flush(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	got := files(t, dir)
+	pf, err := testutil.ReadParquet(filepath.Join(dir, got[0]))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(pf.Rows) != 2 || pf.Rows[0]["d"] != "2024-01-02" || pf.Rows[1]["d"] != "1969-12-31" {
+		t.Errorf("rows = %v", pf.Rows)
+	}
+}
