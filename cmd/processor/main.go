@@ -37,7 +37,13 @@ commands:
                      today's routes (no group joined, nothing committed)
   athena-ddl -c FILE --sink NAME [--database DB]
                      print the Athena table (with partition projection) for a Parquet sink
+  iam-policy -c FILE [--account ID] [--region R]
+                     print the task role's least-privilege IAM policy for FILE
+  healthcheck [--url URL | -c FILE]
+                     exit 0 when /healthz answers 200 (container health check)
   version            print the version
+
+-c takes a path, s3://bucket/key or ssm:/parameter/name.
 `
 
 // exitError carries a process exit code.
@@ -86,6 +92,10 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		fmt.Fprintln(stdout, versionString())
 		return nil
 	case "validate", "run", "athena-ddl", "replay":
+	case "healthcheck":
+		return healthcheck(ctx, rest, stdout, stderr)
+	case "iam-policy":
+		return iamPolicy(ctx, rest, stdout, stderr)
 	case "-h", "--help", "help":
 		fmt.Fprint(stdout, usage)
 		return nil
@@ -116,7 +126,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if *file == "" {
 		return usageError(stderr, "%s: -c FILE is required", cmd)
 	}
-	cfg, err := config.Load(*file)
+	cfg, err := loadConfig(ctx, *file)
 	if err != nil {
 		return &exitError{code: 1, err: err}
 	}
