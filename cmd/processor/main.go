@@ -214,10 +214,13 @@ func runPipeline(ctx context.Context, cfg *config.Config, stdout io.Writer, opts
 		pctx, stopProgress = context.WithCancel(ctx)
 		go progress(pctx, p, os.Stderr)
 	}
+	stopEMF := startEMF(cfg, log)
 	err = p.Run(ctx)
 	stopProgress()
+	stopEMF()
 	sum := p.Summary()
 	sum.Print(stdout)
+	logSummary(stdout, log, sum)
 	fmt.Fprintf(stdout, "elapsed: %s\n", time.Since(start).Round(time.Millisecond))
 	if err != nil {
 		return err
