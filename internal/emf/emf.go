@@ -4,6 +4,8 @@
 // (and so no IAM permission). It reads the Prometheus registry that
 // /metrics serves, so the pipeline needs no hooks for it.
 //
+// Each source and sink line also carries the dimension set [Service], so
+// CloudWatch aggregates it per service (Sum for counts, Maximum for lag).
 // Every interval it writes one JSON line per source, per sink and per
 // error-record type, in namespace Sluice:
 //
@@ -13,7 +15,8 @@
 //	                 PendingRecords (read, not yet durable)
 //	Service, Sink:   RecordsOut (durably written in the interval),
 //	                 ErrorRecordsWritten, StoreRetries, BufferedBytes,
-//	                 OpenPartitions
+//	                 OpenPartitions, FlushSeconds (mean time to write
+//	                 one object in the interval, when one was written)
 //	Service and Service, Type: ErrorRecords (sent to an error output)
 package emf
 
@@ -127,7 +130,9 @@ func (e *Emitter) Emit(now time.Time) error {
 		if l == nil {
 			l = &line{fields: map[string]string{"Service": e.service}}
 			l.fields[dim] = val
-			l.dims = [][]string{{"Service", dim}}
+			// Per component, and summed (or, for lag, maxed) over the
+			// service: alarms and scaling need no per-name setup.
+			l.dims = [][]string{{"Service", dim}, {"Service"}}
 			m[val] = l
 		}
 		return l
@@ -161,6 +166,13 @@ func (e *Emitter) Emit(now time.Time) error {
 				get(sinks, "Sink", lb["sink"]).set("ErrorRecordsWritten", "Count", delta(f.GetName()+lb["sink"], m.GetCounter().GetValue()))
 			case "sluice_sink_store_retries_total":
 				get(sinks, "Sink", lb["sink"]).set("StoreRetries", "Count", delta(f.GetName()+lb["sink"], m.GetCounter().GetValue()))
+			case "sluice_sink_flush_seconds":
+				h := m.GetHistogram()
+				key := f.GetName() + lb["sink"]
+				n, sum := delta(key+"#n", float64(h.GetSampleCount())), delta(key+"#s", h.GetSampleSum())
+				if n > 0 {
+					get(sinks, "Sink", lb["sink"]).set("FlushSeconds", "Seconds", sum/n)
+				}
 			case "sluice_sink_buffered_bytes":
 				get(sinks, "Sink", lb["sink"]).set("BufferedBytes", "Bytes", m.GetGauge().GetValue())
 			case "sluice_sink_open_partitions":

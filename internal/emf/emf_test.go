@@ -65,6 +65,8 @@ func TestEmit(t *testing.T) {
 	metrics.SinkWritten.WithLabelValues("emf-lake").Add(7)
 	metrics.SinkStoreRetries.WithLabelValues("emf-lake").Add(1)
 	metrics.ErrorRecords.WithLabelValues("emf-type").Add(2)
+	metrics.FlushSeconds.WithLabelValues("emf-lake").Observe(0.5)
+	metrics.FlushSeconds.WithLabelValues("emf-lake").Observe(1.5)
 
 	var buf bytes.Buffer
 	e := New(metrics.Registry, &buf, "svc")
@@ -81,6 +83,7 @@ func TestEmit(t *testing.T) {
 		{"Source", "emf-kinesis", "MillisBehindLatest", 250},
 		{"Sink", "emf-lake", "RecordsOut", 7},
 		{"Sink", "emf-lake", "StoreRetries", 1},
+		{"Sink", "emf-lake", "FlushSeconds", 1},
 		{"Type", "emf-type", "ErrorRecords", 2},
 	}
 	for _, tt := range tests {
