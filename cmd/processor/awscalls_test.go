@@ -234,7 +234,8 @@ func runProcessor(t *testing.T, ctx context.Context, args ...string) {
 }
 
 // TestAWSCallsCoveredLake: config from SSM; a file source into an
-// SSE-KMS Parquet lake with Glue and error records, a raw archive and an
+// SSE-KMS Parquet lake with Glue and error records (at the default error
+// prefix, and in a second sink at an explicit one), a raw archive and an
 // OpenSearch domain with SigV4; then the archive read back through a
 // config from S3.
 func TestAWSCallsCoveredLake(t *testing.T) {
@@ -266,7 +267,7 @@ func TestAWSCallsCoveredLake(t *testing.T) {
 sources:
   - {name: logs, type: file, format: app_log, file: {paths: [%q]}}
 routes:
-  - {name: all, from: [logs], to: [lake, archive, search]}
+  - {name: all, from: [logs], to: [lake, strict, archive, search]}
 sinks:
   - name: lake
     type: s3
@@ -277,6 +278,12 @@ sinks:
     partition_keys: {project_id: .project_id}
     schema: [{name: message, type: string, required: true}, {name: event_timestamp, type: int64}]
     glue: {database: db, table: app_logs, endpoint: %s}
+  - name: strict
+    type: s3
+    url: s3://lake/strict/
+    endpoint: %s
+    error_prefix: "bad/!{error-output-type}/"
+    schema: [{name: message, type: string, required: true}]
   - {name: archive, type: s3, url: "s3://lake/archive/", endpoint: %s, format: raw}
   - name: search
     type: opensearch
@@ -284,11 +291,20 @@ sinks:
     auth: {type: sigv4, service: es, region: us-east-1}
     index: logs
     error_sink: lake
-`, filepath.Join(dir, "*.ndjson"), s3rec.URL, kmsKey, glueRec.URL, s3rec.URL, searchRec.URL)
+`, filepath.Join(dir, "*.ndjson"), s3rec.URL, kmsKey, glueRec.URL, s3rec.URL, s3rec.URL, searchRec.URL)
 	ssm.Put("/sluice/test", "SecureString", lakeCfg)
 	runProcessor(t, context.Background(), "run", "-c", "ssm:/sluice/test")
 	if search.Docs() != 200 {
 		t.Errorf("OpenSearch has %d documents, want 200", search.Docs())
+	}
+	errorObjects := 0
+	for _, r := range s3rec.requests() {
+		if r.Action == "s3:PutObject" && strings.Contains(r.Resource, "bad/schema-mismatch/") {
+			errorObjects++
+		}
+	}
+	if errorObjects == 0 {
+		t.Error("the strict sink wrote no error object at its explicit error_prefix")
 	}
 	seen := checkCovered(t, "ssm:/sluice/test", lakeCfg, s3rec, glueRec, searchRec, ssmRec)
 	wantSeen(t, seen, "ssm:GetParameter", "kms:Decrypt", "s3:PutObject", "s3:ListBucket", "kms:GenerateDataKey", "glue:BatchCreatePartition", "es:ESHttpPost")
