@@ -4,8 +4,6 @@
 // (and so no IAM permission). It reads the Prometheus registry that
 // /metrics serves, so the pipeline needs no hooks for it.
 //
-// Each source and sink line also carries the dimension set [Service], so
-// CloudWatch aggregates it per service (Sum for counts, Maximum for lag).
 // Every interval it writes one JSON line per source, per sink and per
 // error-record type, in namespace Sluice:
 //
@@ -18,6 +16,9 @@
 //	                 OpenPartitions, FlushSeconds (mean time to write
 //	                 one object in the interval, when one was written)
 //	Service and Service, Type: ErrorRecords (sent to an error output)
+//
+// Each source and sink line also carries the dimension set [Service], so
+// CloudWatch aggregates it per service (Sum for counts, Maximum for lag).
 package emf
 
 import (
