@@ -40,8 +40,13 @@ commands:
   athena-ddl -c FILE --sink NAME [--database DB] [--years 2020-NOW+1]
              [--enum KEY=V1,V2] [--injected KEY,...]
                      print the Athena table (with partition projection) for a Parquet sink
+  iam-policy -c FILE [--account ID] [--region R]
+                     print the task role's least-privilege IAM policy for FILE
+  healthcheck [--url URL | -c FILE]
+                     exit 0 when /healthz answers 200 (container health check)
   version            print the version (also: processor --version)
 
+-c takes a path, s3://bucket/key or ssm:/parameter/name.
 'processor <command> -h' shows a command's flags.
 `
 
@@ -147,6 +152,10 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	}
 	name, rest := args[0], args[1:]
 	switch name {
+	case "healthcheck":
+		return healthcheck(ctx, rest, stdout, stderr)
+	case "iam-policy":
+		return iamPolicy(ctx, rest, stdout, stderr)
 	case "-h", "-help", "--help":
 		fmt.Fprint(stdout, usage)
 		return nil
@@ -222,7 +231,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 			return cmdUsage("replay: --to must be after --from")
 		}
 	}
-	cfg, err := config.Load(o.file)
+	cfg, err := loadConfig(ctx, o.file)
 	if err != nil {
 		return &exitError{code: 1, err: err}
 	}
@@ -314,10 +323,13 @@ func runPipeline(ctx context.Context, cfg *config.Config, stdout io.Writer, opts
 		go func() { p.ShowProgress(pctx, os.Stderr, label); close(shown) }()
 		stopProgress = func() { cancel(); <-shown } // the summary follows the last line
 	}
+	stopEMF := startEMF(cfg, log)
 	err = p.Run(ctx)
 	stopProgress()
+	stopEMF()
 	sum := p.Summary()
 	sum.Print(stdout)
+	logSummary(stdout, log, sum)
 	fmt.Fprintf(stdout, "elapsed: %s\n", time.Since(start).Round(time.Millisecond))
 	if err != nil {
 		return err

@@ -31,6 +31,7 @@ type Service struct {
 	ShutdownTimeout Duration `yaml:"shutdown_timeout" default:"25s" doc:"Time to stop reading, flush, ack and checkpoint on SIGTERM; must fit ECS stopTimeout."`
 	ErrorSink       string   `yaml:"error_sink" doc:"Default error output (an s3 sink) for failures with no closer error sink."`
 	Workers         int      `yaml:"workers" doc:"Decode/route/transform workers; 0 means one per CPU."`
+	CloudWatchEMF   bool     `yaml:"cloudwatch_emf" doc:"Log per-source lag, records in/out and error records as CloudWatch Embedded Metric Format lines every 60 s (namespace Sluice), for alarms and scaling with nothing but awslogs."`
 	JQ              JQLimits `yaml:"jq" doc:"Bounds on every jq evaluation (jq transform, partition_keys, opensearch id)."`
 }
 

@@ -449,9 +449,17 @@ func (s *Source) revoked(ctx context.Context, cl *kgo.Client, parts map[string][
 			metrics.KafkaPaused.WithLabelValues(s.name).Dec()
 		}
 		delete(s.parts, st.tp)
+		s.forgetLag(st.tp)
 	}
 	s.mu.Unlock()
 	s.log.Info("kafka partitions revoked", zap.String("source", s.name), zap.Any("partitions", parts))
+}
+
+// forgetLag drops a partition's lag gauge when it leaves this process:
+// its next owner reports it, and a stale value here would keep the lag
+// alarm and the scale-out policy firing after a rebalance.
+func (s *Source) forgetLag(tp topicPart) {
+	metrics.KafkaLag.DeleteLabelValues(s.name, tp.String())
 }
 
 // lost drops partitions taken away without a chance to commit.
@@ -467,6 +475,7 @@ func (s *Source) lost(_ context.Context, _ *kgo.Client, parts map[string][]int32
 				}
 			}
 			delete(s.parts, tp)
+			s.forgetLag(tp)
 		}
 	}
 	s.mu.Unlock()

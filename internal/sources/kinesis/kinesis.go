@@ -278,6 +278,7 @@ func (s *Source) leaseRound(ctx context.Context) error {
 				s.mu.Lock()
 				delete(s.readers, r.shard)
 				s.mu.Unlock()
+				forgetBehind(s.name, r.shard)
 				s.checkpoint(ctx, r)
 				if err := s.leases.release(ctx, r.shard, s.owner); err != nil {
 					return err
@@ -466,9 +467,17 @@ func (s *Source) lose(r *reader) {
 	s.mu.Unlock()
 	s.log.Warn("kinesis lease lost; stopped reading the shard", zap.String("source", s.name), zap.String("shard", r.shard))
 	<-r.done
+	forgetBehind(s.name, r.shard)
 	if !s.drained(r) {
 		s.kill(fmt.Errorf("%w: shard %s", ErrLeaseGone, r.shard))
 	}
+}
+
+// forgetBehind drops a shard's MillisBehindLatest gauge when this worker
+// stops reading it: the new holder reports it, and a stale value here
+// would keep the lag alarm and the scale-out policy firing.
+func forgetBehind(source, shard string) {
+	metrics.KinesisBehind.DeleteLabelValues(source, shard)
 }
 
 // drained reports whether a stopped reader's records are all durable:
@@ -500,6 +509,7 @@ func (s *Source) handOver(ctx context.Context, r *reader, counter int64, to stri
 	s.mu.Lock()
 	delete(s.readers, r.shard)
 	s.mu.Unlock()
+	forgetBehind(s.name, r.shard)
 	s.log.Info("kinesis lease handed over", zap.String("source", s.name), zap.String("shard", r.shard), zap.String("to", to))
 }
 

@@ -1,5 +1,6 @@
-// Command gen writes N synthetic app-log records for the bench harness; see
-// testutil.WriteAppLogs for their shape.
+// Command gen writes N synthetic records for the bench harness: app logs
+// (see testutil.WriteAppLogs for their shape), Security Hub findings as
+// EventBridge events, or CloudWatch Metric Streams JSON.
 package main
 
 import (
@@ -14,6 +15,7 @@ import (
 func main() {
 	n := flag.Int("n", 1_000_000, "records")
 	out := flag.String("o", "-", "output file")
+	workload := flag.String("workload", "app_logs", "app_logs | security | metrics")
 	flag.Parse()
 	f := os.Stdout
 	if *out != "-" {
@@ -24,7 +26,17 @@ func main() {
 		}
 	}
 	w := bufio.NewWriterSize(f, 1<<20)
-	err := testutil.WriteAppLogs(w, *n)
+	var err error
+	switch *workload {
+	case "app_logs":
+		err = testutil.WriteAppLogs(w, *n)
+	case "security":
+		err = writeFindings(w, *n)
+	case "metrics":
+		err = writeMetrics(w, *n)
+	default:
+		err = fmt.Errorf("unknown workload %q", *workload)
+	}
 	if err == nil {
 		err = w.Flush()
 	}
