@@ -37,6 +37,7 @@ import (
 	"github.com/sluice-data/sluice/internal/sources"
 	"github.com/sluice-data/sluice/internal/sources/archive"
 	"github.com/sluice-data/sluice/internal/sources/file"
+	"github.com/sluice-data/sluice/internal/sources/firehose"
 	"github.com/sluice-data/sluice/internal/sources/kafka"
 	"github.com/sluice-data/sluice/internal/sources/kinesis"
 	"github.com/sluice-data/sluice/internal/transforms"
@@ -170,6 +171,9 @@ func New(cfg *config.Config, log *zap.Logger, opts ...Option) (*Pipeline, error)
 		if sc.Type == "kafka" && sc.Kafka.MetadataField != "" {
 			rt.metaPath = jsonx.ParsePath(sc.Kafka.MetadataField)
 		}
+		if sc.Type == "firehose_http" && sc.Firehose.MetadataField != "" {
+			rt.metaPath = jsonx.ParsePath(sc.Firehose.MetadataField)
+		}
 		if sc.ErrorSink != "" {
 			rt.errorSink = sinkIdx[sc.ErrorSink]
 		} else if cfg.Service.ErrorSink != "" {
@@ -209,6 +213,20 @@ func New(cfg *config.Config, log *zap.Logger, opts ...Option) (*Pipeline, error)
 				p.closeSinks()
 				return nil, fmt.Errorf("source %s: %w", sc.Name, err)
 			}
+		case "firehose_http":
+			if o.replay {
+				// Firehose keeps nothing to read again: replay its raw
+				// archive instead. The source ends at once.
+				rt.src = exhausted{}
+				break
+			}
+			fh, err := firehose.New(sc, log)
+			if err != nil {
+				p.closeSinks()
+				return nil, fmt.Errorf("source %s: %w", sc.Name, err)
+			}
+			fh.OnWait(p.relieve)
+			rt.src = fh
 		case "archive":
 			if o.replay {
 				sc.Archive.From, sc.Archive.To = o.from.Format(time.RFC3339Nano), o.to.Format(time.RFC3339Nano)
@@ -478,8 +496,16 @@ func (p *Pipeline) read(stop, readCtx, sendCtx context.Context, jobs chan<- job)
 	return g.Wait()
 }
 
+// exhausted is a source with nothing to read.
+type exhausted struct{}
+
+func (exhausted) ReadBatch(context.Context) (record.Batch, record.AckFunc, error) {
+	return record.Batch{}, nil, io.EOF
+}
+func (exhausted) Close(context.Context) error { return nil }
+
 // streaming sources never end by themselves.
-func streaming(typ string) bool { return typ == "kafka" || typ == "kinesis" }
+func streaming(typ string) bool { return typ == "kafka" || typ == "kinesis" || typ == "firehose_http" }
 
 // sequence appends results to the sinks in read order.
 func (p *Pipeline) sequence(ctx context.Context, results <-chan result) error {
