@@ -11,6 +11,11 @@ import (
 // an ECS task definition would set it.
 var shippedEnv = map[string]map[string]string{
 	"local.yaml": {},
+	"metric-streams.yaml": {
+		"FIREHOSE_ACCESS_KEY": "example-access-key",
+		"LAKE_BUCKET":         "example-lake",
+		"OPENSEARCH_ENDPOINT": "https://search-sluice-abc123.ap-northeast-2.es.amazonaws.com",
+	},
 	"prod.example.yaml": {
 		"MSK_BOOTSTRAP":       "b-1.sluice.abc123.c2.kafka.ap-northeast-2.amazonaws.com:9098",
 		"LAKE_BUCKET":         "example-lake",

@@ -217,6 +217,11 @@ func (v *validator) firehose(p string, f *FirehoseHTTP) {
 	if !strings.HasPrefix(f.Path, "/") {
 		v.errorf(p+".path", "must start with /, not %q", f.Path)
 	}
+	for i, k := range f.AccessKeys {
+		if k == "" {
+			v.errorf(fmt.Sprintf("%s.access_keys[%d]", p, i), "an access key must not be empty")
+		}
+	}
 	if (f.TLS.CertFile == "") != (f.TLS.KeyFile == "") {
 		v.errorf(p+".tls", "set both cert_file and key_file, or neither")
 	}
