@@ -12,7 +12,12 @@ import (
 // shippedEnv is what each shipped config needs from the environment, as
 // an ECS task definition would set it.
 var shippedEnv = map[string]map[string]string{
-	"local.yaml":        {},
+	"local.yaml": {},
+	"metric-streams.yaml": {
+		"FIREHOSE_ACCESS_KEY": "example-access-key",
+		"LAKE_BUCKET":         "example-lake",
+		"OPENSEARCH_ENDPOINT": "https://search-sluice-abc123.ap-northeast-2.es.amazonaws.com",
+	},
 	"prod.example.yaml": testutil.ProdExampleEnv,
 }
 

@@ -48,7 +48,7 @@ type JQLimits struct {
 type Source struct {
 	Name       string     `yaml:"name" required:"true" doc:"Unique source name."`
 	Type       string     `yaml:"type" required:"true" enum:"kafka|kinesis|file|firehose_http|archive" doc:"Source kind."`
-	Format     string     `yaml:"format" default:"json" enum:"app_log|eventbridge|metric_stream|json|raw" doc:"How messages are decoded into records."`
+	Format     string     `yaml:"format" default:"json" enum:"app_log|eventbridge|metric_stream|otlp_metrics|json|raw" doc:"How messages are decoded into records."`
 	ErrorSink  string     `yaml:"error_sink" doc:"Where records that fail to decode go; defaults to service.error_sink."`
 	EventTime  EventTime  `yaml:"event_time" doc:"Override the format's event-time field."`
 	MaxPending int        `yaml:"max_pending" default:"1000000" doc:"Records read but not yet durably written, per partition, before reading blocks."`
@@ -58,8 +58,31 @@ type Source struct {
 	Kafka      Kafka      `yaml:"kafka" doc:"Settings for type: kafka."`
 	Kinesis    Kinesis    `yaml:"kinesis" doc:"Settings for type: kinesis."`
 
+	Firehose FirehoseHTTP `yaml:"firehose_http" doc:"Settings for type: firehose_http."`
+
 	// BatchLinger bounds how long a partial batch waits for more input.
 	BatchLinger Duration `yaml:"batch_linger" default:"200ms" doc:"How long a partial batch waits for more messages before it is handed on (a quiet stdin or FIFO); a read blocked at shutdown ends at once with what it has."`
+}
+
+// FirehoseHTTP receives Amazon Data Firehose "HTTP endpoint" deliveries
+// (protocol v1.0). A request is answered 200 only once every record in it
+// is durably handled.
+type FirehoseHTTP struct {
+	Listen         string      `yaml:"listen" default:":8443" doc:"Address the endpoint listens on."`
+	Path           string      `yaml:"path" default:"/firehose" doc:"URL path Firehose posts to; a GET on it answers 200 while the source accepts (load balancer health check)."`
+	AccessKeys     []string    `yaml:"access_keys" doc:"Accepted X-Amz-Firehose-Access-Key values, compared in constant time; several allow rotation; [] refuses every request."`
+	TLS            FirehoseTLS `yaml:"tls" doc:"TLS for the endpoint; empty: plain HTTP (TLS ends at the load balancer)."`
+	MaxBody        Size        `yaml:"max_body" default:"64MiB" doc:"Largest request body, after gzip decoding; larger requests get 413 (Firehose does not retry 413)."`
+	RequestTimeout Duration    `yaml:"request_timeout" default:"170s" doc:"Answer 500 (Firehose retries) when a request's records are not durably handled within this; keep it under Firehose's 180 s."`
+	DedupWindow    Duration    `yaml:"dedup_window" default:"2h" doc:"How long a request id that succeeded is remembered, so a retry of it gets 200 without a second write; at least the Firehose stream's retry duration."`
+	DedupMaxIDs    int         `yaml:"dedup_max_ids" default:"200000" doc:"Most request ids remembered (about 100 bytes each); the oldest are forgotten first."`
+	MetadataField  string      `yaml:"metadata_field" doc:"Dotted path under which each JSON record gets {topic: source ARN, partition: 0, offset: record index, timestamp, key: request id, headers: common attributes}; empty: not added."`
+}
+
+// FirehoseTLS is the endpoint's certificate.
+type FirehoseTLS struct {
+	CertFile string `yaml:"cert_file" doc:"PEM certificate chain."`
+	KeyFile  string `yaml:"key_file" doc:"PEM private key."`
 }
 
 // Kinesis reads a stream with shard leases in DynamoDB, KCL-style.

@@ -24,7 +24,7 @@ var Available = struct {
 	Sources []string
 	Sinks   []string
 }{
-	Sources: []string{"file", "archive", "kafka", "kinesis"},
+	Sources: []string{"file", "archive", "kafka", "kinesis", "firehose_http"},
 	Sinks:   []string{"s3", "opensearch"},
 }
 
@@ -217,6 +217,41 @@ func known(m map[string]int) string {
 	return " (defined: " + strings.Join(names, ", ") + ")"
 }
 
+// firehoseWait is how long Firehose waits for an HTTP endpoint's answer.
+const firehoseWait = 180 * time.Second
+
+func (v *validator) firehose(p string, f *FirehoseHTTP) {
+	if f.Listen == "" {
+		v.errorf(p+".listen", "a firehose_http source needs an address to listen on")
+	}
+	if !strings.HasPrefix(f.Path, "/") {
+		v.errorf(p+".path", "must start with /, not %q", f.Path)
+	}
+	for i, k := range f.AccessKeys {
+		if k == "" {
+			v.errorf(fmt.Sprintf("%s.access_keys[%d]", p, i), "an access key must not be empty")
+		}
+	}
+	if (f.TLS.CertFile == "") != (f.TLS.KeyFile == "") {
+		v.errorf(p+".tls", "set both cert_file and key_file, or neither")
+	}
+	if f.MaxBody <= 0 {
+		v.errorf(p+".max_body", "must be greater than 0")
+	}
+	if d := f.RequestTimeout.D(); d <= 0 || d >= firehoseWait {
+		v.errorf(p+".request_timeout", "must be greater than 0 and less than %s (Firehose stops waiting then), not %s", firehoseWait, d)
+	}
+	if f.DedupWindow.D() <= 0 {
+		v.errorf(p+".dedup_window", "must be greater than 0")
+	}
+	if f.DedupMaxIDs <= 0 {
+		v.errorf(p+".dedup_max_ids", "must be greater than 0")
+	}
+	if f.MetadataField != "" && !jsonx.ParsePath(f.MetadataField).Valid() {
+		v.errorf(p+".metadata_field", "invalid field path %q", f.MetadataField)
+	}
+}
+
 func (v *validator) source(i int, sinks map[string]int) {
 	s := &v.c.Sources[i]
 	p := fmt.Sprintf("sources[%d]", i)
@@ -242,6 +277,9 @@ func (v *validator) source(i int, sinks map[string]int) {
 	}
 	if s.Type == "file" && s.File.MaxLineBytes <= 0 {
 		v.errorf(p+".file.max_line_bytes", "must be greater than 0")
+	}
+	if s.Type == "firehose_http" {
+		v.firehose(p+".firehose_http", &s.Firehose)
 	}
 	if s.Type == "archive" {
 		a := s.Archive

@@ -1,5 +1,7 @@
 // Package decode turns source messages into records, one format at a time:
-// app_log, eventbridge, metric_stream, json and raw. Each record gets its
+// app_log, eventbridge, metric_stream, otlp_metrics (CloudWatch Metric
+// Streams' opentelemetry1.0 output, rendered as metric_stream records),
+// json and raw. Each record gets its
 // event time here. A message that does not decode is reported with its raw
 // bytes and reason; nothing is dropped.
 package decode
@@ -20,7 +22,7 @@ import (
 )
 
 // Formats lists the format names.
-var Formats = []string{"app_log", "eventbridge", "metric_stream", "json", "raw"}
+var Formats = []string{"app_log", "eventbridge", "metric_stream", "otlp_metrics", "json", "raw"}
 
 // DefaultEventTime returns the event-time field and unit of a format; an
 // empty field means arrival time.
@@ -30,7 +32,7 @@ func DefaultEventTime(format string) (field, unit string) {
 		return "event_timestamp", "auto"
 	case "eventbridge":
 		return "time", "auto"
-	case "metric_stream":
+	case "metric_stream", "otlp_metrics":
 		return "timestamp", "ms"
 	}
 	return "", "auto"
@@ -89,6 +91,10 @@ func (d *Decoder) Decode(msg *record.Message, emit func(*record.Record), fail fu
 		fail(&Error{Pos: msg.Pos, Raw: msg.Data, Err: msg.Err})
 		return
 	}
+	if d.format == "otlp_metrics" {
+		d.otlp(msg, emit, fail)
+		return
+	}
 	if d.format == "metric_stream" && bytes.IndexByte(bytes.TrimSpace(msg.Data), '\n') >= 0 {
 		// Several newline-separated objects in one stream record: each is a
 		// record named by its index among the non-empty lines.
@@ -109,6 +115,32 @@ func (d *Decoder) Decode(msg *record.Message, emit func(*record.Record), fail fu
 		return
 	}
 	d.one(msg, msg.Data, msg.Pos, emit, fail)
+}
+
+// otlp decodes a Metric Streams opentelemetry1.0 record: one record per
+// data point, named like the objects of a multi-object metric_stream
+// record, or the whole message to the error output with its bytes.
+func (d *Decoder) otlp(msg *record.Message, emit func(*record.Record), fail func(*Error)) {
+	// A fresh buffer per message: records' Raw points into it, and error
+	// records keep Raw until the batch is written.
+	buf, ends, err := decodeOTLP(msg.Data, nil)
+	if err != nil {
+		fail(&Error{Pos: msg.Pos, Raw: msg.Data, Err: fmt.Errorf("invalid OpenTelemetry metrics: %w", err)})
+		return
+	}
+	if len(ends) == 0 {
+		fail(&Error{Pos: msg.Pos, Raw: msg.Data, Err: errors.New("invalid OpenTelemetry metrics: no data points")})
+		return
+	}
+	if len(ends) == 1 {
+		d.one(msg, buf, msg.Pos, emit, fail)
+		return
+	}
+	start := 0
+	for i, end := range ends {
+		d.one(msg, buf[start:end:end], msg.Pos.Child(i), emit, fail)
+		start = end
+	}
 }
 
 func (d *Decoder) one(msg *record.Message, data []byte, pos record.Position, emit func(*record.Record), fail func(*Error)) {
@@ -184,7 +216,7 @@ func (d *Decoder) check(v *fastjson.Value) error {
 		if det := v.Get("detail"); det == nil || det.Type() != fastjson.TypeObject {
 			return errors.New(`not an EventBridge event: "detail" must be an object`)
 		}
-	case "metric_stream":
+	case "metric_stream", "otlp_metrics":
 		if f := v.Get("metric_name"); f == nil || f.Type() != fastjson.TypeString {
 			return errors.New(`not a metric stream record: "metric_name" must be a string`)
 		}

@@ -61,6 +61,7 @@ import (
 	"github.com/sluice-data/sluice/internal/sources"
 	"github.com/sluice-data/sluice/internal/sources/archive"
 	"github.com/sluice-data/sluice/internal/sources/file"
+	"github.com/sluice-data/sluice/internal/sources/firehose"
 	"github.com/sluice-data/sluice/internal/sources/kafka"
 	"github.com/sluice-data/sluice/internal/sources/kinesis"
 	"github.com/sluice-data/sluice/internal/transforms"
@@ -194,6 +195,9 @@ func New(cfg *config.Config, log *zap.Logger, opts ...Option) (*Pipeline, error)
 		if sc.Type == "kafka" && sc.Kafka.MetadataField != "" {
 			rt.metaPath = jsonx.ParsePath(sc.Kafka.MetadataField)
 		}
+		if sc.Type == "firehose_http" && sc.Firehose.MetadataField != "" {
+			rt.metaPath = jsonx.ParsePath(sc.Firehose.MetadataField)
+		}
 		if sc.ErrorSink != "" {
 			rt.errorSink = sinkIdx[sc.ErrorSink]
 		} else if cfg.Service.ErrorSink != "" {
@@ -233,6 +237,20 @@ func New(cfg *config.Config, log *zap.Logger, opts ...Option) (*Pipeline, error)
 				p.closeSinks()
 				return nil, fmt.Errorf("source %s: %w", sc.Name, err)
 			}
+		case "firehose_http":
+			if o.replay {
+				// Firehose keeps nothing to read again: replay its raw
+				// archive instead. The source ends at once.
+				rt.src = exhausted{}
+				break
+			}
+			fh, err := firehose.New(sc, log)
+			if err != nil {
+				p.closeSinks()
+				return nil, fmt.Errorf("source %s: %w", sc.Name, err)
+			}
+			fh.OnWait(p.relieveFor(rt))
+			rt.src = fh
 		case "archive":
 			if o.replay {
 				sc.Archive.From, sc.Archive.To = o.from.Format(time.RFC3339Nano), o.to.Format(time.RFC3339Nano)
@@ -564,6 +582,14 @@ func (p *Pipeline) read(stop, readCtx, sendCtx context.Context, jobs chan<- job)
 	}
 	return g.Wait()
 }
+
+// exhausted is a source with nothing to read.
+type exhausted struct{}
+
+func (exhausted) ReadBatch(context.Context) (record.Batch, record.AckFunc, error) {
+	return record.Batch{}, nil, io.EOF
+}
+func (exhausted) Close(context.Context) error { return nil }
 
 // sequence appends a source's results to the sinks in read order, giving
 // the source's slot back for each batch appended.

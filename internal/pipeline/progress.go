@@ -18,7 +18,7 @@ const ProgressEvery = 10 * time.Second
 // any source in a replay), so a progress line means something.
 func (p *Pipeline) Finite() bool {
 	for _, s := range p.sources {
-		if (s.cfg.Type == "kafka" || s.cfg.Type == "kinesis") && !p.replay {
+		if (s.cfg.Type == "kafka" || s.cfg.Type == "kinesis" || s.cfg.Type == "firehose_http") && !p.replay {
 			return false
 		}
 	}
