@@ -61,8 +61,10 @@ func Compile(src string) (*Expr, error) {
 	if err != nil {
 		return nil, fmt.Errorf("invalid jq %q: %w", src, err)
 	}
-	renameFuncs(reflect.ValueOf(q), map[string]string{"fromdateiso8601": lenientDate, "fromdate": lenientDate})
-	code, err := gojq.Compile(q, gojq.WithFunction(lenientDate, 0, 0, func(v any, _ []any) any {
+	fast := compileFast(q.String())
+	renameFuncs(reflect.ValueOf(q), map[string]string{"fromdateiso8601/0": lenientDate, "fromdate/0": lenientDate,
+		"strftime/1": boundedStrftime, "strflocaltime/1": boundedStrflocaltime, "todate/0": boundedTodate, "todateiso8601/0": boundedTodate})
+	code, err := gojq.Compile(q, append(timeFuncs(), gojq.WithFunction(lenientDate, 0, 0, func(v any, _ []any) any {
 		s, ok := v.(string)
 		if !ok {
 			return fmt.Errorf("fromdateiso8601 cannot be applied to %s", typeName(v))
@@ -72,12 +74,12 @@ func Compile(src string) (*Expr, error) {
 			return err
 		}
 		return f
-	}))
+	}))...)
 	if err != nil {
 		return nil, fmt.Errorf("invalid jq %q: %w", src, err)
 	}
 	e := &Expr{src: src, code: code}
-	e.fast = compileFast(q.String())
+	e.fast = fast
 	return e, nil
 }
 
@@ -97,15 +99,16 @@ func (e *Expr) Strftime() (string, bool) {
 // Native reports whether the expression has a native evaluator.
 func (e *Expr) Native() bool { return e.fast != nil }
 
-// renameFuncs rewrites calls to zero-argument builtins in a parsed query.
-// gojq lets no custom function shadow a builtin, so the lenient date parser
-// is swapped in on the syntax tree.
+// renameFuncs rewrites calls to builtins in a parsed query; names maps
+// "name/arity" to the replacement. gojq lets no custom function shadow a
+// builtin, so the lenient date parser and the bounded time formatters are
+// swapped in on the syntax tree.
 func renameFuncs(v reflect.Value, names map[string]string) {
 	switch v.Kind() {
 	case reflect.Pointer, reflect.Interface:
 		if !v.IsNil() {
-			if f, ok := v.Interface().(*gojq.Func); ok && len(f.Args) == 0 {
-				if to, ok := names[f.Name]; ok {
+			if f, ok := v.Interface().(*gojq.Func); ok {
+				if to, ok := names[f.Name+"/"+strconv.Itoa(len(f.Args))]; ok {
 					f.Name = to
 				}
 			}
@@ -451,7 +454,7 @@ func epochToTime(v float64) (time.Time, bool) {
 		return time.Time{}, false
 	}
 	t := time.Unix(int64(i), int64(f*1e9)).UTC()
-	if i < 0 && t.Year() > 1970 {
+	if i < 0 && t.Year() > 1970 || !inYearRange(t) {
 		return time.Time{}, false
 	}
 	return t, true

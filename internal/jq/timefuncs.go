@@ -1,0 +1,75 @@
+package jq
+
+import (
+	"fmt"
+	"math"
+	"time"
+
+	"github.com/itchyny/gojq"
+	"github.com/itchyny/timefmt-go"
+)
+
+// strftime, strflocaltime and todate format only times whose year has four
+// digits (0 to 9999), as Hive, Athena and every date column can hold: an
+// epoch of -99999999999 would otherwise become a partition day=-1199-02-15
+// and 253402300800 day=10000-01-01. Such a record fails its key, with the
+// value in the reason, and goes to the error output.
+const (
+	boundedStrftime      = "sluice_strftime"
+	boundedStrflocaltime = "sluice_strflocaltime"
+	boundedTodate        = "sluice_todate"
+)
+
+// MinYear and MaxYear bound the times the time formatters accept.
+const (
+	MinYear = 0
+	MaxYear = 9999
+)
+
+func inYearRange(t time.Time) bool { return t.Year() >= MinYear && t.Year() <= MaxYear }
+
+// timeFuncs defines the bounded formatters that renameFuncs swaps in.
+func timeFuncs() []gojq.CompilerOption {
+	return []gojq.CompilerOption{
+		gojq.WithFunction(boundedStrftime, 1, 1, func(v any, args []any) any { return formatTime("strftime", v, args[0], time.UTC) }),
+		gojq.WithFunction(boundedStrflocaltime, 1, 1, func(v any, args []any) any { return formatTime("strflocaltime", v, args[0], time.Local) }),
+		gojq.WithFunction(boundedTodate, 0, 0, func(v any, _ []any) any { return formatTime("todate", v, "%Y-%m-%dT%H:%M:%SZ", time.UTC) }),
+	}
+}
+
+// formatTime is gojq's strftime with the year bound: v is epoch seconds
+// or a broken-down time ([year, month0, day, hours, minutes, seconds, ...]).
+func formatTime(name string, v, format any, loc *time.Location) any {
+	f, ok := format.(string)
+	if !ok {
+		return fmt.Errorf("%s(%s) cannot be applied: format must be a string", name, typeName(format))
+	}
+	var t time.Time
+	switch x := v.(type) {
+	case []any:
+		var parts [6]float64
+		for i := 0; i < len(parts) && i < len(x); i++ {
+			n, ok := gojq.ToFloat64(x[i])
+			if !ok {
+				return fmt.Errorf("%s cannot be applied to %s: not a broken-down time", name, typeName(v))
+			}
+			parts[i] = n
+		}
+		sec := math.Floor(parts[5])
+		t = time.Date(int(parts[0]), time.Month(parts[1])+1, int(parts[2]), int(parts[3]), int(parts[4]), int(sec), int((parts[5]-sec)*1e9), loc)
+	default:
+		n, ok := gojq.ToFloat64(v)
+		if !ok {
+			return fmt.Errorf("%s cannot be applied to %s", name, typeName(v))
+		}
+		if math.IsNaN(n) || math.IsInf(n, 0) || n < -1e17 || n > 1e17 {
+			return fmt.Errorf("%s cannot format %v: time out of range (years %d to %d)", name, v, MinYear, MaxYear)
+		}
+		i := math.Floor(n)
+		t = time.Unix(int64(i), int64((n-i)*1e9)).In(loc)
+	}
+	if !inYearRange(t) {
+		return fmt.Errorf("%s cannot format %v: time out of range (years %d to %d)", name, v, MinYear, MaxYear)
+	}
+	return timefmt.Format(t, f)
+}
