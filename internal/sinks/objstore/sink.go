@@ -9,7 +9,6 @@ import (
 	"io"
 	"math/rand/v2"
 	"slices"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -18,6 +17,8 @@ import (
 	"go.uber.org/zap"
 	"golang.org/x/sync/errgroup"
 
+	"github.com/sluice-data/sluice/internal/archivefmt"
+	"github.com/sluice-data/sluice/internal/blob"
 	"github.com/sluice-data/sluice/internal/config"
 	"github.com/sluice-data/sluice/internal/jq"
 	"github.com/sluice-data/sluice/internal/metrics"
@@ -36,8 +37,8 @@ type Sink struct {
 	name       string
 	format     string
 	compress   string
-	store      Lister // data objects, under the url
-	errStore   Lister // error records, under the error location's url
+	store      blob.Lister // data objects, under the url
+	errStore   blob.Lister // error records, under the error location's url
 	log        *zap.Logger
 	keys       []*jq.Expr
 	keyNames   []string
@@ -164,7 +165,7 @@ type buffer struct {
 // at the url of its error location (config.Sink.ErrorLocation), which is
 // the same store when error_prefix is set.
 type Stores struct {
-	Data, Errors Lister
+	Data, Errors blob.Lister
 }
 
 // New builds a sink from its configuration. st.Errors may be nil when the
@@ -216,7 +217,7 @@ func New(cfg *config.Sink, st Stores, log *zap.Logger) (*Sink, error) {
 		}
 	}
 	if prefix == "" && s.format == "raw" {
-		prefix = ArchiveLayout
+		prefix = archivefmt.Layout
 	}
 	var err error
 	if s.prefix, err = template.Parse(prefix); err != nil {
@@ -247,10 +248,6 @@ func New(cfg *config.Sink, st Stores, log *zap.Logger) (*Sink, error) {
 	go s.ticker()
 	return s, nil
 }
-
-// ArchiveLayout is the default prefix of a raw-archive sink: Hive-style
-// arrival date and hour, which the archive source lists by time range.
-const ArchiveLayout = "dt=!{arrival:yyyy-MM-dd}/hour=!{arrival:HH}/"
 
 // Name returns the configured name.
 func (s *Sink) Name() string { return s.name }
@@ -893,7 +890,7 @@ func (s *Sink) flushWorker() {
 }
 
 // storeFor returns the store of a kind of object: data or error records.
-func (s *Sink) storeFor(kind byte) Lister {
+func (s *Sink) storeFor(kind byte) blob.Lister {
 	if kind == kindError {
 		return s.errStore
 	}
@@ -939,7 +936,7 @@ func (s *Sink) countSmall(size int64) {
 }
 
 // put writes an object, retrying store errors.
-func (s *Sink) put(kind byte, key string, body Body) error {
+func (s *Sink) put(kind byte, key string, body blob.Body) error {
 	st := s.storeFor(kind)
 	return s.retry(s.abortCtx, "put "+key, func() error {
 		return st.Put(s.abortCtx, key, body)
@@ -1061,8 +1058,8 @@ func (s *Sink) Stats() sinks.Stats {
 }
 
 // StoreFor opens the store a sink's URL names.
-func StoreFor(cfg *config.Sink) (Lister, error) {
-	return OpenStore(cfg.URL, storeOptions(cfg))
+func StoreFor(cfg *config.Sink) (blob.Lister, error) {
+	return blob.OpenStore(cfg.URL, storeOptions(cfg))
 }
 
 // StoresFor opens a sink's stores: its url, and its error location when
@@ -1074,34 +1071,13 @@ func StoresFor(cfg *config.Sink) (Stores, error) {
 	}
 	st := Stores{Data: data, Errors: data}
 	if errURL, _ := cfg.ErrorLocation(); errURL != cfg.URL {
-		if st.Errors, err = OpenStore(errURL, storeOptions(cfg)); err != nil {
+		if st.Errors, err = blob.OpenStore(errURL, storeOptions(cfg)); err != nil {
 			return Stores{}, fmt.Errorf("sink %s: error location: %w", cfg.Name, err)
 		}
 	}
 	return st, nil
 }
 
-func storeOptions(cfg *config.Sink) S3Options {
-	return S3Options{Region: cfg.Region, Endpoint: cfg.Endpoint, KMSKeyID: cfg.KMSKeyID, StorageClass: cfg.StorageClass}
-}
-
-// OpenStore opens the store at url (file: or s3://); o supplies the S3
-// settings other than bucket and prefix.
-func OpenStore(url string, o S3Options) (Lister, error) {
-	scheme, loc, err := config.ParseObjectURL(url)
-	if err != nil {
-		return nil, err
-	}
-	switch scheme {
-	case "file":
-		return NewFileStore(loc)
-	case "s3":
-		bucket, prefix, _ := strings.Cut(loc, "/")
-		if prefix != "" && !strings.HasSuffix(prefix, "/") {
-			prefix += "/"
-		}
-		o.Bucket, o.Prefix = bucket, prefix
-		return NewS3Store(context.Background(), o)
-	}
-	return nil, fmt.Errorf("no store for %s", url)
+func storeOptions(cfg *config.Sink) blob.S3Options {
+	return blob.S3Options{Region: cfg.Region, Endpoint: cfg.Endpoint, KMSKeyID: cfg.KMSKeyID, StorageClass: cfg.StorageClass}
 }

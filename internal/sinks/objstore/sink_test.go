@@ -17,6 +17,7 @@ import (
 	"github.com/valyala/fastjson"
 	"go.uber.org/zap"
 
+	"github.com/sluice-data/sluice/internal/blob"
 	"github.com/sluice-data/sluice/internal/config"
 	"github.com/sluice-data/sluice/internal/record"
 	"github.com/sluice-data/sluice/internal/sinks"
@@ -25,7 +26,7 @@ import (
 
 // newSink builds a sink from a YAML sink body, writing to store (or a
 // file store in a temp dir when nil).
-func newSink(t testing.TB, body string, store Lister) (*Sink, string) {
+func newSink(t testing.TB, body string, store blob.Lister) (*Sink, string) {
 	t.Helper()
 	dir := t.TempDir()
 	url := "    url: 'file:" + dir + "/'\n"
@@ -281,7 +282,7 @@ type blockingStore struct {
 	fail    error
 }
 
-func (b *blockingStore) Put(_ context.Context, key string, _ Body) error {
+func (b *blockingStore) Put(_ context.Context, key string, _ blob.Body) error {
 	<-b.release
 	b.mu.Lock()
 	defer b.mu.Unlock()
@@ -343,7 +344,7 @@ type flakyStore struct {
 	n, calls atomic.Int32
 }
 
-func (f *flakyStore) Put(ctx context.Context, key string, body Body) error {
+func (f *flakyStore) Put(ctx context.Context, key string, body blob.Body) error {
 	if f.calls.Add(1) <= f.n.Load() {
 		return errors.New("503 SlowDown")
 	}
