@@ -8,28 +8,12 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
-	"sort"
 	"strings"
 	"testing"
 
 	"github.com/sluice-data/sluice/internal/template"
 	"github.com/sluice-data/sluice/internal/testutil"
 )
-
-// files lists the files under dir, relative to it, sorted.
-func files(t *testing.T, dir string) []string {
-	t.Helper()
-	var out []string
-	filepath.Walk(dir, func(p string, info os.FileInfo, err error) error {
-		if err == nil && !info.IsDir() {
-			rel, _ := filepath.Rel(dir, p)
-			out = append(out, rel)
-		}
-		return nil
-	})
-	sort.Strings(out)
-	return out
-}
 
 var unsafeKeys = []string{"../x.ndjson", "a/../../x.ndjson", "/abs.ndjson", "a//b.ndjson", "./a.ndjson", "a/./b.ndjson", `a\..\b.ndjson`, "a\x00b", "", "a/"}
 
@@ -152,7 +136,7 @@ func TestStoresRefuseUnsafeKeys(t *testing.T) {
 			t.Errorf("%s: List(../) = %v, want ErrUnsafeKey", st.Location(), err)
 		}
 	}
-	if got := files(t, dir); len(got) != 0 {
+	if got := testutil.Files(t, dir); len(got) != 0 {
 		t.Errorf("files written: %v", got)
 	}
 	if got := f.Keys(t); len(got) != 0 {
@@ -181,7 +165,7 @@ func TestFileStoreSymlinkOut(t *testing.T) {
 	if err := fs.Put(context.Background(), "link/x.ndjson", Bytes([]byte("x"))); err == nil {
 		t.Error("Put through a symlink out of the root succeeded")
 	}
-	if got := files(t, outside); len(got) != 0 {
+	if got := testutil.Files(t, outside); len(got) != 0 {
 		t.Errorf("files outside the root: %v", got)
 	}
 }

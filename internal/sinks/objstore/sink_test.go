@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"sort"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -93,16 +92,7 @@ func feed(t *testing.T, s *Sink, ack record.AckFunc, lines ...string) []*sinks.F
 
 func files(t *testing.T, dir string) []string {
 	t.Helper()
-	var out []string
-	filepath.Walk(dir, func(p string, info os.FileInfo, err error) error {
-		if err == nil && !info.IsDir() {
-			rel, _ := filepath.Rel(dir, p)
-			out = append(out, rel)
-		}
-		return nil
-	})
-	sort.Strings(out)
-	return out
+	return testutil.Files(t, dir)
 }
 
 const typedSchema = `    format: parquet
