@@ -79,7 +79,7 @@ func TestS3FaultWindow(t *testing.T) {
 		t.Fatal(err)
 	}
 	s, _ := newSink(t, "    format: ndjson\n", st)
-	s.retryBase, s.maxElapsed = 50*time.Millisecond, 30*time.Second
+	s.backoff.Base, s.backoff.MaxElapsed = 50*time.Millisecond, 30*time.Second
 	acked := make(chan error, 1)
 	// The recovery listing and the write both meet the faults.
 	start := time.Now()

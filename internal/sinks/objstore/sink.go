@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"math/rand/v2"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -23,6 +22,7 @@ import (
 	"github.com/sluice-data/sluice/internal/jq"
 	"github.com/sluice-data/sluice/internal/metrics"
 	"github.com/sluice-data/sluice/internal/record"
+	"github.com/sluice-data/sluice/internal/retry"
 	"github.com/sluice-data/sluice/internal/sinks"
 	"github.com/sluice-data/sluice/internal/template"
 )
@@ -51,12 +51,12 @@ type Sink struct {
 	onLimit    string
 	maxBytes   int64
 	maxRecs    int
-	spill      *spill        // nil when spilling is off
-	maxSpilled int           // max_spill_records
-	smallBytes int64         // small_object_bytes
-	retryBase  time.Duration // first retry backoff; doubles per attempt
-	maxBackoff time.Duration // cap on the backoff
-	maxElapsed time.Duration // retry.max_elapsed: retrying a store call stops after this long
+	spill      *spill // nil when spilling is off
+	maxSpilled int    // max_spill_records
+	smallBytes int64  // small_object_bytes
+	// backoff paces retries of a store call: from 100 ms, doubling up to
+	// 30 s, for retry.max_elapsed (0: no retries).
+	backoff retry.Policy
 
 	// abortCtx ends when Close is called with a done context: writes
 	// stop retrying, and their acks get the error.
@@ -180,7 +180,7 @@ func New(cfg *config.Sink, st Stores, log *zap.Logger) (*Sink, error) {
 	}
 	s := &Sink{
 		name: cfg.Name, format: cfg.Format, compress: cfg.Compression, store: st.Data, errStore: st.Errors, log: log,
-		cfg: cfg.Buffer, maxOpen: cfg.MaxOpenPartitions, onLimit: cfg.OnPartitionLimit, maxBytes: int64(cfg.MaxBufferedBytes), maxRecs: cfg.MaxBufferedRecs, retryBase: 100 * time.Millisecond, maxBackoff: 30 * time.Second, maxElapsed: cfg.Retry.MaxElapsed.D(),
+		cfg: cfg.Buffer, maxOpen: cfg.MaxOpenPartitions, onLimit: cfg.OnPartitionLimit, maxBytes: int64(cfg.MaxBufferedBytes), maxRecs: cfg.MaxBufferedRecs, backoff: retry.Policy{Base: 100 * time.Millisecond, Max: 30 * time.Second, MaxElapsed: cfg.Retry.MaxElapsed.D()},
 		lake: map[string]*lakePart{}, stop: make(chan struct{}), freed: make(chan struct{}, 1),
 		droppedExtra: metrics.SinkDroppedKeys.WithLabelValues(cfg.Name),
 		written:      metrics.SinkWritten.WithLabelValues(cfg.Name),
@@ -951,36 +951,37 @@ func (s *Sink) put(kind byte, key string, body blob.Body) error {
 // the sources stop reading. Past it the sink fails, the process exits with
 // the error, and nothing has been checkpointed past the unwritten records.
 func (s *Sink) retry(ctx context.Context, what string, op func() error) error {
-	start := time.Now()
-	backoff := s.retryBase
-	for attempt := 1; ; attempt++ {
+	b := s.backoff.Start()
+	for {
 		err := op()
+		attempt := b.Attempts() + 1
 		if errors.Is(err, template.ErrUnsafeKey) {
 			return err // refused by the store: trying again cannot help
 		}
 		if err == nil {
 			if attempt > 1 {
 				s.log.Info("store call succeeded after retries", zap.String("sink", s.name), zap.String("op", what),
-					zap.Int("attempts", attempt), zap.Duration("elapsed", time.Since(start)))
+					zap.Int("attempts", attempt), zap.Duration("elapsed", b.Elapsed()))
 			}
 			return nil
 		}
-		elapsed := time.Since(start)
-		if elapsed >= s.maxElapsed || ctx.Err() != nil {
+		var wait time.Duration
+		ok := s.backoff.MaxElapsed > 0 && ctx.Err() == nil // max_elapsed 0: no retries
+		if ok {
+			wait, ok = b.Next()
+		}
+		if !ok {
 			if attempt == 1 {
 				return err
 			}
-			return fmt.Errorf("%d attempts in %s: %w", attempt, elapsed.Round(time.Millisecond), err)
+			return fmt.Errorf("%d attempts in %s: %w", attempt, b.Elapsed().Round(time.Millisecond), err)
 		}
 		s.retries.Inc()
-		wait := min(backoff/2+time.Duration(rand.Int64N(int64(backoff/2)+1)), s.maxElapsed-elapsed)
 		s.log.Warn("store call failed; retrying", zap.String("sink", s.name), zap.String("op", what),
 			zap.Int("attempt", attempt), zap.Duration("wait", wait), zap.Error(err))
-		select {
-		case <-time.After(wait):
-		case <-ctx.Done():
+		if serr := retry.Sleep(ctx, wait); serr != nil {
+			return fmt.Errorf("%d attempts in %s, then %w: %w", attempt, b.Elapsed().Round(time.Millisecond), serr, err)
 		}
-		backoff = min(backoff*2, s.maxBackoff)
 	}
 }
 

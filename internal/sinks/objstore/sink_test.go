@@ -56,7 +56,7 @@ func newSink(t testing.TB, body string, store blob.Lister) (*Sink, string) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	s.retryBase, s.maxElapsed = time.Millisecond, 100*time.Millisecond
+	s.backoff.Base, s.backoff.MaxElapsed = time.Millisecond, 100*time.Millisecond
 	t.Cleanup(func() { s.Close(context.Background()) })
 	return s, dir
 }
@@ -348,7 +348,7 @@ func TestOutageShorterThanMaxElapsed(t *testing.T) {
 	store := &flakyStore{memStore: newMemStore()}
 	store.n.Store(25)
 	s, _ := newSink(t, "    format: ndjson\n", store)
-	s.retryBase, s.maxBackoff, s.maxElapsed = time.Millisecond, 2*time.Millisecond, time.Minute
+	s.backoff.Base, s.backoff.Max, s.backoff.MaxElapsed = time.Millisecond, 2*time.Millisecond, time.Minute
 	acked := make(chan error, 1)
 	feed(t, s, func(err error) { acked <- err }, `{"a":1}`)
 	if err := s.Flush(context.Background()); err != nil {
@@ -369,7 +369,7 @@ func TestCloseGivesUp(t *testing.T) {
 	store := &flakyStore{memStore: newMemStore()}
 	store.n.Store(1 << 30)
 	s, _ := newSink(t, "    format: ndjson\n", store)
-	s.maxElapsed = 10 * time.Minute
+	s.backoff.MaxElapsed = 10 * time.Minute
 	acked := make(chan error, 1)
 	feed(t, s, func(err error) { acked <- err }, `{"a":1}`)
 	s.Relieve(context.Background())
