@@ -48,6 +48,7 @@ import (
 	"go.uber.org/zap"
 	"golang.org/x/sync/errgroup"
 
+	"github.com/sluice-data/sluice/internal/blob"
 	"github.com/sluice-data/sluice/internal/config"
 	"github.com/sluice-data/sluice/internal/decode"
 	"github.com/sluice-data/sluice/internal/jq"
@@ -255,7 +256,7 @@ func New(cfg *config.Config, log *zap.Logger, opts ...Option) (*Pipeline, error)
 			if o.replay {
 				sc.Archive.From, sc.Archive.To = o.from.Format(time.RFC3339Nano), o.to.Format(time.RFC3339Nano)
 			}
-			store, err := objstore.OpenStore(sc.Archive.URL, objstore.S3Options{Region: sc.Archive.Region, Endpoint: sc.Archive.Endpoint})
+			store, err := blob.OpenStore(sc.Archive.URL, blob.S3Options{Region: sc.Archive.Region, Endpoint: sc.Archive.Endpoint})
 			if err != nil {
 				p.closeSinks()
 				return nil, fmt.Errorf("source %s: %w", sc.Name, err)

@@ -9,6 +9,8 @@ import (
 	"strings"
 	"sync"
 	"testing"
+
+	"github.com/sluice-data/sluice/internal/testutil"
 )
 
 // fakeGlue answers BatchCreatePartition like the Glue API: the first
@@ -43,7 +45,7 @@ func (g *fakeGlue) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 }
 
 func TestGlueRegistersEachPartitionOnce(t *testing.T) {
-	f := newFakeS3(t)
+	f := testutil.NewS3Fake(t)
 	g := &fakeGlue{created: map[string]bool{}}
 	gs := httptest.NewServer(g)
 	defer gs.Close()
@@ -56,7 +58,7 @@ func TestGlueRegistersEachPartitionOnce(t *testing.T) {
       - {name: n, type: int64}
     buffer: {max_records: 1}
     url: s3://lake/app/
-    endpoint: "`+f.srv.URL+`"
+    endpoint: "`+f.URL+`"
     region: ap-northeast-2
     glue: {database: telemetry, table: app_lake, endpoint: "`+gs.URL+`"}
 `, nil)
@@ -97,7 +99,7 @@ func TestGlueAlreadyExistsIsFine(t *testing.T) {
 	g := &fakeGlue{created: map[string]bool{`["P-1"]`: true}}
 	gs := httptest.NewServer(g)
 	defer gs.Close()
-	newFakeS3(t) // credentials
+	testutil.NewS3Fake(t) // credentials
 	c := &catalog{database: "d", table: "t", location: "s3://lake/x/", keys: []string{"project_id"}, known: map[string]bool{}}
 	cat, err := newCatalogForTest(gs.URL)
 	if err != nil {

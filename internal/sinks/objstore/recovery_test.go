@@ -18,6 +18,7 @@ import (
 
 	"github.com/valyala/fastjson"
 
+	"github.com/sluice-data/sluice/internal/blob"
 	"github.com/sluice-data/sluice/internal/record"
 )
 
@@ -112,7 +113,7 @@ type memStore struct {
 
 func newMemStore() *memStore { return &memStore{objs: map[string][]byte{}} }
 
-func (m *memStore) Put(_ context.Context, key string, body Body) error {
+func (m *memStore) Put(_ context.Context, key string, body blob.Body) error {
 	var buf bytes.Buffer
 	if err := body(&buf); err != nil {
 		return err
@@ -173,7 +174,7 @@ type crashStore struct {
 	kill    context.CancelFunc
 }
 
-func (c *crashStore) Put(ctx context.Context, key string, body Body) error {
+func (c *crashStore) Put(ctx context.Context, key string, body blob.Body) error {
 	if c.crashed.Load() || c.after > 0 && c.puts.Load() >= c.after {
 		c.crashed.Store(true)
 		c.kill()
@@ -315,7 +316,7 @@ func TestCrashRecoveryExactlyOnce(t *testing.T) {
 				body := fmt.Sprintf("    format: ndjson\n    partition_keys: {k: .k}\n    buffer: {max_records: %d}\n    concurrency: %d\n",
 					1+rng.IntN(9), 1+rng.IntN(3))
 				s, _ := newSink(t, body, st)
-				s.maxElapsed = 0 // a dead process does not retry
+				s.backoff.MaxElapsed = 0 // a dead process does not retry
 				// The checkpoint: the longest prefix of messages whose
 				// batches were all acked.
 				var mu sync.Mutex

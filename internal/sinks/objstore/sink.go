@@ -8,9 +8,7 @@ import (
 	"fmt"
 	"io"
 	"maps"
-	"math/rand/v2"
 	"slices"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -19,10 +17,13 @@ import (
 	"go.uber.org/zap"
 	"golang.org/x/sync/errgroup"
 
+	"github.com/sluice-data/sluice/internal/archivefmt"
+	"github.com/sluice-data/sluice/internal/blob"
 	"github.com/sluice-data/sluice/internal/config"
 	"github.com/sluice-data/sluice/internal/jq"
 	"github.com/sluice-data/sluice/internal/metrics"
 	"github.com/sluice-data/sluice/internal/record"
+	"github.com/sluice-data/sluice/internal/retry"
 	"github.com/sluice-data/sluice/internal/sinks"
 	"github.com/sluice-data/sluice/internal/template"
 )
@@ -40,8 +41,8 @@ type Sink struct {
 	name       string
 	format     string
 	compress   string
-	store      Lister // data objects, under the url
-	errStore   Lister // error records, under the error location's url
+	store      blob.Lister // data objects, under the url
+	errStore   blob.Lister // error records, under the error location's url
 	log        *zap.Logger
 	keys       []*jq.Expr
 	keyNames   []string
@@ -54,12 +55,12 @@ type Sink struct {
 	onLimit    string
 	maxBytes   int64
 	maxRecs    int
-	spill      *spill        // nil when spilling is off
-	maxSpilled int           // max_spill_records
-	smallBytes int64         // small_object_bytes
-	retryBase  time.Duration // first retry backoff; doubles per attempt
-	maxBackoff time.Duration // cap on the backoff
-	maxElapsed time.Duration // retry.max_elapsed: retrying a store call stops after this long
+	spill      *spill // nil when spilling is off
+	maxSpilled int    // max_spill_records
+	smallBytes int64  // small_object_bytes
+	// backoff paces retries of a store call: from 100 ms, doubling up to
+	// 30 s, for retry.max_elapsed (0: no retries).
+	backoff retry.Policy
 
 	// abortCtx ends when Close is called with a done context: writes
 	// stop retrying, and their acks get the error.
@@ -174,7 +175,7 @@ type buffer struct {
 // at the url of its error location (config.Sink.ErrorLocation), which is
 // the same store when error_prefix is set.
 type Stores struct {
-	Data, Errors Lister
+	Data, Errors blob.Lister
 }
 
 // New builds a sink from its configuration. st.Errors may be nil when the
@@ -189,7 +190,7 @@ func New(cfg *config.Sink, st Stores, log *zap.Logger) (*Sink, error) {
 	}
 	s := &Sink{
 		name: cfg.Name, format: cfg.Format, compress: cfg.Compression, store: st.Data, errStore: st.Errors, log: log,
-		cfg: cfg.Buffer, maxOpen: cfg.MaxOpenPartitions, onLimit: cfg.OnPartitionLimit, maxBytes: int64(cfg.MaxBufferedBytes), maxRecs: cfg.MaxBufferedRecs, retryBase: 100 * time.Millisecond, maxBackoff: 30 * time.Second, maxElapsed: cfg.Retry.MaxElapsed.D(),
+		cfg: cfg.Buffer, maxOpen: cfg.MaxOpenPartitions, onLimit: cfg.OnPartitionLimit, maxBytes: int64(cfg.MaxBufferedBytes), maxRecs: cfg.MaxBufferedRecs, backoff: retry.Policy{Base: 100 * time.Millisecond, Max: 30 * time.Second, MaxElapsed: cfg.Retry.MaxElapsed.D()},
 		lake: map[string]*lakePart{}, stop: make(chan struct{}), freed: make(chan struct{}, 1),
 		droppedExtra: metrics.SinkDroppedKeys.WithLabelValues(cfg.Name),
 		written:      metrics.SinkWritten.WithLabelValues(cfg.Name),
@@ -230,7 +231,7 @@ func New(cfg *config.Sink, st Stores, log *zap.Logger) (*Sink, error) {
 		}
 	}
 	if prefix == "" && s.format == "raw" {
-		prefix = ArchiveLayout
+		prefix = archivefmt.Layout
 	}
 	var err error
 	if s.prefix, err = template.Parse(prefix); err != nil {
@@ -262,10 +263,6 @@ func New(cfg *config.Sink, st Stores, log *zap.Logger) (*Sink, error) {
 	go s.health.Watch(s.stop)
 	return s, nil
 }
-
-// ArchiveLayout is the default prefix of a raw-archive sink: Hive-style
-// arrival date and hour, which the archive source lists by time range.
-const ArchiveLayout = "dt=!{arrival:yyyy-MM-dd}/hour=!{arrival:HH}/"
 
 // Name returns the configured name.
 func (s *Sink) Name() string { return s.name }
@@ -922,7 +919,7 @@ func (s *Sink) flushWorker() {
 }
 
 // storeFor returns the store of a kind of object: data or error records.
-func (s *Sink) storeFor(kind byte) Lister {
+func (s *Sink) storeFor(kind byte) blob.Lister {
 	if kind == kindError {
 		return s.errStore
 	}
@@ -968,7 +965,7 @@ func (s *Sink) countSmall(size int64) {
 }
 
 // put writes an object, retrying store errors.
-func (s *Sink) put(kind byte, key string, body Body) error {
+func (s *Sink) put(kind byte, key string, body blob.Body) error {
 	st := s.storeFor(kind)
 	return s.retry(s.abortCtx, "put "+key, func() error {
 		return st.Put(s.abortCtx, key, body)
@@ -983,10 +980,10 @@ func (s *Sink) put(kind byte, key string, body Body) error {
 // the sources stop reading. Past it the sink fails, the process exits with
 // the error, and nothing has been checkpointed past the unwritten records.
 func (s *Sink) retry(ctx context.Context, what string, op func() error) error {
-	start := time.Now()
-	backoff := s.retryBase
-	for attempt := 1; ; attempt++ {
+	b := s.backoff.Start()
+	for {
 		err := op()
+		attempt := b.Attempts() + 1
 		if errors.Is(err, template.ErrUnsafeKey) {
 			return err // refused by the store: trying again cannot help
 		}
@@ -994,27 +991,28 @@ func (s *Sink) retry(ctx context.Context, what string, op func() error) error {
 			s.health.OK()
 			if attempt > 1 {
 				s.log.Info("store call succeeded after retries", zap.String("sink", s.name), zap.String("op", what),
-					zap.Int("attempts", attempt), zap.Duration("elapsed", time.Since(start)))
+					zap.Int("attempts", attempt), zap.Duration("elapsed", b.Elapsed()))
 			}
 			return nil
 		}
 		s.health.Failed(s.endpoint, err)
-		elapsed := time.Since(start)
-		if elapsed >= s.maxElapsed || ctx.Err() != nil {
+		var wait time.Duration
+		ok := s.backoff.MaxElapsed > 0 && ctx.Err() == nil // max_elapsed 0: no retries
+		if ok {
+			wait, ok = b.Next()
+		}
+		if !ok {
 			if attempt == 1 {
 				return err
 			}
-			return fmt.Errorf("%d attempts in %s: %w", attempt, elapsed.Round(time.Millisecond), err)
+			return fmt.Errorf("%d attempts in %s: %w", attempt, b.Elapsed().Round(time.Millisecond), err)
 		}
 		s.retries.Inc()
-		wait := min(backoff/2+time.Duration(rand.Int64N(int64(backoff/2)+1)), s.maxElapsed-elapsed)
 		s.log.Warn("store call failed; retrying", zap.String("sink", s.name), zap.String("op", what),
 			zap.Int("attempt", attempt), zap.Duration("wait", wait), zap.Error(err))
-		select {
-		case <-time.After(wait):
-		case <-ctx.Done():
+		if serr := retry.Sleep(ctx, wait); serr != nil {
+			return fmt.Errorf("%d attempts in %s, then %w: %w", attempt, b.Elapsed().Round(time.Millisecond), serr, err)
 		}
-		backoff = min(backoff*2, s.maxBackoff)
 	}
 }
 
@@ -1099,8 +1097,8 @@ func (s *Sink) Stats() sinks.Stats {
 }
 
 // StoreFor opens the store a sink's URL names.
-func StoreFor(cfg *config.Sink) (Lister, error) {
-	return OpenStore(cfg.URL, storeOptions(cfg))
+func StoreFor(cfg *config.Sink) (blob.Lister, error) {
+	return blob.OpenStore(cfg.URL, storeOptions(cfg))
 }
 
 // StoresFor opens a sink's stores: its url, and its error location when
@@ -1112,34 +1110,13 @@ func StoresFor(cfg *config.Sink) (Stores, error) {
 	}
 	st := Stores{Data: data, Errors: data}
 	if errURL, _ := cfg.ErrorLocation(); errURL != cfg.URL {
-		if st.Errors, err = OpenStore(errURL, storeOptions(cfg)); err != nil {
+		if st.Errors, err = blob.OpenStore(errURL, storeOptions(cfg)); err != nil {
 			return Stores{}, fmt.Errorf("sink %s: error location: %w", cfg.Name, err)
 		}
 	}
 	return st, nil
 }
 
-func storeOptions(cfg *config.Sink) S3Options {
-	return S3Options{Region: cfg.Region, Endpoint: cfg.Endpoint, KMSKeyID: cfg.KMSKeyID, StorageClass: cfg.StorageClass}
-}
-
-// OpenStore opens the store at url (file: or s3://); o supplies the S3
-// settings other than bucket and prefix.
-func OpenStore(url string, o S3Options) (Lister, error) {
-	scheme, loc, err := config.ParseObjectURL(url)
-	if err != nil {
-		return nil, err
-	}
-	switch scheme {
-	case "file":
-		return NewFileStore(loc)
-	case "s3":
-		bucket, prefix, _ := strings.Cut(loc, "/")
-		if prefix != "" && !strings.HasSuffix(prefix, "/") {
-			prefix += "/"
-		}
-		o.Bucket, o.Prefix = bucket, prefix
-		return NewS3Store(context.Background(), o)
-	}
-	return nil, fmt.Errorf("no store for %s", url)
+func storeOptions(cfg *config.Sink) blob.S3Options {
+	return blob.S3Options{Region: cfg.Region, Endpoint: cfg.Endpoint, KMSKeyID: cfg.KMSKeyID, StorageClass: cfg.StorageClass}
 }

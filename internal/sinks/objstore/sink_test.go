@@ -10,7 +10,6 @@ import (
 	"math"
 	"os"
 	"path/filepath"
-	"sort"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -22,6 +21,7 @@ import (
 	"github.com/valyala/fastjson"
 	"go.uber.org/zap"
 
+	"github.com/sluice-data/sluice/internal/blob"
 	"github.com/sluice-data/sluice/internal/config"
 	"github.com/sluice-data/sluice/internal/jsonx"
 	"github.com/sluice-data/sluice/internal/record"
@@ -31,7 +31,7 @@ import (
 
 // newSink builds a sink from a YAML sink body, writing to store (or a
 // file store in a temp dir when nil).
-func newSink(t testing.TB, body string, store Lister) (*Sink, string) {
+func newSink(t testing.TB, body string, store blob.Lister) (*Sink, string) {
 	t.Helper()
 	dir := t.TempDir()
 	url := "    url: 'file:" + dir + "/'\n"
@@ -62,7 +62,7 @@ func newSink(t testing.TB, body string, store Lister) (*Sink, string) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	s.retryBase, s.maxElapsed = time.Millisecond, 100*time.Millisecond
+	s.backoff.Base, s.backoff.MaxElapsed = time.Millisecond, 100*time.Millisecond
 	t.Cleanup(func() { s.Close(context.Background()) })
 	return s, dir
 }
@@ -98,16 +98,7 @@ func feed(t *testing.T, s *Sink, ack record.AckFunc, lines ...string) []*sinks.F
 
 func files(t *testing.T, dir string) []string {
 	t.Helper()
-	var out []string
-	filepath.Walk(dir, func(p string, info os.FileInfo, err error) error {
-		if err == nil && !info.IsDir() {
-			rel, _ := filepath.Rel(dir, p)
-			out = append(out, rel)
-		}
-		return nil
-	})
-	sort.Strings(out)
-	return out
+	return testutil.Files(t, dir)
 }
 
 const typedSchema = `    format: parquet
@@ -287,7 +278,7 @@ type blockingStore struct {
 	fail    error
 }
 
-func (b *blockingStore) Put(_ context.Context, key string, _ Body) error {
+func (b *blockingStore) Put(_ context.Context, key string, _ blob.Body) error {
 	<-b.release
 	b.mu.Lock()
 	defer b.mu.Unlock()
@@ -349,7 +340,7 @@ type flakyStore struct {
 	n, calls atomic.Int32
 }
 
-func (f *flakyStore) Put(ctx context.Context, key string, body Body) error {
+func (f *flakyStore) Put(ctx context.Context, key string, body blob.Body) error {
 	if f.calls.Add(1) <= f.n.Load() {
 		return errors.New("503 SlowDown")
 	}
@@ -363,7 +354,7 @@ func TestOutageShorterThanMaxElapsed(t *testing.T) {
 	store := &flakyStore{memStore: newMemStore()}
 	store.n.Store(25)
 	s, _ := newSink(t, "    format: ndjson\n", store)
-	s.retryBase, s.maxBackoff, s.maxElapsed = time.Millisecond, 2*time.Millisecond, time.Minute
+	s.backoff.Base, s.backoff.Max, s.backoff.MaxElapsed = time.Millisecond, 2*time.Millisecond, time.Minute
 	acked := make(chan error, 1)
 	feed(t, s, func(err error) { acked <- err }, `{"a":1}`)
 	if err := s.Flush(context.Background()); err != nil {
@@ -384,7 +375,7 @@ func TestCloseGivesUp(t *testing.T) {
 	store := &flakyStore{memStore: newMemStore()}
 	store.n.Store(1 << 30)
 	s, _ := newSink(t, "    format: ndjson\n", store)
-	s.maxElapsed = 10 * time.Minute
+	s.backoff.MaxElapsed = 10 * time.Minute
 	acked := make(chan error, 1)
 	feed(t, s, func(err error) { acked <- err }, `{"a":1}`)
 	s.Relieve(context.Background())

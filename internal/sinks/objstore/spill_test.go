@@ -18,6 +18,7 @@ import (
 
 	"github.com/valyala/fastjson"
 
+	"github.com/sluice-data/sluice/internal/blob"
 	"github.com/sluice-data/sluice/internal/record"
 )
 
@@ -27,7 +28,7 @@ type countingStore struct {
 	objects, bytes atomic.Int64
 }
 
-func (c *countingStore) Put(_ context.Context, _ string, body Body) error {
+func (c *countingStore) Put(_ context.Context, _ string, body blob.Body) error {
 	cw := &countingWriter{w: io.Discard}
 	if err := body(cw); err != nil {
 		return err

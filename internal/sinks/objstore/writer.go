@@ -7,6 +7,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/sluice-data/sluice/internal/archivefmt"
 	"github.com/sluice-data/sluice/internal/jq"
 	"github.com/sluice-data/sluice/internal/jsonx"
 	"github.com/sluice-data/sluice/internal/record"
@@ -137,7 +138,7 @@ func (w *writer) Write(rec *record.Record) *sinks.Failure {
 		p.data = append(p.data, rec.CSV...)
 		p.data = append(p.data, '\n')
 	case "raw":
-		p.data = appendEnvelope(p.data, rec)
+		p.data = archivefmt.Append(p.data, rec)
 	}
 	if err != nil {
 		p.data = p.data[:start]
@@ -211,28 +212,4 @@ func AppendErrorRecord(dst []byte, f *sinks.Failure) []byte {
 		dst = jsonx.AppendString(dst, []byte(f.Sink))
 	}
 	return append(dst, "}\n"...)
-}
-
-// appendEnvelope renders a record for the raw event archive: where it came
-// from, when it arrived, and its bytes.
-func appendEnvelope(dst []byte, rec *record.Record) []byte {
-	dst = append(dst, `{"source":`...)
-	dst = jsonx.AppendString(dst, []byte(rec.Source))
-	dst = append(dst, `,"partition":`...)
-	dst = jsonx.AppendString(dst, []byte(rec.Pos.Partition))
-	dst = append(dst, `,"offset":`...)
-	dst = strconv.AppendInt(dst, rec.Pos.Offset, 10)
-	if rec.Pos.Token != "" {
-		dst = append(dst, `,"token":`...)
-		dst = jsonx.AppendString(dst, []byte(rec.Pos.Token))
-	}
-	if rec.Pos.Sub != "" {
-		dst = append(dst, `,"sub":`...)
-		dst = jsonx.AppendString(dst, []byte(rec.Pos.Sub))
-	}
-	dst = append(dst, `,"arrival":`...)
-	dst = strconv.AppendInt(dst, rec.Arrival.UnixMilli(), 10)
-	dst = append(dst, `,"data":"`...)
-	dst = base64.StdEncoding.AppendEncode(dst, rec.Raw)
-	return append(dst, "\"}\n"...)
 }

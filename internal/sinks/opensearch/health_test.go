@@ -71,7 +71,7 @@ sinks:
 	}
 	clk := &clock{t: time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)}
 	s.health.Now = clk.Now
-	s.backoff, s.maxBackoff = time.Millisecond, 5*time.Millisecond
+	s.backoff.Base, s.backoff.Max = time.Millisecond, 5*time.Millisecond
 	h := &harness{s: s, fake: srv}
 	acked := h.feed(t, 1, `{"a":1}`)
 	s.Relieve(context.Background())

@@ -34,7 +34,6 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"math/rand/v2"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -49,6 +48,7 @@ import (
 	"github.com/sluice-data/sluice/internal/jsonx"
 	"github.com/sluice-data/sluice/internal/metrics"
 	"github.com/sluice-data/sluice/internal/record"
+	"github.com/sluice-data/sluice/internal/retry"
 	"github.com/sluice-data/sluice/internal/sinks"
 	"github.com/sluice-data/sluice/internal/template"
 )
@@ -75,9 +75,10 @@ type Sink struct {
 	maxDocs    int
 	maxBytes   int
 	interval   time.Duration
-	maxElapsed time.Duration
-	backoff    time.Duration // first retry delay
-	maxBackoff time.Duration
+	maxElapsed time.Duration // per item, since its first attempt
+	// backoff paces a request's retries: from 100 ms, doubling up to 20 s.
+	// Its own MaxElapsed is unset: maxElapsed bounds each item instead.
+	backoff retry.Policy
 
 	errSink  sinks.Sink
 	errMu    sync.Mutex // orders failures into the error sink's stream
@@ -150,7 +151,7 @@ func newSink(cfg *config.Sink, errorSink string, client *opensearch.Client, log 
 		name: cfg.Name, cfg: cfg, errName: errorSink, client: client, log: log,
 		pipeline: cfg.IngestPipeline.Name,
 		maxDocs:  cfg.Bulk.MaxDocs, maxBytes: int(cfg.Bulk.MaxBytes), interval: cfg.Bulk.Interval.D(),
-		maxElapsed: cfg.Retry.MaxElapsed.D(), backoff: 100 * time.Millisecond, maxBackoff: 20 * time.Second,
+		maxElapsed: cfg.Retry.MaxElapsed.D(), backoff: retry.Policy{Base: 100 * time.Millisecond, Max: 20 * time.Second},
 		errRunID: time.Now().UTC().Format("20060102T150405.000000000Z"),
 		reqs:     make(chan *request), stop: make(chan struct{}),
 		mIndexed:  metrics.SearchIndexed.WithLabelValues(cfg.Name),
@@ -364,7 +365,7 @@ func (s *Sink) sender() {
 func (s *Sink) deliver(items []*item) ([]*sinks.Failure, error) {
 	var failures []*sinks.Failure
 	pending := items
-	delay := s.backoff
+	b := s.backoff.Start()
 	for len(pending) > 0 {
 		if s.abortCtx.Err() != nil {
 			return nil, errAborted
@@ -403,12 +404,9 @@ func (s *Sink) deliver(items []*item) ([]*sinks.Failure, error) {
 		}
 		s.stats.retried.Add(int64(len(pending)))
 		s.mRetried.Add(float64(len(pending)))
-		select {
-		case <-time.After(delay/2 + time.Duration(rand.Int64N(int64(delay)))):
-		case <-s.abortCtx.Done():
+		if err := b.Wait(s.abortCtx); err != nil {
 			return nil, errAborted
 		}
-		delay = min(delay*2, s.maxBackoff)
 	}
 	return failures, nil
 }

@@ -80,8 +80,8 @@ sinks:
 		t.Fatal(err)
 	}
 	s.SetErrorSink(errs)
-	s.backoff = 10 * time.Millisecond
-	s.maxBackoff = 200 * time.Millisecond
+	s.backoff.Base = 10 * time.Millisecond
+	s.backoff.Max = 200 * time.Millisecond
 	t.Cleanup(func() {
 		s.Close(context.Background())
 		errs.Close(context.Background())
@@ -382,7 +382,7 @@ func TestStorm429(t *testing.T) {
 		return 0
 	}
 	h := newHarness(t, fake, "    bulk: {max_docs: 500, concurrency: 2}")
-	h.s.maxBackoff = 5 * time.Second
+	h.s.backoff.Max = 5 * time.Second
 	// Appends block once bulk.concurrency requests are stuck in the
 	// storm (backpressure), so the feeding runs on its own.
 	var mu sync.Mutex

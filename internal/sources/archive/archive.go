@@ -1,5 +1,6 @@
 // Package archive reads a raw event archive back: the gzip NDJSON envelopes
-// a format: raw sink writes under dt=YYYY-MM-DD/hour=HH/ by arrival time.
+// (package archivefmt) a format: raw sink writes under dt=YYYY-MM-DD/hour=HH/
+// by arrival time.
 // Messages come out with the position and source name they were first read
 // with, so a replay through today's routes names objects and ids exactly as
 // the live path did, and overwrites instead of duplicating.
@@ -14,15 +15,15 @@ import (
 	"bytes"
 	"compress/gzip"
 	"context"
-	"encoding/json"
 	"fmt"
 	"io"
 	"strings"
 	"time"
 
+	"github.com/sluice-data/sluice/internal/archivefmt"
+	"github.com/sluice-data/sluice/internal/blob"
 	"github.com/sluice-data/sluice/internal/checkpoint"
 	"github.com/sluice-data/sluice/internal/record"
-	"github.com/sluice-data/sluice/internal/sinks/objstore"
 	"github.com/sluice-data/sluice/internal/sources"
 )
 
@@ -31,7 +32,7 @@ var _ sources.Source = (*Source)(nil)
 // Source reads one time range of an archive.
 type Source struct {
 	name      string
-	store     objstore.Lister
+	store     blob.Lister
 	from, to  time.Time
 	batchSize int
 	tracker   *checkpoint.Tracker
@@ -42,19 +43,8 @@ type Source struct {
 	index   int64 // messages handed out, for the pending cap
 }
 
-// envelope is one archived record, as objstore writes it.
-type envelope struct {
-	Source    string `json:"source"`
-	Partition string `json:"partition"`
-	Offset    int64  `json:"offset"`
-	Token     string `json:"token"`
-	Sub       string `json:"sub"`
-	Arrival   int64  `json:"arrival"`
-	Data      []byte `json:"data"`
-}
-
 // New returns a source over [from, to) of the archive in store.
-func New(name string, store objstore.Lister, from, to time.Time, batchSize, maxPending int) *Source {
+func New(name string, store blob.Lister, from, to time.Time, batchSize, maxPending int) *Source {
 	return &Source{name: name, store: store, from: from, to: to, batchSize: batchSize,
 		tracker: checkpoint.New(int64(maxPending)), hour: from.UTC().Truncate(time.Hour)}
 }
@@ -66,8 +56,7 @@ func (s *Source) ReadBatch(ctx context.Context) (record.Batch, record.AckFunc, e
 			if !s.hour.Before(s.to) {
 				break
 			}
-			prefix := "dt=" + s.hour.Format("2006-01-02") + "/hour=" + s.hour.Format("15") + "/"
-			keys, err := s.store.List(ctx, prefix)
+			keys, err := s.store.List(ctx, archivefmt.HourPrefix(s.hour))
 			if err != nil {
 				return record.Batch{}, nil, fmt.Errorf("source %s: %w", s.name, err)
 			}
@@ -116,22 +105,16 @@ func (s *Source) readObject(ctx context.Context, key string) error {
 	line := 0
 	for sc.Scan() {
 		line++
-		var e envelope
-		if err := json.Unmarshal(sc.Bytes(), &e); err != nil {
+		m, err := archivefmt.Decode(sc.Bytes())
+		if err != nil {
 			// The archive is the record of last resort: a damaged object
 			// stops the replay rather than skipping what it holds.
-			return fmt.Errorf("source %s: %s line %d: not an archive envelope: %w", s.name, key, line, err)
+			return fmt.Errorf("source %s: %s line %d: %w", s.name, key, line, err)
 		}
-		at := time.UnixMilli(e.Arrival).UTC()
-		if at.Before(s.from) || !at.Before(s.to) {
+		if m.Arrival.Before(s.from) || !m.Arrival.Before(s.to) {
 			continue
 		}
-		s.pending = append(s.pending, record.Message{
-			Data:    e.Data,
-			Pos:     record.Position{Partition: e.Partition, Offset: e.Offset, Token: e.Token, Sub: e.Sub},
-			Arrival: at,
-			Origin:  e.Source,
-		})
+		s.pending = append(s.pending, m)
 	}
 	if err := sc.Err(); err != nil {
 		return fmt.Errorf("source %s: %s: %w", s.name, key, err)

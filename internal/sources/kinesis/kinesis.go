@@ -53,6 +53,7 @@ import (
 	"github.com/sluice-data/sluice/internal/config"
 	"github.com/sluice-data/sluice/internal/metrics"
 	"github.com/sluice-data/sluice/internal/record"
+	"github.com/sluice-data/sluice/internal/retry"
 	"github.com/sluice-data/sluice/internal/sources"
 )
 
@@ -565,7 +566,7 @@ func (s *Source) read(ctx context.Context, r *reader, ckpt string) error {
 		return err
 	}
 	lastSeq := ckpt
-	backoff := 200 * time.Millisecond
+	throttle := throttleBackoff.Start()
 	for {
 		start := time.Now()
 		out, err := s.kin.GetRecords(ctx, &kinesis.GetRecordsInput{ShardIterator: iter, Limit: aws.Int32(10000)})
@@ -574,10 +575,9 @@ func (s *Source) read(ctx context.Context, r *reader, ckpt string) error {
 		switch {
 		case errors.As(err, &throttled):
 			metrics.KinesisThrottles.WithLabelValues(s.name).Inc()
-			if !sleep(ctx, backoff) {
+			if throttle.Wait(ctx) != nil {
 				return nil
 			}
-			backoff = min(backoff*2, 10*time.Second)
 			continue
 		case errors.As(err, &expired):
 			if iter, err = s.iterator(ctx, r.shard, lastSeq); err != nil {
@@ -589,12 +589,12 @@ func (s *Source) read(ctx context.Context, r *reader, ckpt string) error {
 				return nil
 			}
 			s.log.Warn("GetRecords failed", zap.String("source", s.name), zap.String("shard", r.shard), zap.Error(err))
-			if !sleep(ctx, time.Second) {
+			if retry.Sleep(ctx, time.Second) != nil {
 				return nil
 			}
 			continue
 		}
-		backoff = 200 * time.Millisecond
+		throttle.Reset()
 		if out.MillisBehindLatest != nil {
 			metrics.KinesisBehind.WithLabelValues(s.name, r.shard).Set(float64(*out.MillisBehindLatest))
 		}
@@ -647,23 +647,15 @@ func (s *Source) read(ctx context.Context, r *reader, ckpt string) error {
 		if len(out.Records) == 0 {
 			wait = time.Second
 		}
-		if !sleep(ctx, wait-time.Since(start)) {
+		if retry.Sleep(ctx, wait-time.Since(start)) != nil {
 			return nil
 		}
 	}
 }
 
-func sleep(ctx context.Context, d time.Duration) bool {
-	if d <= 0 {
-		return ctx.Err() == nil
-	}
-	select {
-	case <-ctx.Done():
-		return false
-	case <-time.After(d):
-		return true
-	}
-}
+// throttleBackoff paces GetRecords on a shard over its read throughput:
+// from 200 ms, doubling up to 10 s, for as long as the throttling lasts.
+var throttleBackoff = retry.Policy{Base: 200 * time.Millisecond, Max: 10 * time.Second}
 
 // send hands a batch to ReadBatch.
 func (s *Source) send(ctx context.Context, r *reader, msgs []record.Message, seq string) bool {

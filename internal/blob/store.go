@@ -1,4 +1,4 @@
-package objstore
+package blob
 
 import (
 	"bufio"
