@@ -9,24 +9,23 @@ import (
 	"github.com/itchyny/timefmt-go"
 )
 
-// strftime, strflocaltime and todate format only times whose year has four
-// digits (0 to 9999), as Hive, Athena and every date column can hold: an
-// epoch of -99999999999 would otherwise become a partition day=-1199-02-15
-// and 253402300800 day=10000-01-01. Such a record fails its key, with the
-// value in the reason, and goes to the error output.
+// strftime, strflocaltime and todate refuse times before year 0: an epoch
+// of -99999999999 would otherwise become a partition day=-1199-02-15, a
+// path no date column, Hive or Athena reads. Such a record fails its key,
+// with the value in the reason, and goes to the error output. Years past
+// 9999 are formatted as jq and Firehose format them (an epoch in
+// milliseconds read as seconds gives year=56812), so a lake partitioned
+// like its Firehose stream stays so.
 const (
 	boundedStrftime      = "sluice_strftime"
 	boundedStrflocaltime = "sluice_strflocaltime"
 	boundedTodate        = "sluice_todate"
 )
 
-// MinYear and MaxYear bound the times the time formatters accept.
-const (
-	MinYear = 0
-	MaxYear = 9999
-)
+// MinYear is the earliest year the time formatters accept.
+const MinYear = 0
 
-func inYearRange(t time.Time) bool { return t.Year() >= MinYear && t.Year() <= MaxYear }
+func inYearRange(t time.Time) bool { return t.Year() >= MinYear }
 
 // timeFuncs defines the bounded formatters that renameFuncs swaps in.
 func timeFuncs() []gojq.CompilerOption {
@@ -42,7 +41,7 @@ func timeFuncs() []gojq.CompilerOption {
 func formatTime(name string, v, format any, loc *time.Location) any {
 	f, ok := format.(string)
 	if !ok {
-		return fmt.Errorf("%s(%s) cannot be applied: format must be a string", name, typeName(format))
+		return fmt.Errorf("%s(%s) cannot be applied to: %s", name, gojq.Preview(format), typePreview(v))
 	}
 	var t time.Time
 	switch x := v.(type) {
@@ -51,7 +50,7 @@ func formatTime(name string, v, format any, loc *time.Location) any {
 		for i := 0; i < len(parts) && i < len(x); i++ {
 			n, ok := gojq.ToFloat64(x[i])
 			if !ok {
-				return fmt.Errorf("%s cannot be applied to %s: not a broken-down time", name, typeName(v))
+				return fmt.Errorf("%s(%s) cannot be applied to: %s", name, gojq.Preview(format), typePreview(v))
 			}
 			parts[i] = n
 		}
@@ -60,16 +59,24 @@ func formatTime(name string, v, format any, loc *time.Location) any {
 	default:
 		n, ok := gojq.ToFloat64(v)
 		if !ok {
-			return fmt.Errorf("%s cannot be applied to %s", name, typeName(v))
+			return fmt.Errorf("%s(%s) cannot be applied to: %s", name, gojq.Preview(format), typePreview(v))
 		}
 		if math.IsNaN(n) || math.IsInf(n, 0) || n < -1e17 || n > 1e17 {
-			return fmt.Errorf("%s cannot format %v: time out of range (years %d to %d)", name, v, MinYear, MaxYear)
+			return fmt.Errorf("%s cannot format %v: time out of range", name, v)
 		}
 		i := math.Floor(n)
 		t = time.Unix(int64(i), int64((n-i)*1e9)).In(loc)
 	}
 	if !inYearRange(t) {
-		return fmt.Errorf("%s cannot format %v: time out of range (years %d to %d)", name, v, MinYear, MaxYear)
+		return fmt.Errorf("%s cannot format %v: time out of range (before year %d)", name, v, MinYear)
 	}
 	return timefmt.Format(t, f)
+}
+
+// typePreview names a value the way gojq's type errors do.
+func typePreview(v any) string {
+	if v == nil {
+		return "null"
+	}
+	return gojq.TypeOf(v) + " (" + gojq.Preview(v) + ")"
 }
