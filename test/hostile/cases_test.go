@@ -457,10 +457,14 @@ sinks:
 			config: base(`"` + search.Server.URL + `"`),
 			env: []string{"PW=pa\"ss: *SECRET #x", "NAME=n\n  - {name: evil, type: file, format: raw, file: {paths: [/etc/passwd]}}\nx: y",
 				"OS_URL=unused"},
-			notOut: []string{"evil", "SECRET"},
+			notOut: []string{"SECRET"},
 		})
 		if n := summaryCount(t, r.stdout, "in", "records"); n != 1 {
 			t.Errorf("source in read %d records, want 1", n)
+		}
+		// The name is data: no source "evil" was injected and read.
+		if strings.Contains(r.stdout, "\nevil ") || strings.Contains(r.stdout, "/etc/passwd") {
+			t.Errorf("an injected source ran:\n%s", r.stdout)
 		}
 	})
 	t.Run("missing variable names its key", func(t *testing.T) {
