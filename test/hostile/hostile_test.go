@@ -175,6 +175,7 @@ func runCase(t *testing.T, c hcase) *result {
 	}
 	r.errorsByType = parseErrorsByType(r.stdout)
 	checkCommon(t, c, root, r)
+	t.Logf("exit %d after %s, peak RSS %d MiB, %d objects, errors %v", r.code, r.elapsed.Round(time.Millisecond), r.maxRSSMiB, r.objects, r.errorsByType)
 	if c.check != nil && !t.Failed() {
 		c.check(t, r)
 	}
