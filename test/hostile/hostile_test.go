@@ -23,6 +23,7 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -139,8 +140,26 @@ func runCase(t *testing.T, c hcase) *result {
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
+	// Peak RSS is the process's VmHWM, sampled until it exits: rusage's
+	// maxrss would count the test process's own memory, which the child
+	// shares until exec.
+	var hwm atomic.Int64
+	exited, sampled := make(chan struct{}), make(chan struct{})
+	go func() {
+		defer close(sampled)
+		for {
+			if kib := vmHWM(cmd.Process.Pid); kib > hwm.Load() {
+				hwm.Store(kib)
+			}
+			select {
+			case <-exited:
+				return
+			case <-time.After(5 * time.Millisecond):
+			}
+		}
+	}()
 	done := make(chan error, 1)
-	go func() { done <- cmd.Wait() }()
+	go func() { err := cmd.Wait(); close(exited); <-sampled; done <- err }()
 	var stopAt time.Time
 	if c.stop != nil {
 		stopped := make(chan struct{})
@@ -170,9 +189,7 @@ func runCase(t *testing.T, c hcase) *result {
 	} else if err != nil {
 		t.Fatal(err)
 	}
-	if ru, ok := cmd.ProcessState.SysUsage().(*syscall.Rusage); ok {
-		r.maxRSSMiB = ru.Maxrss / 1024
-	}
+	r.maxRSSMiB = hwm.Load() / 1024
 	r.errorsByType = parseErrorsByType(r.stdout)
 	checkCommon(t, c, root, r)
 	t.Logf("exit %d after %s, peak RSS %d MiB, %d objects, errors %v", r.code, r.elapsed.Round(time.Millisecond), r.maxRSSMiB, r.objects, r.errorsByType)
@@ -180,6 +197,22 @@ func runCase(t *testing.T, c hcase) *result {
 		c.check(t, r)
 	}
 	return r
+}
+
+// vmHWM reads a process's peak resident set (KiB) from /proc, or 0 once
+// it is gone.
+func vmHWM(pid int) int64 {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return 0
+	}
+	for _, l := range strings.Split(string(b), "\n") {
+		if f := strings.Fields(l); len(f) >= 2 && f[0] == "VmHWM:" {
+			n, _ := strconv.ParseInt(f[1], 10, 64)
+			return n
+		}
+	}
+	return 0
 }
 
 func tail(s string) string {
