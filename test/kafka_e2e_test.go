@@ -16,6 +16,8 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/sluice-data/sluice/internal/testutil"
 )
 
 const kafkaConfig = `
@@ -49,9 +51,7 @@ func startBroker(t *testing.T, partitions int) string {
 	t.Helper()
 	bin := filepath.Join(filepath.Dir(processor), "kafkabroker")
 	if _, err := os.Stat(bin); err != nil {
-		build := exec.Command("go", "build", "-o", bin, "./kafkabroker")
-		build.Stderr = os.Stderr
-		if err := build.Run(); err != nil {
+		if bin, err = testutil.BuildBinary(filepath.Dir(processor), "./kafkabroker", "kafkabroker"); err != nil {
 			t.Fatal(err)
 		}
 	}

@@ -13,6 +13,8 @@ import (
 
 	"github.com/johannesboyne/gofakes3"
 	"github.com/johannesboyne/gofakes3/backend/s3mem"
+
+	"github.com/sluice-data/sluice/internal/testutil"
 )
 
 // TestRunAsInContainer runs the built binary the way the ECS task does:
@@ -21,9 +23,9 @@ import (
 // stream (stderr) carries the EMF lines and the summary as one JSON line.
 func TestRunAsInContainer(t *testing.T) {
 	awsEnv(t)
-	bin := filepath.Join(t.TempDir(), "processor")
-	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
+	bin, err := testutil.BuildBinary(t.TempDir(), ".", "processor")
+	if err != nil {
+		t.Fatal(err)
 	}
 	backend := s3mem.New()
 	backend.CreateBucket("lake")

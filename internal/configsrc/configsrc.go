@@ -7,6 +7,7 @@
 package configsrc
 
 import (
+	"cmp"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -120,14 +121,14 @@ func New(ctx context.Context, raw string, o Options) (*Fetcher, error) {
 	if ref.Kind == File {
 		return f, nil
 	}
-	region := firstNonEmpty(o.Region, os.Getenv("AWS_REGION"), os.Getenv("AWS_DEFAULT_REGION"), "us-east-1")
+	region := cmp.Or(o.Region, os.Getenv("AWS_REGION"), os.Getenv("AWS_DEFAULT_REGION"), "us-east-1")
 	cfg, err := awsconfig.LoadDefaultConfig(ctx, awsconfig.WithRegion(region))
 	if err != nil {
 		return nil, fmt.Errorf("%s: aws config: %w", raw, err)
 	}
 	switch ref.Kind {
 	case S3:
-		endpoint := firstNonEmpty(o.S3Endpoint, os.Getenv("AWS_ENDPOINT_URL_S3"))
+		endpoint := cmp.Or(o.S3Endpoint, os.Getenv("AWS_ENDPOINT_URL_S3"))
 		f.s3 = s3.NewFromConfig(cfg, func(so *s3.Options) {
 			so.DisableLogOutputChecksumValidationSkipped = true
 			if endpoint != "" {
@@ -136,7 +137,7 @@ func New(ctx context.Context, raw string, o Options) (*Fetcher, error) {
 			}
 		})
 	case SSM:
-		endpoint := firstNonEmpty(o.SSMEndpoint, os.Getenv("AWS_ENDPOINT_URL_SSM"))
+		endpoint := cmp.Or(o.SSMEndpoint, os.Getenv("AWS_ENDPOINT_URL_SSM"))
 		f.ssm = ssm.NewFromConfig(cfg, func(so *ssm.Options) {
 			if endpoint != "" {
 				so.BaseEndpoint = aws.String(endpoint)
@@ -202,13 +203,4 @@ func readLimited(r io.Reader) ([]byte, error) {
 		return nil, ErrTooLarge
 	}
 	return b, nil
-}
-
-func firstNonEmpty(s ...string) string {
-	for _, v := range s {
-		if v != "" {
-			return v
-		}
-	}
-	return ""
 }

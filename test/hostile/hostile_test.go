@@ -35,19 +35,7 @@ import (
 var processor string
 
 func TestMain(m *testing.M) {
-	dir, err := os.MkdirTemp("", "sluice-hostile")
-	if err != nil {
-		panic(err)
-	}
-	processor = filepath.Join(dir, "processor")
-	build := exec.Command("go", "build", "-o", processor, "../../cmd/processor")
-	build.Stderr = os.Stderr
-	if err := build.Run(); err != nil {
-		panic(err)
-	}
-	code := m.Run()
-	os.RemoveAll(dir)
-	os.Exit(code)
+	os.Exit(testutil.RunWithBinary(m, "../../cmd/processor", &processor))
 }
 
 // hcase is one hostile run. The process runs in work/, a directory three

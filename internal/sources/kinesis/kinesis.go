@@ -31,6 +31,7 @@
 package kinesis
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -138,7 +139,7 @@ func New(cfg *config.Source, relieve func(), log *zap.Logger) (*Source, error) {
 		return nil, err
 	}
 	ddb := dynamodb.NewFromConfig(ddbCfg, func(o *dynamodb.Options) {
-		if ep := firstNonEmpty(cfg.Kinesis.DynamoDBEndpoint, os.Getenv("AWS_ENDPOINT_URL_DYNAMODB")); ep != "" {
+		if ep := cmp.Or(cfg.Kinesis.DynamoDBEndpoint, os.Getenv("AWS_ENDPOINT_URL_DYNAMODB")); ep != "" {
 			o.BaseEndpoint = aws.String(ep)
 		}
 	})
@@ -181,7 +182,7 @@ func newSource(cfg *config.Source, relieve func(), log *zap.Logger) (*Source, er
 		return nil, err
 	}
 	kin := kinesis.NewFromConfig(kcfg, func(o *kinesis.Options) {
-		if ep := firstNonEmpty(cfg.Kinesis.Endpoint, os.Getenv("AWS_ENDPOINT_URL_KINESIS")); ep != "" {
+		if ep := cmp.Or(cfg.Kinesis.Endpoint, os.Getenv("AWS_ENDPOINT_URL_KINESIS")); ep != "" {
 			o.BaseEndpoint = aws.String(ep)
 		}
 	})
@@ -207,15 +208,6 @@ func awsConfig(region string) (aws.Config, error) {
 		cfg.Region = "us-east-1"
 	}
 	return cfg, err
-}
-
-func firstNonEmpty(s ...string) string {
-	for _, v := range s {
-		if v != "" {
-			return v
-		}
-	}
-	return ""
 }
 
 func (s *Source) listShards(ctx context.Context) ([]ktypes.Shard, error) {
