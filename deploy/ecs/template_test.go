@@ -10,7 +10,9 @@ import (
 	"net"
 	"os"
 	"reflect"
+	"regexp"
 	"sort"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -33,13 +35,24 @@ const (
 
 // validate parses the template into goformation's typed resources and
 // checks every property name case-sensitively against those types.
+//
+// Conditions are applied as CloudFormation applies them. goformation,
+// asked to evaluate conditions, replaces a resource or output that has a
+// Condition with that condition's value (true or false) instead of keeping
+// or dropping it, so conditional resources are wrapped first and pruned
+// after evaluation (conditional). A Ref or Fn::GetAtt of a resource becomes
+// "{{ref:Name}}" or "{{getatt:Name.Attribute}}" (goformation resolves
+// neither) and must name a resource that exists (resolvable), as
+// CloudFormation requires.
 func validate(data []byte, overrides map[string]any) (*cloudformation.Template, error) {
-	opts := &intrinsics.ProcessorOptions{ParameterOverrides: overrides, EvaluateConditions: true}
-	tpl, err := goformation.ParseYAMLWithOptions(data, opts)
+	processed, err := conditional(data, overrides)
 	if err != nil {
 		return nil, err
 	}
-	processed, err := intrinsics.ProcessYAML(data, opts)
+	if err := resolvable(processed); err != nil {
+		return nil, err
+	}
+	tpl, err := goformation.ParseJSONWithOptions(processed, &intrinsics.ProcessorOptions{NoProcess: true})
 	if err != nil {
 		return nil, err
 	}
@@ -47,6 +60,132 @@ func validate(data []byte, overrides map[string]any) (*cloudformation.Template, 
 		return nil, err
 	}
 	return tpl, nil
+}
+
+// conditional evaluates the template's intrinsics and conditions with the
+// parameter overrides and drops the resources and outputs whose Condition
+// is false. It returns the processed template as JSON.
+func conditional(data []byte, overrides map[string]any) ([]byte, error) {
+	raw, err := intrinsics.ProcessYAML(data, &intrinsics.ProcessorOptions{NoProcess: true})
+	if err != nil {
+		return nil, err
+	}
+	var doc map[string]any
+	if err := json.Unmarshal(raw, &doc); err != nil {
+		return nil, err
+	}
+	// A CommaDelimitedList is a list, also when given as one string.
+	params, _ := doc["Parameters"].(map[string]any)
+	for name, p := range params {
+		m, _ := p.(map[string]any)
+		if v, ok := overrides[name]; ok {
+			m["Default"] = v
+		}
+		if s, ok := m["Default"].(string); ok && m["Type"] == "CommaDelimitedList" {
+			m["Default"] = strings.Split(s, ",")
+		}
+	}
+	// {"Condition": name} is what goformation evaluates to a bool.
+	names := map[string]map[string]string{}
+	for _, section := range []string{"Resources", "Outputs"} {
+		names[section] = map[string]string{}
+		entries, _ := doc[section].(map[string]any)
+		for id, e := range entries {
+			m, _ := e.(map[string]any)
+			if c, ok := m["Condition"].(string); ok {
+				names[section][id] = c
+				m["Condition"] = map[string]any{"Condition": c}
+			}
+		}
+	}
+	wrapped, err := json.Marshal(doc)
+	if err != nil {
+		return nil, err
+	}
+	resources, _ := doc["Resources"].(map[string]any)
+	opts := &intrinsics.ProcessorOptions{
+		EvaluateConditions: true,
+		IntrinsicHandlerOverrides: map[string]intrinsics.IntrinsicHandler{
+			"Ref": func(name string, input, template any) any {
+				if id, ok := input.(string); ok && resources[id] != nil {
+					return "{{ref:" + id + "}}"
+				}
+				return intrinsics.Ref(name, input, template)
+			},
+			"Fn::GetAtt": func(_ string, input, _ any) any {
+				var parts []string
+				switch v := input.(type) {
+				case string:
+					parts = []string{v}
+				case []any:
+					for _, p := range v {
+						s, _ := p.(string)
+						parts = append(parts, s)
+					}
+				}
+				return "{{getatt:" + strings.Join(parts, ".") + "}}"
+			},
+		},
+	}
+	processed, err := intrinsics.ProcessJSON(wrapped, opts)
+	if err != nil {
+		return nil, err
+	}
+	doc = nil
+	if err := json.Unmarshal(processed, &doc); err != nil {
+		return nil, err
+	}
+	for _, section := range []string{"Resources", "Outputs"} {
+		entries, _ := doc[section].(map[string]any)
+		for id, c := range names[section] {
+			m, _ := entries[id].(map[string]any)
+			keep, ok := m["Condition"].(bool)
+			if !ok {
+				return nil, fmt.Errorf("%s %s: condition %s did not evaluate to true or false", section, id, c)
+			}
+			if !keep {
+				delete(entries, id)
+				continue
+			}
+			m["Condition"] = c
+		}
+	}
+	return json.Marshal(doc)
+}
+
+var refPattern = regexp.MustCompile(`\{\{(ref|getatt):([A-Za-z0-9]+)[^}]*\}\}`)
+
+// resolvable checks that every Ref, Fn::GetAtt and DependsOn left after
+// conditions names a resource that exists.
+func resolvable(processed []byte) error {
+	var doc struct {
+		Resources map[string]struct{ DependsOn any }
+	}
+	if err := json.Unmarshal(processed, &doc); err != nil {
+		return err
+	}
+	var errs []string
+	for _, m := range refPattern.FindAllSubmatch(processed, -1) {
+		if _, ok := doc.Resources[string(m[2])]; !ok {
+			errs = append(errs, fmt.Sprintf("%s of resource %s, which does not exist", m[1], m[2]))
+		}
+	}
+	for name, r := range doc.Resources {
+		deps, _ := r.DependsOn.([]any)
+		if d, ok := r.DependsOn.(string); ok {
+			deps = []any{d}
+		}
+		for _, d := range deps {
+			if _, ok := doc.Resources[fmt.Sprint(d)]; !ok {
+				errs = append(errs, fmt.Sprintf("%s depends on %v, which does not exist", name, d))
+			}
+		}
+	}
+	sort.Strings(errs)
+	if len(errs) > 0 {
+		return errors.New(strings.Join(errs, "; "))
+	}
+	return nil
 }
 
 func parse(t *testing.T, data []byte, overrides map[string]any) *cloudformation.Template {
@@ -322,4 +461,259 @@ func TestTemplate(t *testing.T) {
 	if b, _ := json.Marshal(exec3.Policies); !strings.Contains(string(b), secret) || !strings.Contains(string(b), "secretsmanager:GetSecretValue") {
 		t.Errorf("the execution role cannot read the secret: %s", b)
 	}
+}
+
+const firehoseConfig = "../../configs/metric-streams.yaml"
+
+// firehoseResources are the resources that exist only with the intake.
+var firehoseResources = []string{"FirehoseSecurityGroup", "FirehoseTaskIngress", "FirehoseLoadBalancer", "FirehoseTargetGroup", "FirehoseListener", "FirehoseDnsRecord"}
+
+// TestTemplateFirehoseIntake checks the load balancer in front of a
+// firehose_http source (configs/metric-streams.yaml): with a certificate
+// an HTTPS listener forwards to the source's port and path and waits as
+// long as Firehose does; without one nothing of it exists.
+func TestTemplateFirehoseIntake(t *testing.T) {
+	for k, v := range testutil.ProdExampleEnv {
+		t.Setenv(k, v)
+	}
+	t.Setenv("FIREHOSE_ACCESS_KEY", "test-key")
+	cfg, err := config.Load(firehoseConfig)
+	if err != nil {
+		t.Fatal(err)
+	}
+	prod, err := config.Load(exampleFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var src *config.FirehoseHTTP
+	for i := range cfg.Sources {
+		if cfg.Sources[i].Type == "firehose_http" {
+			src = &cfg.Sources[i].Firehose
+		}
+	}
+	if src == nil {
+		t.Fatalf("%s has no firehose_http source", firehoseConfig)
+	}
+	_, portStr, err := net.SplitHostPort(src.Listen)
+	if err != nil {
+		t.Fatal(err)
+	}
+	port, _ := strconv.Atoi(portStr)
+
+	// The defaults are the source's defaults and the example's values.
+	tpl := parse(t, read(t), nil)
+	if got := fmt.Sprint(tpl.Parameters["FirehosePort"].Default); got != portStr {
+		t.Errorf("FirehosePort default %s, %s listens on %s", got, firehoseConfig, src.Listen)
+	}
+	if got := fmt.Sprint(tpl.Parameters["FirehosePath"].Default); got != src.Path {
+		t.Errorf("FirehosePath default %s, %s's path is %s", got, firehoseConfig, src.Path)
+	}
+	ft := reflect.TypeFor[config.FirehoseHTTP]()
+	for field, v := range map[string]string{"Listen": src.Listen, "Path": src.Path} {
+		if f, _ := ft.FieldByName(field); f.Tag.Get("default") != v {
+			t.Errorf("%s: firehose_http %s %s; the template's defaults are the source's, %s", firehoseConfig, f.Tag.Get("yaml"), v, f.Tag.Get("default"))
+		}
+	}
+
+	t.Run("without certificate", func(t *testing.T) {
+		for _, name := range firehoseResources {
+			if _, ok := tpl.Resources[name]; ok {
+				t.Errorf("resource %s exists without FirehoseCertificateArn", name)
+			}
+		}
+		for name := range tpl.Outputs {
+			if strings.HasPrefix(name, "Firehose") {
+				t.Errorf("output %s exists without FirehoseCertificateArn", name)
+			}
+		}
+		svc, err := tpl.GetECSServiceWithName("Service")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(svc.LoadBalancers) != 0 || svc.HealthCheckGracePeriodSeconds != nil {
+			t.Errorf("service load balancers %+v, grace period %v", svc.LoadBalancers, svc.HealthCheckGracePeriodSeconds)
+		}
+		td, _ := tpl.GetECSTaskDefinitionWithName("TaskDefinition")
+		for _, pm := range td.ContainerDefinitions[0].PortMappings {
+			if pm.ContainerPort != nil && *pm.ContainerPort != 8080 { // NoValue items stay as zero values
+				t.Errorf("port mapping %d without FirehoseCertificateArn", *pm.ContainerPort)
+			}
+		}
+	})
+
+	t.Run("with certificate", func(t *testing.T) {
+		const cert = "arn:aws:acm:ap-northeast-2:111122223333:certificate/0f1e2d3c-aaaa-bbbb-cccc-123456789abc"
+		tpl := parse(t, read(t), map[string]any{
+			"FirehoseCertificateArn": cert,
+			"FirehoseDomainName":     "firehose.example.com",
+			"FirehoseHostedZoneId":   "Z0123456789ABCDEFGHIJ",
+			"VpcId":                  "vpc-0a1b2c",
+			"LoadBalancerSubnets":    []any{"subnet-pub1", "subnet-pub2"},
+			"Subnets":                []any{"subnet-priv1", "subnet-priv2"},
+			"SecurityGroups":         []any{"sg-task", "sg-other"},
+		})
+		for _, name := range firehoseResources {
+			if _, ok := tpl.Resources[name]; !ok {
+				t.Errorf("no resource %s with FirehoseCertificateArn", name)
+			}
+		}
+
+		l, err := tpl.GetElasticLoadBalancingV2ListenerWithName("FirehoseListener")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if l.Protocol == nil || *l.Protocol != "HTTPS" || l.Port == nil || *l.Port != 443 {
+			t.Errorf("listener %s:%d, want HTTPS:443", deref(l.Protocol), deref(l.Port))
+		}
+		if len(l.Certificates) != 1 || l.Certificates[0].CertificateArn == nil || *l.Certificates[0].CertificateArn != cert {
+			t.Errorf("listener certificates %+v, want %s", l.Certificates, cert)
+		}
+		tls12 := map[string]bool{"ELBSecurityPolicy-TLS13-1-2-2021-06": true, "ELBSecurityPolicy-TLS13-1-2-Res-2021-06": true, "ELBSecurityPolicy-TLS-1-2-2017-01": true, "ELBSecurityPolicy-TLS-1-2-Ext-2018-06": true}
+		if l.SslPolicy == nil || !tls12[*l.SslPolicy] {
+			t.Errorf("listener SslPolicy %q does not require TLS 1.2 or later", deref(l.SslPolicy))
+		}
+		if l.LoadBalancerArn != "{{ref:FirehoseLoadBalancer}}" || len(l.DefaultActions) != 1 || l.DefaultActions[0].Type != "forward" ||
+			l.DefaultActions[0].TargetGroupArn == nil || *l.DefaultActions[0].TargetGroupArn != "{{ref:FirehoseTargetGroup}}" {
+			t.Errorf("listener on %s with actions %+v, want forward to FirehoseTargetGroup", l.LoadBalancerArn, l.DefaultActions)
+		}
+
+		tg, err := tpl.GetElasticLoadBalancingV2TargetGroupWithName("FirehoseTargetGroup")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if deref(tg.TargetType) != "ip" || deref(tg.Protocol) != "HTTP" || tg.Port == nil || *tg.Port != port || deref(tg.VpcId) != "vpc-0a1b2c" {
+			t.Errorf("target group %s %s:%d in %s, want ip HTTP:%d in vpc-0a1b2c", deref(tg.TargetType), deref(tg.Protocol), deref(tg.Port), deref(tg.VpcId), port)
+		}
+		if deref(tg.HealthCheckPath) != src.Path || deref(tg.HealthCheckPort) != "traffic-port" || deref(tg.HealthCheckProtocol) != "HTTP" ||
+			tg.Matcher == nil || deref(tg.Matcher.HttpCode) != "200" {
+			t.Errorf("health check %s %s on %s, want HTTP %s on the traffic port matching 200", deref(tg.HealthCheckProtocol), deref(tg.HealthCheckPath), deref(tg.HealthCheckPort), src.Path)
+		}
+		tgAttrs := map[string]string{}
+		for _, a := range tg.TargetGroupAttributes {
+			tgAttrs[deref(a.Key)] = deref(a.Value)
+		}
+		dereg, err := strconv.Atoi(tgAttrs["deregistration_delay.timeout_seconds"])
+		if err != nil {
+			t.Fatalf("deregistration delay %q: %v", tgAttrs["deregistration_delay.timeout_seconds"], err)
+		}
+		for file, c := range map[string]*config.Config{exampleFile: prod, firehoseConfig: cfg} {
+			if time.Duration(dereg)*time.Second < time.Duration(c.Service.ShutdownTimeout) {
+				t.Errorf("deregistration delay %d s is shorter than %s's shutdown_timeout %v", dereg, file, time.Duration(c.Service.ShutdownTimeout))
+			}
+		}
+		// Draining lets a request in flight wait for its objects' cut.
+		for _, s := range cfg.Sinks {
+			if s.Type == "s3" && time.Duration(dereg)*time.Second < time.Duration(s.Buffer.Interval) {
+				t.Errorf("deregistration delay %d s is shorter than sink %s's buffer.interval %v", dereg, s.Name, time.Duration(s.Buffer.Interval))
+			}
+		}
+
+		lb, err := tpl.GetElasticLoadBalancingV2LoadBalancerWithName("FirehoseLoadBalancer")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if deref(lb.Scheme) != "internet-facing" || deref(lb.Type) != "application" || strings.Join(lb.Subnets, ",") != "subnet-pub1,subnet-pub2" {
+			t.Errorf("load balancer %s %s in %v, want an internet-facing application load balancer in the public subnets", deref(lb.Scheme), deref(lb.Type), lb.Subnets)
+		}
+		if strings.Join(lb.SecurityGroups, ",") != "{{getatt:FirehoseSecurityGroup.GroupId}}" {
+			t.Errorf("load balancer security groups %v", lb.SecurityGroups)
+		}
+		lbAttrs := map[string]string{}
+		for _, a := range lb.LoadBalancerAttributes {
+			lbAttrs[deref(a.Key)] = deref(a.Value)
+		}
+		if idle, err := strconv.Atoi(lbAttrs["idle_timeout.timeout_seconds"]); err != nil || idle <= 180 {
+			t.Errorf("idle timeout %q: Firehose waits up to 180 s for an answer", lbAttrs["idle_timeout.timeout_seconds"])
+		}
+		if time.Duration(src.RequestTimeout) >= 180*time.Second {
+			t.Errorf("%s: request_timeout %v, Firehose gives up at 180 s", firehoseConfig, time.Duration(src.RequestTimeout))
+		}
+
+		// 443 in from FirehoseAllowedCidr; only the source's port out, to the
+		// tasks, whose first security group lets the load balancer in.
+		sg, err := tpl.GetEC2SecurityGroupWithName("FirehoseSecurityGroup")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if deref(sg.VpcId) != "vpc-0a1b2c" || len(sg.SecurityGroupIngress) != 1 || len(sg.SecurityGroupEgress) != 1 {
+			t.Fatalf("security group in %s with ingress %+v egress %+v", deref(sg.VpcId), sg.SecurityGroupIngress, sg.SecurityGroupEgress)
+		}
+		in, out := sg.SecurityGroupIngress[0], sg.SecurityGroupEgress[0]
+		if in.IpProtocol != "tcp" || deref(in.FromPort) != 443 || deref(in.ToPort) != 443 || deref(in.CidrIp) != tpl.Parameters["FirehoseAllowedCidr"].Default {
+			t.Errorf("load balancer ingress %+v, want tcp 443 from FirehoseAllowedCidr", in)
+		}
+		if out.IpProtocol != "tcp" || deref(out.FromPort) != port || deref(out.ToPort) != port || deref(out.DestinationSecurityGroupId) != "sg-task" {
+			t.Errorf("load balancer egress %+v, want tcp %d to sg-task", out, port)
+		}
+		ti, err := tpl.GetEC2SecurityGroupIngressWithName("FirehoseTaskIngress")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if deref(ti.GroupId) != "sg-task" || ti.IpProtocol != "tcp" || deref(ti.FromPort) != port || deref(ti.ToPort) != port ||
+			deref(ti.SourceSecurityGroupId) != "{{getatt:FirehoseSecurityGroup.GroupId}}" {
+			t.Errorf("task ingress %+v, want tcp %d into sg-task from FirehoseSecurityGroup", ti, port)
+		}
+
+		svc, err := tpl.GetECSServiceWithName("Service")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(svc.LoadBalancers) != 1 || deref(svc.LoadBalancers[0].ContainerName) != "processor" || deref(svc.LoadBalancers[0].ContainerPort) != port ||
+			deref(svc.LoadBalancers[0].TargetGroupArn) != "{{ref:FirehoseTargetGroup}}" {
+			t.Errorf("service load balancers %+v, want processor:%d in FirehoseTargetGroup", svc.LoadBalancers, port)
+		}
+		if svc.HealthCheckGracePeriodSeconds == nil || *svc.HealthCheckGracePeriodSeconds <= 0 {
+			t.Errorf("service health check grace period %d", deref(svc.HealthCheckGracePeriodSeconds))
+		}
+		// The service starts after the listener (through the handle).
+		if strings.Join(svc.AWSCloudFormationDependsOn, ",") != "FirehoseListenerReady" {
+			t.Errorf("service depends on %v", svc.AWSCloudFormationDependsOn)
+		}
+		h, err := tpl.GetCloudFormationWaitConditionHandleWithName("FirehoseListenerReady")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if fmt.Sprint(h.AWSCloudFormationMetadata["Listener"]) != "{{ref:FirehoseListener}}" {
+			t.Errorf("FirehoseListenerReady metadata %v does not refer to the listener", h.AWSCloudFormationMetadata)
+		}
+
+		td, _ := tpl.GetECSTaskDefinitionWithName("TaskDefinition")
+		var ports []string
+		for _, pm := range td.ContainerDefinitions[0].PortMappings {
+			if pm.ContainerPort != nil {
+				ports = append(ports, fmt.Sprintf("%s=%d", deref(pm.Name), *pm.ContainerPort))
+			}
+		}
+		if strings.Join(ports, ",") != fmt.Sprintf("metrics=8080,firehose=%d", port) {
+			t.Errorf("port mappings %v", ports)
+		}
+
+		rec, err := tpl.GetRoute53RecordSetWithName("FirehoseDnsRecord")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if rec.Name != "firehose.example.com" || deref(rec.HostedZoneId) != "Z0123456789ABCDEFGHIJ" || rec.AliasTarget == nil || rec.AliasTarget.DNSName != "{{getatt:FirehoseLoadBalancer.DNSName}}" {
+			t.Errorf("DNS record %+v", rec)
+		}
+		if got := fmt.Sprint(tpl.Outputs["FirehoseEndpointUrl"].Value); got != "https://firehose.example.com"+src.Path {
+			t.Errorf("endpoint output %q, want https://firehose.example.com%s", got, src.Path)
+		}
+	})
+
+	// Without a hosted zone the stack makes no DNS record.
+	tpl2 := parse(t, read(t), map[string]any{"FirehoseCertificateArn": "arn:aws:acm:ap-northeast-2:111122223333:certificate/x", "SecurityGroups": []any{"sg-task"}})
+	if _, ok := tpl2.Resources["FirehoseDnsRecord"]; ok {
+		t.Error("FirehoseDnsRecord exists without FirehoseHostedZoneId")
+	}
+	if _, ok := tpl2.Resources["FirehoseListener"]; !ok {
+		t.Error("no FirehoseListener with FirehoseCertificateArn and no hosted zone")
+	}
+}
+
+func deref[T any](p *T) T {
+	var zero T
+	if p == nil {
+		return zero
+	}
+	return *p
 }
