@@ -21,6 +21,35 @@ var shippedEnv = map[string]map[string]string{
 	"prod.example.yaml": testutil.ProdExampleEnv,
 }
 
+// TestShippedConfigTests runs 'processor test' on every config in configs/
+// with no test file named: each has a <name>.test.yaml beside it.
+func TestShippedConfigTests(t *testing.T) {
+	for name, env := range shippedEnv {
+		t.Run(name, func(t *testing.T) {
+			for k, v := range env {
+				t.Setenv(k, v)
+			}
+			out, errs, code := runArgs("test", "-c", "../../configs/"+name)
+			if code != 0 || !strings.HasSuffix(out, " passed, 0 failed\n") {
+				t.Errorf("test -c %s: exit %d\n%s%s", name, code, out, errs)
+			}
+		})
+	}
+}
+
+// TestConfigTestFails: a failing config unit test exits 1 and prints its
+// diffs.
+func TestConfigTestFails(t *testing.T) {
+	out, _, code := runArgs("test", "-c", "../../configs/local.yaml", "../../internal/configtest/testdata/failing.test.yaml")
+	want, err := os.ReadFile("../../internal/configtest/testdata/failing.golden")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if code != 1 || out != string(want) {
+		t.Errorf("exit %d, output:\n%s\nwant exit 1 and failing.golden", code, out)
+	}
+}
+
 // TestShippedConfigsValidate runs 'processor validate' on every config in
 // configs/, so a broken or unlisted one fails here.
 func TestShippedConfigsValidate(t *testing.T) {
@@ -29,6 +58,9 @@ func TestShippedConfigsValidate(t *testing.T) {
 		t.Fatalf("no configs: %v", err)
 	}
 	for _, f := range files {
+		if strings.HasSuffix(f, ".test.yaml") {
+			continue // config unit tests: TestShippedConfigTests
+		}
 		t.Run(filepath.Base(f), func(t *testing.T) {
 			env, ok := shippedEnv[filepath.Base(f)]
 			if !ok {

@@ -34,6 +34,8 @@ var usage = `usage: processor <command> [flags]
 commands:
   run -c FILE        run the pipeline the configuration describes
   validate -c FILE   check a configuration; prints OK or every error
+  test -c FILE [TEST_FILE...]
+                     run config unit tests in memory (default: every *.test.yaml beside FILE)
   replay -c FILE --source NAME --from T1 --to T2 [--routes a,b]
                      run a time range of a ` + strings.Join(replaySources, ", ") + ` source again
                      through today's routes (no group joined, nothing committed)
@@ -156,6 +158,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return healthcheck(ctx, rest, stdout, stderr)
 	case "iam-policy":
 		return iamPolicy(ctx, rest, stdout, stderr)
+	case "test":
+		return configTest(ctx, rest, stdout, stderr)
 	case "-h", "-help", "--help":
 		fmt.Fprint(stdout, usage)
 		return nil

@@ -74,6 +74,7 @@ type Option func(*options)
 type options struct {
 	replay   bool
 	from, to time.Time
+	mem      *Memory // InMemory
 }
 
 // Replay makes the pipeline's Kafka, Kinesis and archive sources read the time range
@@ -175,7 +176,13 @@ func New(cfg *config.Config, log *zap.Logger, opts ...Option) (*Pipeline, error)
 	sinkIdx := map[string]int{}
 	for i := range cfg.Sinks {
 		sc := &cfg.Sinks[i]
-		s, err := newSink(cfg, sc, log)
+		var s sinks.Sink
+		var err error
+		if o.mem != nil {
+			s, err = o.mem.newSink(cfg, sc, log)
+		} else {
+			s, err = newSink(cfg, sc, log)
+		}
 		if err != nil {
 			p.closeSinks()
 			return nil, err
@@ -204,7 +211,13 @@ func New(cfg *config.Config, log *zap.Logger, opts ...Option) (*Pipeline, error)
 		} else if cfg.Service.ErrorSink != "" {
 			rt.errorSink = sinkIdx[cfg.Service.ErrorSink]
 		}
-		switch sc.Type {
+		typ := sc.Type
+		if o.mem != nil {
+			typ = "memory"
+		}
+		switch typ {
+		case "memory":
+			rt.src = o.mem.source(sc.Name)
 		case "file":
 			fs, err := file.New(sc.Name, sc.File.Paths, sc.BatchSize, sc.MaxPending)
 			if err != nil {

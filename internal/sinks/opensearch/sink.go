@@ -102,6 +102,9 @@ type Sink struct {
 	err    error // first failure to hand rejected documents to the error sink
 
 	stats struct{ indexed, retried, rejected atomic.Int64 }
+	// captured, when not nil, keeps the documents Append is given instead
+	// of sending them (NewCapture).
+	captured *capture
 	// health tracks requests that get nowhere, for the repeated warning,
 	// sluice_sink_failing and /readyz.
 	health *sinks.Health
@@ -172,6 +175,12 @@ func newSink(cfg *config.Sink, errorSink string, client *opensearch.Client, log 
 			return nil, fmt.Errorf("sink %s: id: %w", cfg.Name, err)
 		}
 	}
+	if client == nil {
+		// NewCapture: nothing to bootstrap, nobody to send to.
+		s.captured = &capture{}
+		go s.ticker()
+		return s, nil
+	}
 	if err := s.bootstrap(context.Background()); err != nil {
 		return nil, fmt.Errorf("sink %s: %w", cfg.Name, err)
 	}
@@ -208,6 +217,11 @@ func (s *Sink) Append(ctx context.Context, pp sinks.Pending, ack record.AckFunc)
 	}
 	if err := s.failed(); err != nil {
 		return err
+	}
+	if s.captured != nil {
+		s.captured.add(p.items)
+		s.stats.indexed.Add(int64(len(p.items)))
+		return nil
 	}
 	for _, it := range p.items {
 		if s.cur == nil {

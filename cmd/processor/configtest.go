@@ -1,0 +1,103 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"path/filepath"
+	"strings"
+
+	"github.com/sluice-data/sluice/internal/configsrc"
+	"github.com/sluice-data/sluice/internal/configtest"
+)
+
+// configTest runs config unit tests (see internal/configtest): the test
+// files given, or every *.test.yaml beside -c's file. Exit 0 when every
+// test passes, 1 otherwise.
+func configTest(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("test", flag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	file := fs.String("c", "", "configuration: a path, s3://bucket/key or ssm:/name")
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			fmt.Fprint(stdout, testUsage)
+			return nil
+		}
+		return usageError(stderr, "test: %v", err)
+	}
+	if *file == "" {
+		return usageError(stderr, "test: -c FILE is required")
+	}
+	testFiles := fs.Args()
+	if len(testFiles) == 0 {
+		ref, err := configsrc.Parse(*file)
+		if err != nil {
+			return &exitError{code: 1, err: err}
+		}
+		if ref.Remote() {
+			return usageError(stderr, "test: -c %s is not a local file: name the test files", *file)
+		}
+		testFiles, err = besideTests(*file)
+		if err != nil {
+			return &exitError{code: 1, err: err}
+		}
+		if len(testFiles) == 0 {
+			return &exitError{code: 1, err: fmt.Errorf("test: no *.test.yaml beside %s", *file)}
+		}
+	}
+	cfg, err := loadConfig(ctx, *file)
+	if err != nil {
+		return &exitError{code: 1, err: err}
+	}
+	var files []*configtest.File
+	for _, p := range testFiles {
+		f, err := configtest.Load(p, cfg)
+		if err != nil {
+			return &exitError{code: 1, err: err}
+		}
+		files = append(files, f)
+	}
+	if configtest.Report(ctx, cfg, files, stdout) > 0 {
+		return &exitError{code: 1, err: errors.New("")}
+	}
+	return nil
+}
+
+// besideTests lists the *.test.yaml files in the directory of the config
+// file. When some are named after it (local.yaml: local.test.yaml,
+// local.*.test.yaml) only those run, so configs that share a directory
+// keep their tests apart; otherwise every one runs.
+func besideTests(file string) ([]string, error) {
+	dir := filepath.Dir(file)
+	all, err := filepath.Glob(filepath.Join(dir, "*.test.yaml"))
+	if err != nil {
+		return nil, err
+	}
+	stem := strings.TrimSuffix(filepath.Base(file), filepath.Ext(file))
+	var own []string
+	for _, p := range all {
+		b := filepath.Base(p)
+		if b == stem+".test.yaml" || strings.HasPrefix(b, stem+".") && strings.HasSuffix(b, ".test.yaml") {
+			own = append(own, p)
+		}
+	}
+	if len(own) > 0 {
+		return own, nil
+	}
+	return all, nil
+}
+
+const testUsage = `usage: processor test -c FILE [TEST_FILE...]
+
+Run config unit tests: each test feeds records to a source of FILE and
+compares what its routes, transforms and sinks make of them, in memory
+(nothing is written, no service is contacted). With no TEST_FILE, every
+*.test.yaml beside FILE runs; if some are named after FILE (local.yaml:
+local.test.yaml, local.*.test.yaml), only those. Exit 0 when all pass, 1 with a diff per
+failing test.
+
+flags:
+  -c FILE   configuration: a path, s3://bucket/key or ssm:/name
+`
