@@ -44,6 +44,8 @@ commands:
                      print the task role's least-privilege IAM policy for FILE
   healthcheck [--url URL | -c FILE]
                      exit 0 when /healthz answers 200 (container health check)
+  tap -c FILE (--route NAME | --sink NAME) [--limit N] [--url URL]
+                     print live records of a running service as NDJSON (service.tap: true)
   version            print the version (also: processor --version)
 
 -c takes a path, s3://bucket/key or ssm:/parameter/name.
@@ -156,6 +158,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return healthcheck(ctx, rest, stdout, stderr)
 	case "iam-policy":
 		return iamPolicy(ctx, rest, stdout, stderr)
+	case "tap":
+		return tapCmd(ctx, rest, stdout, stderr)
 	case "-h", "-help", "--help":
 		fmt.Fprint(stdout, usage)
 		return nil
@@ -289,7 +293,13 @@ func runPipeline(ctx context.Context, cfg *config.Config, stdout io.Writer, opts
 		return err
 	}
 	if cfg.Service.HTTPListen != "" {
-		srv, err := service.Listen(cfg.Service.HTTPListen, p.Ready, log, service.WithFailingSinks(p.FailingSinks))
+		listenOpts := []service.ListenOption{service.WithFailingSinks(p.FailingSinks)}
+		if cfg.Service.Tap {
+			hub := newTapHub(cfg)
+			p.SetTap(hub)
+			listenOpts = append(listenOpts, service.WithTap(hub))
+		}
+		srv, err := service.Listen(cfg.Service.HTTPListen, p.Ready, log, listenOpts...)
 		if err != nil {
 			return fmt.Errorf("service.http_listen %q: %w (set another address, or \"\" to run without /metrics)", cfg.Service.HTTPListen, err)
 		}
