@@ -20,12 +20,8 @@ func configTest(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	fs := flag.NewFlagSet("test", flag.ContinueOnError)
 	fs.SetOutput(io.Discard)
 	file := fs.String("c", "", "configuration: a path, s3://bucket/key or ssm:/name")
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			fmt.Fprint(stdout, testUsage)
-			return nil
-		}
-		return usageError(stderr, "test: %v", err)
+	if help, err := parseOwn(fs, args, testUsage, stdout, stderr); help || err != nil {
+		return err
 	}
 	if *file == "" {
 		return usageError(stderr, "test: -c FILE is required")

@@ -1,7 +1,10 @@
 package main
 
 import (
+	"errors"
+	"flag"
 	"fmt"
+	"io"
 	"strings"
 )
 
@@ -46,4 +49,22 @@ func (e enumFlag) Set(v string) error {
 		e[k] = append(e[k], s)
 	}
 	return nil
+}
+
+// parseOwn parses the flags of a command that keeps its own flag set:
+// -h/--help prints usage and the flags on stdout and reports help (exit
+// 0); a bad flag is a usage error (exit 2).
+func parseOwn(fs *flag.FlagSet, args []string, usage string, stdout, stderr io.Writer) (help bool, err error) {
+	fs.SetOutput(io.Discard)
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			fmt.Fprint(stdout, usage)
+			fmt.Fprintln(stdout, "\nflags:")
+			fs.SetOutput(stdout)
+			fs.PrintDefaults()
+			return true, nil
+		}
+		return false, usageError(stderr, "%s: %v", fs.Name(), err)
+	}
+	return false, nil
 }

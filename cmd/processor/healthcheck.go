@@ -20,12 +20,11 @@ const defaultHealthURL = "http://127.0.0.1:8080/healthz"
 // the default port.
 func healthcheck(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("healthcheck", flag.ContinueOnError)
-	fs.SetOutput(io.Discard)
 	url := fs.String("url", "", "URL to GET (default "+defaultHealthURL+")")
 	file := fs.String("c", "", "configuration whose service.http_listen names the port")
 	timeout := fs.Duration("timeout", 3*time.Second, "give up after this long")
-	if err := fs.Parse(args); err != nil {
-		return usageError(stderr, "healthcheck: %v", err)
+	if help, err := parseOwn(fs, args, healthcheckUsage, stdout, stderr); help || err != nil {
+		return err
 	}
 	if fs.NArg() > 0 {
 		return usageError(stderr, "healthcheck: unexpected argument %q", fs.Arg(0))
@@ -66,3 +65,9 @@ func healthcheck(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	fmt.Fprintln(stdout, "ok")
 	return nil
 }
+
+const healthcheckUsage = `usage: processor healthcheck [--url URL | -c FILE] [--timeout 3s]
+
+The container health check for images without a shell or curl: GET the
+service's /healthz and exit 0 on 200, 1 otherwise.
+`

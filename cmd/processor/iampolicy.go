@@ -20,8 +20,8 @@ func iamPolicy(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	fs.StringVar(&o.Partition, "partition", "aws", "AWS partition")
 	fs.StringVar(&o.ConfigRef, "config-url", "", "where the task reads its config (s3://bucket/key or ssm:/name); default -c when -c is one")
 	fs.StringVar(&o.ConfigKMSKey, "config-kms-key", "", "KMS key of an ssm: SecureString config (default: any key, through SSM only)")
-	if err := fs.Parse(args); err != nil {
-		return usageError(stderr, "iam-policy: %v", err)
+	if help, err := parseOwn(fs, args, iamPolicyUsage, stdout, stderr); help || err != nil {
+		return err
 	}
 	if fs.NArg() > 0 {
 		return usageError(stderr, "iam-policy: unexpected argument %q", fs.Arg(0))
@@ -43,3 +43,11 @@ func iamPolicy(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	_, err = stdout.Write(p.JSON())
 	return err
 }
+
+const iamPolicyUsage = `usage: processor iam-policy -c FILE [--account ID] [--region R] [--config-url URL]
+
+Print, as JSON, the least-privilege IAM policy of the task role that FILE
+needs: each sink's bucket and prefix, KMS, Glue, Kinesis and its lease
+table, MSK IAM, OpenSearch, and the read of the configuration itself when
+it comes from s3:// or ssm:.
+`

@@ -46,6 +46,8 @@ commands:
                      print the task role's least-privilege IAM policy for FILE
   healthcheck [--url URL | -c FILE]
                      exit 0 when /healthz answers 200 (container health check)
+  tap -c FILE (--route NAME | --sink NAME) [--limit N] [--url URL]
+                     print live records of a running service as NDJSON (service.tap: true)
   version            print the version (also: processor --version)
 
 -c takes a path, s3://bucket/key or ssm:/parameter/name.
@@ -148,18 +150,24 @@ func newFlagSet(name string, c command, o *cmdOptions, w io.Writer) *flag.FlagSe
 	return fs
 }
 
+// ownFlags are the commands that parse their own flags (and answer -h
+// with their own usage).
+var ownFlags = map[string]func(ctx context.Context, args []string, stdout, stderr io.Writer) error{
+	"healthcheck": healthcheck,
+	"iam-policy":  iamPolicy,
+	"test":        configTest,
+	"tap":         tapCmd,
+}
+
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if len(args) == 0 {
 		return usageError(stderr, "no command given")
 	}
 	name, rest := args[0], args[1:]
+	if sub, ok := ownFlags[name]; ok {
+		return sub(ctx, rest, stdout, stderr)
+	}
 	switch name {
-	case "healthcheck":
-		return healthcheck(ctx, rest, stdout, stderr)
-	case "iam-policy":
-		return iamPolicy(ctx, rest, stdout, stderr)
-	case "test":
-		return configTest(ctx, rest, stdout, stderr)
 	case "-h", "-help", "--help":
 		fmt.Fprint(stdout, usage)
 		return nil
@@ -167,6 +175,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		if len(rest) == 0 {
 			fmt.Fprint(stdout, usage)
 			return nil
+		}
+		if sub, ok := ownFlags[rest[0]]; ok {
+			return sub(ctx, []string{"-h"}, stdout, stderr)
 		}
 		c, ok := commands[rest[0]]
 		if !ok {
@@ -293,7 +304,13 @@ func runPipeline(ctx context.Context, cfg *config.Config, stdout io.Writer, opts
 		return err
 	}
 	if cfg.Service.HTTPListen != "" {
-		srv, err := service.Listen(cfg.Service.HTTPListen, p.Ready, log, service.WithFailingSinks(p.FailingSinks))
+		listenOpts := []service.ListenOption{service.WithFailingSinks(p.FailingSinks)}
+		if cfg.Service.Tap {
+			hub := newTapHub(cfg)
+			p.SetTap(hub)
+			listenOpts = append(listenOpts, service.WithTap(hub))
+		}
+		srv, err := service.Listen(cfg.Service.HTTPListen, p.Ready, log, listenOpts...)
 		if err != nil {
 			return fmt.Errorf("service.http_listen %q: %w (set another address, or \"\" to run without /metrics)", cfg.Service.HTTPListen, err)
 		}

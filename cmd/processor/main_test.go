@@ -38,6 +38,12 @@ func TestSubcommandHelp(t *testing.T) {
 		{[]string{"help", "replay"}, []string{"usage: processor replay"}},
 		{[]string{"--help"}, []string{"usage: processor <command>", "'processor <command> -h'"}},
 		{[]string{"version", "-h"}, []string{"usage: processor version"}},
+		{[]string{"healthcheck", "-h"}, []string{"usage: processor healthcheck", "-url", "-timeout"}},
+		{[]string{"iam-policy", "--help"}, []string{"usage: processor iam-policy -c FILE", "-account", "-config-url"}},
+		{[]string{"test", "-h"}, []string{"usage: processor test -c FILE [TEST_FILE...]", "-c"}},
+		{[]string{"tap", "-h"}, []string{"usage: processor tap", "-route", "-limit"}},
+		{[]string{"help", "healthcheck"}, []string{"usage: processor healthcheck"}},
+		{[]string{"help", "tap"}, []string{"usage: processor tap"}},
 	}
 	for _, tt := range tests {
 		out, errs, code := runArgs(tt.give...)

@@ -33,6 +33,7 @@ type Service struct {
 	Workers         int      `yaml:"workers" doc:"Decode/route/transform workers; 0 means one per CPU."`
 	CloudWatchEMF   bool     `yaml:"cloudwatch_emf" doc:"Log per-source lag, records in/out and error records as CloudWatch Embedded Metric Format lines every 60 s (namespace Sluice), for alarms and scaling with nothing but awslogs."`
 	JQ              JQLimits `yaml:"jq" doc:"Bounds on every jq evaluation (jq transform, partition_keys, opensearch id)."`
+	Tap             bool     `yaml:"tap" default:"false" doc:"Serve GET /tap on http_listen for processor tap: live records of one route or sink as NDJSON. Off by default: whoever reaches the port sees record contents."`
 }
 
 // JQLimits bound one jq evaluation on one record. A record whose

@@ -98,6 +98,9 @@ func (c *Config) Validate() Errors {
 	if c.Service.JQ.MaxOutputBytes <= 0 {
 		v.errorf("service.jq.max_output_bytes", "must be greater than 0")
 	}
+	if c.Service.Tap && c.Service.HTTPListen == "" {
+		v.errorf("service.tap", "needs service.http_listen: /tap is served there")
+	}
 	if c.Service.ErrorSink != "" {
 		v.errorSinkRef("service.error_sink", c.Service.ErrorSink, sinks)
 	}

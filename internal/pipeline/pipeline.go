@@ -65,6 +65,7 @@ import (
 	"github.com/sluice-data/sluice/internal/sources/firehose"
 	"github.com/sluice-data/sluice/internal/sources/kafka"
 	"github.com/sluice-data/sluice/internal/sources/kinesis"
+	"github.com/sluice-data/sluice/internal/tap"
 	"github.com/sluice-data/sluice/internal/transforms"
 )
 
@@ -95,7 +96,12 @@ type Pipeline struct {
 	workers   int
 	ready     atomic.Bool
 	replay    bool // reading a time range: every source ends
+	tap       *tap.Hub
 }
+
+// SetTap publishes every record a route hands to its sinks to h (for
+// GET /tap). Call it before Run.
+func (p *Pipeline) SetTap(h *tap.Hub) { p.tap = h }
 
 type sourceRT struct {
 	cfg       *config.Source
@@ -821,6 +827,7 @@ func (w *worker) claim(i int, route string, pos record.Position) record.Position
 // deliver sends a transformed record to the route's sinks.
 func (w *worker) deliver(rec *record.Record) {
 	rt := w.route
+	w.p.tap.Publish(rt.name, w.p.cfg.Routes[rt.idx].To, rec) // one atomic load when nobody taps
 	orig := rec.Pos
 	for _, si := range rt.to {
 		rec.Pos = w.claim(si, rt.name, orig)

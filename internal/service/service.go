@@ -1,6 +1,6 @@
 // Package service holds what every Sluice process needs around the
-// pipeline: the JSON logger and the HTTP endpoints /healthz, /readyz and
-// /metrics.
+// pipeline: the JSON logger and the HTTP endpoints /healthz, /readyz,
+// /metrics and /tap (see internal/tap; 403 unless WithTap).
 package service
 
 import (
@@ -17,6 +17,7 @@ import (
 
 	"github.com/sluice-data/sluice/internal/metrics"
 	"github.com/sluice-data/sluice/internal/sinks"
+	"github.com/sluice-data/sluice/internal/tap"
 )
 
 // NewLogger returns a zap JSON logger at level (debug, info, warn, error)
@@ -42,6 +43,8 @@ func NewLogger(level, service string) (*zap.Logger, error) {
 type Server struct {
 	srv *http.Server
 	ln  net.Listener
+	// stop ends long responses (/tap streams) when the server closes.
+	stop context.CancelFunc
 }
 
 // ListenOption changes what Listen serves.
@@ -49,6 +52,13 @@ type ListenOption func(*listenOptions)
 
 type listenOptions struct {
 	failing func() []sinks.SinkHealth
+	tap     *tap.Hub
+}
+
+// WithTap serves GET /tap from h (service.tap: true). Without it /tap
+// answers 403 with a message saying how to turn it on.
+func WithTap(h *tap.Hub) ListenOption {
+	return func(o *listenOptions) { o.tap = h }
 }
 
 // WithFailingSinks adds the sinks failing reports to /readyz. They do not
@@ -95,7 +105,10 @@ func Listen(addr string, ready func() bool, log *zap.Logger, opts ...ListenOptio
 		_ = json.NewEncoder(w).Encode(body)
 	})
 	mux.Handle("/metrics", promhttp.HandlerFor(metrics.Registry, promhttp.HandlerOpts{Registry: metrics.Registry}))
-	s := &Server{srv: &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}, ln: ln}
+	mux.Handle("/tap", tap.Handler{Hub: o.tap})
+	base, stop := context.WithCancel(context.Background())
+	s := &Server{srv: &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second,
+		BaseContext: func(net.Listener) context.Context { return base }}, ln: ln, stop: stop}
 	go func() {
 		if err := s.srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			log.Error("http server", zap.Error(err))
@@ -108,5 +121,9 @@ func Listen(addr string, ready func() bool, log *zap.Logger, opts ...ListenOptio
 // Addr returns the bound address.
 func (s *Server) Addr() string { return s.ln.Addr().String() }
 
-// Close shuts the server down.
-func (s *Server) Close(ctx context.Context) error { return s.srv.Shutdown(ctx) }
+// Close shuts the server down. Open /tap streams end at once instead of
+// holding the shutdown until ctx expires.
+func (s *Server) Close(ctx context.Context) error {
+	s.stop()
+	return s.srv.Shutdown(ctx)
+}

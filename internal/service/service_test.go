@@ -1,6 +1,7 @@
 package service
 
 import (
+	"context"
 	"io"
 	"net/http"
 	"strings"
@@ -12,6 +13,7 @@ import (
 
 	"github.com/sluice-data/sluice/internal/metrics"
 	"github.com/sluice-data/sluice/internal/sinks"
+	"github.com/sluice-data/sluice/internal/tap"
 )
 
 func get(t *testing.T, url string) (int, string) {
@@ -70,5 +72,66 @@ func TestReadyzListsFailingSinks(t *testing.T) {
 	want := `{"status":"ready","failing_sinks":[{"sink":"search","endpoint":"http://127.0.0.1:9","error":"connection refused","since":"2026-01-02T03:04:05Z","failures":7}]}` + "\n"
 	if code != 200 || body != want {
 		t.Errorf("/readyz = %d %s\nwant 200 %s", code, body, want)
+	}
+}
+
+// TestTapEndpoint: /tap is 403 with a message unless WithTap; with it,
+// unknown names are 404 and a known route streams.
+func TestTapEndpoint(t *testing.T) {
+	off, err := Listen("127.0.0.1:0", func() bool { return true }, zap.NewNop())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer off.Close(t.Context())
+	hub := tap.NewHub([]string{"r"}, []string{"lake"})
+	on, err := Listen("127.0.0.1:0", func() bool { return true }, zap.NewNop(), WithTap(hub))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer on.Close(t.Context())
+	tests := []struct {
+		name, url string
+		code      int
+		body      string
+	}{
+		{"off", "http://" + off.Addr() + "/tap?route=r", 403, "tap is off: set service.tap: true in the configuration to serve /tap\n"},
+		{"unknown route", "http://" + on.Addr() + "/tap?route=x", 404, "tap: route \"x\": unknown name (routes: [r])\n"},
+		{"unknown sink", "http://" + on.Addr() + "/tap?sink=x", 404, "tap: sink \"x\": unknown name (sinks: [lake])\n"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if code, body := get(t, tt.url); code != tt.code || body != tt.body {
+				t.Errorf("GET = %d %q, want %d %q", code, body, tt.code, tt.body)
+			}
+		})
+	}
+}
+
+// TestCloseEndsTapStreams: an open /tap stream does not hold Close until
+// its context expires.
+func TestCloseEndsTapStreams(t *testing.T) {
+	hub := tap.NewHub([]string{"r"}, []string{"lake"})
+	s, err := Listen("127.0.0.1:0", func() bool { return true }, zap.NewNop(), WithTap(hub))
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp, err := http.Get("http://" + s.Addr() + "/tap?route=r")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != 200 {
+		t.Fatalf("status %d", resp.StatusCode)
+	}
+	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
+	defer cancel()
+	if err := s.Close(ctx); err != nil {
+		t.Fatalf("Close with a tap open: %v", err)
+	}
+	if _, err := io.ReadAll(resp.Body); err != nil {
+		t.Fatalf("stream did not end cleanly: %v", err)
+	}
+	if hub.Active() {
+		t.Error("the stream's subscription outlived the server")
 	}
 }
