@@ -11,9 +11,12 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/sluice-data/sluice/internal/testutil"
 )
 
 // TestStdinHeldOpenSIGTERM feeds 1,500 lines into the processor's stdin
@@ -127,4 +130,88 @@ sinks:
 	if want := `source logs: no file matches "nowhere/*.ndjson"`; code != 1 || !strings.Contains(errs, want) {
 		t.Errorf("run: exit %d, stderr %q; want 1 and %q", code, errs, want)
 	}
+}
+
+// TestSIGHUPKeepsRunning: SIGHUP's default action would end the process
+// with nothing flushed; a run logs that reload is not built and goes on,
+// and SIGTERM then stops it cleanly with every line written.
+func TestSIGHUPKeepsRunning(t *testing.T) {
+	dir := t.TempDir()
+	fifo := filepath.Join(dir, "in.fifo")
+	if err := syscall.Mkfifo(fifo, 0o600); err != nil {
+		t.Skip("no FIFOs here:", err)
+	}
+	cfg := filepath.Join(dir, "c.yaml")
+	os.WriteFile(cfg, []byte(`
+service: {http_listen: "", error_sink: out, log_level: info}
+sources:
+  - {name: logs, type: file, format: json, batch_linger: 50ms, file: {paths: ["`+fifo+`"]}}
+routes:
+  - {name: all, from: [logs], to: [out]}
+sinks:
+  - {name: out, type: s3, url: "file:`+dir+`/out/", format: ndjson, buffer: {interval: 100ms}}
+`), 0o644)
+	cmd := exec.Command(processor, "run", "-c", cfg)
+	var stdout bytes.Buffer
+	var stderr lockedBuffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	w, err := os.OpenFile(fifo, os.O_WRONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Close()
+	fmt.Fprintln(w, `{"a":1}`)
+	waitFor(t, func() bool { return strings.Contains(stderr.String(), "pipeline starting") })
+	cmd.Process.Signal(syscall.SIGHUP)
+	waitFor(t, func() bool { return strings.Contains(stderr.String(), "reload is not built") })
+	fmt.Fprintln(w, `{"a":2}`)
+	// Still running: the second line is read and written after SIGHUP.
+	waitFor(t, func() bool {
+		for rel := range testutil.TreeHashes(filepath.Join(dir, "out")) {
+			if b, _ := os.ReadFile(filepath.Join(dir, "out", rel)); strings.Contains(string(b), `"a":2`) {
+				return true
+			}
+		}
+		return false
+	})
+	cmd.Process.Signal(syscall.SIGTERM)
+	if err := cmd.Wait(); err != nil {
+		t.Fatalf("exit after SIGHUP then SIGTERM: %v\n%s\n%s", err, stdout.String(), stderr.String())
+	}
+	if !regexp.MustCompile(`logs\s+2\s+2`).MatchString(stdout.String()) {
+		t.Errorf("summary does not count both lines:\n%s", stdout.String())
+	}
+}
+
+// waitFor polls cond for up to 20 s.
+func waitFor(t *testing.T, cond func() bool) {
+	t.Helper()
+	for deadline := time.Now().Add(20 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+		if cond() {
+			return
+		}
+	}
+	t.Fatal("condition not met within 20 s")
+}
+
+// lockedBuffer is a bytes.Buffer a child process writes while the test
+// reads it.
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
 }

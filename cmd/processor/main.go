@@ -303,6 +303,17 @@ func runPipeline(ctx context.Context, cfg *config.Config, stdout io.Writer, opts
 	if err != nil {
 		return err
 	}
+	// SIGHUP means "reload" to operators; this build cannot reload yet, so
+	// it says so and keeps running rather than dying unflushed (SIGHUP's
+	// default action).
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+	go func() {
+		for range hup {
+			log.Warn("SIGHUP: configuration reload is not built yet; the running configuration stays, restart the task to change it")
+		}
+	}()
 	if cfg.Service.HTTPListen != "" {
 		listenOpts := []service.ListenOption{service.WithFailingSinks(p.FailingSinks)}
 		if cfg.Service.Tap {
