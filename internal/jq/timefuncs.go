@@ -61,11 +61,11 @@ func formatTime(name string, v, format any, loc *time.Location) any {
 		if !ok {
 			return fmt.Errorf("%s(%s) cannot be applied to: %s", name, gojq.Preview(format), typePreview(v))
 		}
-		if math.IsNaN(n) || math.IsInf(n, 0) || n < -1e17 || n > 1e17 {
-			return fmt.Errorf("%s cannot format %v: time out of range", name, v)
+		// The native path's conversion, so both agree on every epoch.
+		if t, ok = epochToTime(n); !ok {
+			return fmt.Errorf("%s cannot format %v: time out of range (before year %d, or not an epoch)", name, v, MinYear)
 		}
-		i := math.Floor(n)
-		t = time.Unix(int64(i), int64((n-i)*1e9)).In(loc)
+		t = t.In(loc)
 	}
 	if !inYearRange(t) {
 		return fmt.Errorf("%s cannot format %v: time out of range (before year %d)", name, v, MinYear)
