@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -33,18 +32,11 @@ func healthcheck(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	if target == "" {
 		target = defaultHealthURL
 		if *file != "" {
-			cfg, err := loadConfig(ctx, *file)
+			base, err := serviceURL(ctx, *file, "healthcheck", "/healthz")
 			if err != nil {
-				return &exitError{code: 1, err: err}
+				return err
 			}
-			if cfg.Service.HTTPListen == "" {
-				return &exitError{code: 1, err: errors.New("healthcheck: service.http_listen is empty: no /healthz to ask")}
-			}
-			_, port, err := net.SplitHostPort(cfg.Service.HTTPListen)
-			if err != nil {
-				return &exitError{code: 1, err: fmt.Errorf("healthcheck: service.http_listen %q: %w", cfg.Service.HTTPListen, err)}
-			}
-			target = "http://127.0.0.1:" + port + "/healthz"
+			target = base + "/healthz"
 		}
 	}
 	ctx, cancel := context.WithTimeout(ctx, *timeout)
@@ -71,3 +63,25 @@ const healthcheckUsage = `usage: processor healthcheck [--url URL | -c FILE] [--
 The container health check for images without a shell or curl: GET the
 service's /healthz and exit 0 on 200, 1 otherwise.
 `
+
+// serviceURL is the base URL (http://host:port) of the service that the
+// configuration at file runs: its service.http_listen, with an unspecified
+// host (":8080", "0.0.0.0:8080") read as this machine. cmd and path name
+// the asking command and endpoint in errors.
+func serviceURL(ctx context.Context, file, cmd, path string) (string, error) {
+	cfg, err := loadConfig(ctx, file)
+	if err != nil {
+		return "", &exitError{code: 1, err: err}
+	}
+	if cfg.Service.HTTPListen == "" {
+		return "", &exitError{code: 1, err: fmt.Errorf("%s: service.http_listen is empty: no %s to ask", cmd, path)}
+	}
+	host, port, err := net.SplitHostPort(cfg.Service.HTTPListen)
+	if err != nil {
+		return "", &exitError{code: 1, err: fmt.Errorf("%s: service.http_listen %q: %w", cmd, cfg.Service.HTTPListen, err)}
+	}
+	if ip := net.ParseIP(host); host == "" || ip != nil && ip.IsUnspecified() {
+		host = "127.0.0.1"
+	}
+	return "http://" + net.JoinHostPort(host, port), nil
+}

@@ -8,7 +8,6 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"net/url"
 	"strconv"
@@ -72,21 +71,10 @@ func tapCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	if target == "" {
 		target = defaultTapURL
 		if *file != "" {
-			cfg, err := loadConfig(ctx, *file)
-			if err != nil {
-				return &exitError{code: 1, err: err}
+			var err error
+			if target, err = serviceURL(ctx, *file, "tap", "/tap"); err != nil {
+				return err
 			}
-			if cfg.Service.HTTPListen == "" {
-				return &exitError{code: 1, err: errors.New("tap: service.http_listen is empty: no /tap to ask")}
-			}
-			host, port, err := net.SplitHostPort(cfg.Service.HTTPListen)
-			if err != nil {
-				return &exitError{code: 1, err: fmt.Errorf("tap: service.http_listen %q: %w", cfg.Service.HTTPListen, err)}
-			}
-			if ip := net.ParseIP(host); host == "" || ip != nil && ip.IsUnspecified() {
-				host = "127.0.0.1"
-			}
-			target = "http://" + net.JoinHostPort(host, port)
 		}
 	}
 	q := url.Values{}
