@@ -33,6 +33,7 @@
 package pipeline
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -48,7 +49,6 @@ import (
 	"go.uber.org/zap"
 	"golang.org/x/sync/errgroup"
 
-	"github.com/sluice-data/sluice/internal/blob"
 	"github.com/sluice-data/sluice/internal/config"
 	"github.com/sluice-data/sluice/internal/decode"
 	"github.com/sluice-data/sluice/internal/jq"
@@ -57,14 +57,7 @@ import (
 	"github.com/sluice-data/sluice/internal/record"
 	"github.com/sluice-data/sluice/internal/routing"
 	"github.com/sluice-data/sluice/internal/sinks"
-	"github.com/sluice-data/sluice/internal/sinks/objstore"
-	"github.com/sluice-data/sluice/internal/sinks/opensearch"
 	"github.com/sluice-data/sluice/internal/sources"
-	"github.com/sluice-data/sluice/internal/sources/archive"
-	"github.com/sluice-data/sluice/internal/sources/file"
-	"github.com/sluice-data/sluice/internal/sources/firehose"
-	"github.com/sluice-data/sluice/internal/sources/kafka"
-	"github.com/sluice-data/sluice/internal/sources/kinesis"
 	"github.com/sluice-data/sluice/internal/tap"
 	"github.com/sluice-data/sluice/internal/transforms"
 )
@@ -91,6 +84,8 @@ type Pipeline struct {
 	sources []*sourceRT
 	routes  []*routeRT
 	sinks   []sinks.Sink
+	// order is sinks in flush and close order (see flushOrder).
+	order []sinks.Sink
 	// sinkStats counts what the workers handed each sink.
 	sinkStats []SinkStats
 	workers   int
@@ -109,7 +104,12 @@ type sourceRT struct {
 	errorSink int
 	routes    []*routeRT // routes that read this source, in order
 	stats     SourceStats
-	metaPath  jsonx.Path // where records get the message's metadata; nil: not added
+	// The source's optional abilities, found once when it is opened; nil
+	// where it has none.
+	checkpointer sources.Checkpointer
+	progress     sources.ProgressReporter
+	errReporter  sources.ErrReporter
+	metaPath     jsonx.Path // where records get the message's metadata; nil: not added
 	// sinks are the indexes of every sink this source's records can reach:
 	// its routes' sinks, error outputs, and the sinks those hand failures to.
 	sinks []int
@@ -169,8 +169,10 @@ type RouteStats struct {
 	Matched, Out, Filtered, Failed atomic.Int64
 }
 
-// New builds the pipeline: compiles routes, opens sinks and sources.
-func New(cfg *config.Config, log *zap.Logger, opts ...Option) (*Pipeline, error) {
+// New builds the pipeline: opens sinks and sources, compiles routes. On
+// any failure it closes everything it opened.
+func New(cfg *config.Config, log *zap.Logger, opts ...Option) (_ *Pipeline, err error) {
+	registerKinds()
 	var o options
 	for _, opt := range opts {
 		opt(&o)
@@ -179,6 +181,11 @@ func New(cfg *config.Config, log *zap.Logger, opts ...Option) (*Pipeline, error)
 	if p.workers <= 0 {
 		p.workers = runtime.GOMAXPROCS(0)
 	}
+	defer func() {
+		if err != nil {
+			p.logClose(p.abort())
+		}
+	}()
 	sinkIdx := map[string]int{}
 	for i := range cfg.Sinks {
 		sc := &cfg.Sinks[i]
@@ -187,20 +194,28 @@ func New(cfg *config.Config, log *zap.Logger, opts ...Option) (*Pipeline, error)
 		if o.mem != nil {
 			s, err = o.mem.newSink(cfg, sc, log)
 		} else {
-			s, err = newSink(cfg, sc, log)
+			newSink, ok := sinks.Lookup(sc.Type)
+			if !ok {
+				return nil, fmt.Errorf("sink %s: type %s is not available in this build", sc.Name, sc.Type)
+			}
+			s, err = newSink(sc, sinks.Env{Log: log, ErrorSink: cmp.Or(sc.ErrorSink, cfg.Service.ErrorSink)})
 		}
 		if err != nil {
-			p.closeSinks()
 			return nil, err
 		}
 		p.sinks = append(p.sinks, s)
 		sinkIdx[sc.Name] = i
 	}
 	for _, s := range p.sinks {
-		if os, ok := s.(*opensearch.Sink); ok {
-			os.SetErrorSink(p.sinks[sinkIdx[os.ErrorSink()]])
+		if u, ok := s.(sinks.ErrorSinkUser); ok {
+			i, ok := sinkIdx[s.ErrorSink()]
+			if !ok {
+				return nil, fmt.Errorf("sink %s: error sink %q is not configured", s.Name(), s.ErrorSink())
+			}
+			u.SetErrorSink(p.sinks[i])
 		}
 	}
+	p.order = flushOrder(p.sinks)
 	p.sinkStats = make([]SinkStats, len(p.sinks))
 	srcIdx := map[string]int{}
 	for i := range cfg.Sources {
@@ -217,79 +232,23 @@ func New(cfg *config.Config, log *zap.Logger, opts ...Option) (*Pipeline, error)
 		} else if cfg.Service.ErrorSink != "" {
 			rt.errorSink = sinkIdx[cfg.Service.ErrorSink]
 		}
-		typ := sc.Type
+		newSource, ok := sources.Lookup(sc.Type)
 		if o.mem != nil {
-			typ = "memory"
+			// processor test: every source yields the test's messages.
+			newSource, ok = func(sc *config.Source, _ sources.Env) (sources.Source, error) { return o.mem.source(sc.Name), nil }, true
 		}
-		switch typ {
-		case "memory":
-			rt.src = o.mem.source(sc.Name)
-		case "file":
-			fs, err := file.New(sc.Name, sc.File.Paths, sc.BatchSize, sc.MaxPending)
-			if err != nil {
-				p.closeSinks()
-				return nil, err
-			}
-			fs.OnWait(p.relieveFor(rt))
-			fs.SetLinger(sc.BatchLinger.D())
-			fs.SetMaxLineBytes(int(sc.File.MaxLineBytes))
-			fs.SetLogger(log)
-			rt.src = fs
-		case "kafka":
-			var err error
-			if o.replay {
-				rt.src, err = kafka.NewReplay(sc, o.from, o.to, log)
-			} else {
-				rt.src, err = kafka.New(sc, p.relieveFor(rt), log)
-			}
-			if err != nil {
-				p.closeSinks()
-				return nil, err
-			}
-		case "kinesis":
-			var err error
-			if o.replay {
-				rt.src, err = kinesis.NewReplay(sc, o.from, o.to, log)
-			} else {
-				rt.src, err = kinesis.New(sc, p.relieveFor(rt), log)
-			}
-			if err != nil {
-				p.closeSinks()
-				return nil, fmt.Errorf("source %s: %w", sc.Name, err)
-			}
-		case "firehose_http":
-			if o.replay {
-				// Firehose keeps nothing to read again: replay its raw
-				// archive instead. The source ends at once.
-				rt.src = exhausted{}
-				break
-			}
-			fh, err := firehose.New(sc, log)
-			if err != nil {
-				p.closeSinks()
-				return nil, fmt.Errorf("source %s: %w", sc.Name, err)
-			}
-			fh.OnWait(p.relieveFor(rt))
-			rt.src = fh
-		case "archive":
-			if o.replay {
-				sc.Archive.From, sc.Archive.To = o.from.Format(time.RFC3339Nano), o.to.Format(time.RFC3339Nano)
-			}
-			store, err := blob.OpenStore(sc.Archive.URL, blob.S3Options{Region: sc.Archive.Region, Endpoint: sc.Archive.Endpoint})
-			if err != nil {
-				p.closeSinks()
-				return nil, fmt.Errorf("source %s: %w", sc.Name, err)
-			}
-			from, _ := time.Parse(time.RFC3339Nano, sc.Archive.From)
-			to := time.Now()
-			if sc.Archive.To != "" {
-				to, _ = time.Parse(time.RFC3339Nano, sc.Archive.To)
-			}
-			rt.src = archive.New(sc.Name, store, from, to, sc.BatchSize, sc.MaxPending)
-		default:
-			p.closeSinks()
+		if !ok {
 			return nil, fmt.Errorf("source %s: type %s is not available in this build", sc.Name, sc.Type)
 		}
+		src, err := newSource(sc, sources.Env{Log: log, Relieve: p.relieveFor(rt), Replay: o.replay, From: o.from, To: o.to})
+		if err != nil {
+			return nil, err
+		}
+		rt.src = src
+		// Optional abilities, checked once here.
+		rt.checkpointer, _ = src.(sources.Checkpointer)
+		rt.progress, _ = src.(sources.ProgressReporter)
+		rt.errReporter, _ = src.(sources.ErrReporter)
 		p.sources = append(p.sources, rt)
 		srcIdx[sc.Name] = i
 	}
@@ -304,7 +263,6 @@ func New(cfg *config.Config, log *zap.Logger, opts ...Option) (*Pipeline, error)
 			rt.chain, err = transforms.Compile(rc.Transforms)
 		}
 		if err != nil {
-			p.closeSinks()
 			return nil, fmt.Errorf("route %s: %w", rc.Name, err)
 		}
 		for _, to := range rc.To {
@@ -361,36 +319,35 @@ func (p *Pipeline) reachable(src *sourceRT) []int {
 	return out
 }
 
-func newSink(cfg *config.Config, sc *config.Sink, log *zap.Logger) (sinks.Sink, error) {
-	switch sc.Type {
-	case "opensearch":
-		errSink := sc.ErrorSink
-		if errSink == "" {
-			errSink = cfg.Service.ErrorSink
-		}
-		return opensearch.New(sc, errSink, log)
-	default:
-		stores, err := objstore.StoresFor(sc)
-		if err != nil {
-			return nil, err
-		}
-		return objstore.New(sc, stores, log)
+// flushOrder orders sinks so that each sink that hands failures to its
+// error sink (a sinks.ErrorSinkUser) is flushed and closed before that
+// error sink, which then makes what it was handed durable. Otherwise the
+// configured order is kept.
+func flushOrder(ss []sinks.Sink) []sinks.Sink {
+	byName := make(map[string]sinks.Sink, len(ss))
+	for _, s := range ss {
+		byName[s.Name()] = s
 	}
-}
-
-// flushOrder lists sinks that hand failures to other sinks (OpenSearch)
-// first, so that the object-store sinks flushed after them make those
-// failures durable.
-func (p *Pipeline) flushOrder() []sinks.Sink {
-	var first, then []sinks.Sink
-	for _, s := range p.sinks {
-		if _, ok := s.(*opensearch.Sink); ok {
-			first = append(first, s)
-		} else {
-			then = append(then, s)
+	// hops counts the hand-overs that follow s's failures: a sink that
+	// hands over must come before every sink after it on that chain.
+	hops := func(s sinks.Sink) int {
+		n := 0
+		for range ss {
+			if _, ok := s.(sinks.ErrorSinkUser); !ok {
+				break
+			}
+			next, ok := byName[s.ErrorSink()]
+			if !ok || next == s {
+				break
+			}
+			n++
+			s = next
 		}
+		return n
 	}
-	return append(first, then...)
+	out := slices.Clone(ss)
+	slices.SortStableFunc(out, func(a, b sinks.Sink) int { return hops(b) - hops(a) })
+	return out
 }
 
 // relieveFor returns the hook a source calls while it waits at its pending
@@ -406,14 +363,46 @@ func (p *Pipeline) relieveFor(src *sourceRT) func() {
 	}
 }
 
-func (p *Pipeline) closeSinks() {
-	// The pipeline has given up (a failure, or shutdown_timeout passed):
-	// a done context tells each sink to stop retrying now. What it has not
-	// written stays unacked, so nothing is checkpointed past it.
+// abort closes every sink and source opened so far, after a failure. A
+// done context tells each sink to stop retrying now: what it has not
+// written stays unacked, so no source checkpoints past it. The sources
+// close after the sinks, keeping the checkpoints they reached.
+func (p *Pipeline) abort() error {
 	done, cancel := context.WithCancel(context.Background())
 	cancel()
-	for _, s := range p.flushOrder() {
-		_ = s.Close(done)
+	return p.closeAll(done, flushOrder(p.sinks))
+}
+
+// closeAll closes the sinks in the given order, then the sources, and
+// returns every error: each Close error naming its component, and the
+// failures of sources that report them after the end (sources.ErrReporter).
+func (p *Pipeline) closeAll(ctx context.Context, order []sinks.Sink) error {
+	var errs []error
+	for _, s := range order {
+		if err := s.Close(ctx); err != nil {
+			errs = append(errs, fmt.Errorf("close sink %s: %w", s.Name(), err))
+		}
+	}
+	for _, src := range p.sources {
+		// A source whose acks failed after it was read to the end says so
+		// now that every sink is closed and every ack has fired.
+		if src.errReporter != nil {
+			if err := src.errReporter.Err(); err != nil {
+				errs = append(errs, err)
+			}
+		}
+		if err := src.src.Close(ctx); err != nil {
+			errs = append(errs, fmt.Errorf("close source %s: %w", src.cfg.Name, err))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// logClose logs what went wrong closing components after a failure: the
+// failure itself is what the caller returns.
+func (p *Pipeline) logClose(err error) {
+	if err != nil {
+		p.log.Warn("closing after a failure", zap.Error(err))
 	}
 }
 
@@ -521,32 +510,19 @@ func (p *Pipeline) Run(ctx context.Context) error {
 			err = cause // shutdown_timeout passed: say so, not "context canceled"
 		}
 		cancelWork(err)
-		p.closeSinks()
+		p.logClose(p.abort())
 		return err
 	}
-	for _, s := range p.flushOrder() {
+	for _, s := range p.order {
 		if err := s.Flush(work); err != nil {
-			p.closeSinks()
+			p.logClose(p.abort())
 			if cause := context.Cause(work); cause != nil && errors.Is(err, context.Canceled) {
 				return cause
 			}
 			return err
 		}
 	}
-	for _, s := range p.flushOrder() {
-		if err := s.Close(work); err != nil {
-			return err
-		}
-	}
-	for _, src := range p.sources {
-		if fs, ok := src.src.(*file.Source); ok {
-			if err := fs.Err(); err != nil {
-				return err
-			}
-		}
-		_ = src.src.Close(work)
-	}
-	return nil
+	return p.closeAll(work, p.order)
 }
 
 // read pulls batches from the sources, each source on a goroutine of its
@@ -602,14 +578,6 @@ func (p *Pipeline) read(stop, readCtx, sendCtx context.Context, jobs chan<- job)
 	}
 	return g.Wait()
 }
-
-// exhausted is a source with nothing to read.
-type exhausted struct{}
-
-func (exhausted) ReadBatch(context.Context) (record.Batch, record.AckFunc, error) {
-	return record.Batch{}, nil, io.EOF
-}
-func (exhausted) Close(context.Context) error { return nil }
 
 // sequence appends a source's results to the sinks in read order, giving
 // the source's slot back for each batch appended.

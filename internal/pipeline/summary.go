@@ -6,9 +6,7 @@ import (
 	"sort"
 	"strings"
 
-	"github.com/sluice-data/sluice/internal/sources/file"
-	"github.com/sluice-data/sluice/internal/sources/kafka"
-	"github.com/sluice-data/sluice/internal/sources/kinesis"
+	"github.com/sluice-data/sluice/internal/sources"
 )
 
 // Summary is the accounting of a run: where every record went.
@@ -52,13 +50,8 @@ func (p *Pipeline) Summary() Summary {
 	for _, src := range p.sources {
 		ss := SourceSummary{Name: src.cfg.Name, Messages: src.stats.Messages.Load(), Records: src.stats.Records.Load(),
 			DecodeFailed: src.stats.DecodeFailed.Load(), Unmatched: src.stats.Unmatched.Load(), Routed: src.stats.Routed.Load()}
-		switch cs := src.src.(type) {
-		case *file.Source:
-			ss.Checkpoints = cs.Checkpoints()
-		case *kafka.Source:
-			ss.Checkpoints = cs.Checkpoints()
-		case *kinesis.Source:
-			ss.Checkpoints = cs.Checkpoints()
+		if src.checkpointer != nil {
+			ss.Checkpoints = src.checkpointer.Checkpoints()
 		}
 		s.Sources = append(s.Sources, ss)
 	}
@@ -173,13 +166,13 @@ func (s Summary) Print(w io.Writer) {
 	}
 }
 
-// ReplayProgress reports records read so far and, for Kafka sources
-// reading a range, each partition's progress.
-func (p *Pipeline) ReplayProgress() (records int64, parts []kafka.PartitionProgress) {
+// ReplayProgress reports records read so far and, for sources reading a
+// range that can say how far they are (Kafka), each partition's progress.
+func (p *Pipeline) ReplayProgress() (records int64, parts []sources.PartitionProgress) {
 	for _, src := range p.sources {
 		records += src.stats.Messages.Load()
-		if ks, ok := src.src.(*kafka.Source); ok {
-			parts = append(parts, ks.Progress()...)
+		if src.progress != nil {
+			parts = append(parts, src.progress.Progress()...)
 		}
 	}
 	return records, parts

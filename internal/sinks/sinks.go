@@ -9,9 +9,14 @@ package sinks
 
 import (
 	"context"
+	"maps"
+	"slices"
 	"sync"
 	"time"
 
+	"go.uber.org/zap"
+
+	"github.com/sluice-data/sluice/internal/config"
 	"github.com/sluice-data/sluice/internal/jq"
 	"github.com/sluice-data/sluice/internal/record"
 )
@@ -109,6 +114,63 @@ type JQWriter interface {
 type Pending interface {
 	// Len is the number of records.
 	Len() int
+}
+
+// ErrorSinkUser is a sink that hands records it fails after Append (an
+// OpenSearch item rejected after its retries) straight to its error sink,
+// instead of returning them from a Writer. The pipeline gives it that sink
+// once, at wiring time, and flushes and closes it before the error sink,
+// so that what it hands over while flushing is made durable too.
+type ErrorSinkUser interface {
+	SetErrorSink(Sink)
+}
+
+// Env is what the pipeline gives a sink constructor besides the sink's own
+// configuration.
+type Env struct {
+	Log *zap.Logger
+	// ErrorSink names the sink that takes this sink's failures: the sink's
+	// error_sink, else service.error_sink.
+	ErrorSink string
+}
+
+// Constructor opens a sink of one kind. It starts no background work that
+// outlives a failed construction.
+type Constructor func(cfg *config.Sink, env Env) (Sink, error)
+
+var (
+	kindsMu sync.RWMutex
+	kinds   = map[string]Constructor{}
+)
+
+// Register makes a sink kind (the config's type:) available. Registering
+// the same kind twice is a programming error and panics, like
+// database/sql.Register.
+func Register(typ string, c Constructor) {
+	kindsMu.Lock()
+	defer kindsMu.Unlock()
+	if c == nil {
+		panic("sinks: Register of a nil constructor for " + typ)
+	}
+	if _, dup := kinds[typ]; dup {
+		panic("sinks: Register called twice for " + typ)
+	}
+	kinds[typ] = c
+}
+
+// Lookup returns the constructor registered for typ.
+func Lookup(typ string) (Constructor, bool) {
+	kindsMu.RLock()
+	defer kindsMu.RUnlock()
+	c, ok := kinds[typ]
+	return c, ok
+}
+
+// Kinds lists the registered sink kinds, sorted.
+func Kinds() []string {
+	kindsMu.RLock()
+	defer kindsMu.RUnlock()
+	return slices.Sorted(maps.Keys(kinds))
 }
 
 // Wait waits for wg, or until ctx is done.

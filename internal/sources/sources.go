@@ -3,7 +3,14 @@ package sources
 
 import (
 	"context"
+	"maps"
+	"slices"
+	"sync"
+	"time"
 
+	"go.uber.org/zap"
+
+	"github.com/sluice-data/sluice/internal/config"
 	"github.com/sluice-data/sluice/internal/record"
 )
 
@@ -15,4 +22,85 @@ import (
 type Source interface {
 	ReadBatch(ctx context.Context) (record.Batch, record.AckFunc, error)
 	Close(ctx context.Context) error
+}
+
+// Env is what the pipeline gives a source constructor besides the
+// source's own configuration.
+type Env struct {
+	Log *zap.Logger
+	// Relieve is called while the source waits at its pending cap: it asks
+	// the sinks the source's records can reach to write out their oldest
+	// buffers, so that acks come back.
+	Relieve func()
+	// Replay, when set, makes the source read the time range [From, To)
+	// and end, without joining groups or committing anything.
+	Replay   bool
+	From, To time.Time
+}
+
+// Constructor opens a source of one kind. It starts no background work
+// that outlives a failed construction, and returns an error naming the
+// source when the configuration cannot be opened.
+type Constructor func(cfg *config.Source, env Env) (Source, error)
+
+var (
+	kindsMu sync.RWMutex
+	kinds   = map[string]Constructor{}
+)
+
+// Register makes a source kind (the config's type:) available. Registering
+// the same kind twice is a programming error and panics, like
+// database/sql.Register.
+func Register(typ string, c Constructor) {
+	kindsMu.Lock()
+	defer kindsMu.Unlock()
+	if c == nil {
+		panic("sources: Register of a nil constructor for " + typ)
+	}
+	if _, dup := kinds[typ]; dup {
+		panic("sources: Register called twice for " + typ)
+	}
+	kinds[typ] = c
+}
+
+// Lookup returns the constructor registered for typ.
+func Lookup(typ string) (Constructor, bool) {
+	kindsMu.RLock()
+	defer kindsMu.RUnlock()
+	c, ok := kinds[typ]
+	return c, ok
+}
+
+// Kinds lists the registered source kinds, sorted.
+func Kinds() []string {
+	kindsMu.RLock()
+	defer kindsMu.RUnlock()
+	return slices.Sorted(maps.Keys(kinds))
+}
+
+// Checkpointer is a source that can say how far it has durably got: one
+// line per partition, shard or file, for the run summary.
+type Checkpointer interface {
+	Checkpoints() []string
+}
+
+// PartitionProgress is how far a source reading a range (a replay) has
+// read one partition.
+type PartitionProgress struct {
+	Partition   string
+	Done, Total int64 // records read and in the range
+	Finished    bool
+}
+
+// ProgressReporter is a source reading a bounded range that can say how
+// far along each partition it is.
+type ProgressReporter interface {
+	Progress() []PartitionProgress
+}
+
+// ErrReporter is a source whose failures can surface after it returned
+// io.EOF (an ack that failed once every batch was read). The pipeline
+// asks it once everything is flushed, and fails the run with its error.
+type ErrReporter interface {
+	Err() error
 }

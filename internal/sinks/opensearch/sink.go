@@ -193,6 +193,11 @@ func newSink(cfg *config.Sink, errorSink string, client *opensearch.Client, log 
 	return s, nil
 }
 
+var (
+	_ sinks.Sink          = (*Sink)(nil)
+	_ sinks.ErrorSinkUser = (*Sink)(nil)
+)
+
 // SetErrorSink attaches the sink rejected documents go to.
 func (s *Sink) SetErrorSink(es sinks.Sink) { s.errSink = es }
 

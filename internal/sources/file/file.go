@@ -62,7 +62,11 @@ import (
 	"github.com/sluice-data/sluice/internal/sources"
 )
 
-var _ sources.Source = (*Source)(nil)
+var (
+	_ sources.Source       = (*Source)(nil)
+	_ sources.Checkpointer = (*Source)(nil)
+	_ sources.ErrReporter  = (*Source)(nil)
+)
 
 // Defaults for the settings with setters.
 const (

@@ -49,7 +49,11 @@ import (
 	"github.com/sluice-data/sluice/internal/sources"
 )
 
-var _ sources.Source = (*Source)(nil)
+var (
+	_ sources.Source           = (*Source)(nil)
+	_ sources.Checkpointer     = (*Source)(nil)
+	_ sources.ProgressReporter = (*Source)(nil)
+)
 
 // revokeWait bounds how long a revoke waits for pending records.
 var revokeWait = 45 * time.Second

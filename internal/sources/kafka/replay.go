@@ -11,6 +11,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/sluice-data/sluice/internal/config"
+	"github.com/sluice-data/sluice/internal/sources"
 )
 
 // NewReplay reads the records of every partition of the source's topics
@@ -91,20 +92,13 @@ func (s *Source) replayDone() bool {
 	return true
 }
 
-// PartitionProgress is how far a replay has read one partition.
-type PartitionProgress struct {
-	Partition   string
-	Done, Total int64 // records read and in the range
-	Finished    bool
-}
-
 // Progress reports a replay's progress per partition.
-func (s *Source) Progress() []PartitionProgress {
+func (s *Source) Progress() []sources.PartitionProgress {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	out := make([]PartitionProgress, 0, len(s.parts))
+	out := make([]sources.PartitionProgress, 0, len(s.parts))
 	for tp, st := range s.parts {
-		out = append(out, PartitionProgress{Partition: tp.String(), Done: st.read + 1 - st.start, Total: st.end - st.start, Finished: st.done})
+		out = append(out, sources.PartitionProgress{Partition: tp.String(), Done: st.read + 1 - st.start, Total: st.end - st.start, Finished: st.done})
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Partition < out[j].Partition })
 	return out

@@ -58,7 +58,10 @@ import (
 	"github.com/sluice-data/sluice/internal/sources"
 )
 
-var _ sources.Source = (*Source)(nil)
+var (
+	_ sources.Source       = (*Source)(nil)
+	_ sources.Checkpointer = (*Source)(nil)
+)
 
 // Source reads a Kinesis stream.
 type Source struct {
