@@ -423,6 +423,8 @@ func writeLake(t *testing.T, cfg *config.Config, sink string, lines []string) st
 	if err != nil {
 		t.Fatal(err)
 	}
+	ran := make(chan error, 1)
+	go func() { ran <- s.Run(context.Background()) }()
 	w := s.NewWriter()
 	for n, l := range lines {
 		v, err := fastjson.Parse(l)
@@ -440,6 +442,9 @@ func writeLake(t *testing.T, cfg *config.Config, sink string, lines []string) st
 		t.Fatal(err)
 	}
 	if err := s.Close(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-ran; err != nil {
 		t.Fatal(err)
 	}
 	if err := <-acked; err != nil {

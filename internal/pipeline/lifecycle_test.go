@@ -30,7 +30,9 @@ const (
 )
 
 type fakeSpec struct {
-	openErr, readErr, closeErr, flushErr error
+	openErr, readErr, closeErr, flushErr, runErr error
+	// endless makes a source read nothing until it is closed.
+	endless bool
 }
 
 var (
@@ -51,7 +53,7 @@ func registerFakes(t *testing.T) {
 			if spec.openErr != nil {
 				return nil, spec.openErr
 			}
-			s := &fakeSource{spec: spec}
+			s := &fakeSource{spec: spec, stop: make(chan struct{})}
 			fakeSources[cfg.Name] = s
 			return s, nil
 		})
@@ -87,17 +89,47 @@ func registerFakes(t *testing.T) {
 type fakeSource struct {
 	spec   fakeSpec
 	closed int
+	stop   chan struct{} // closed by Close: ends Run
+	// ranUntil is what Run saw when it returned: "closed", "ctx" or
+	// "failed"; empty while Run has not returned.
+	ranUntil string
 }
 
-func (s *fakeSource) ReadBatch(context.Context) (record.Batch, record.AckFunc, error) {
+func (s *fakeSource) ReadBatch(ctx context.Context) (record.Batch, record.AckFunc, error) {
 	if s.spec.readErr != nil {
 		return record.Batch{}, nil, s.spec.readErr
+	}
+	if s.spec.endless {
+		<-ctx.Done()
+		return record.Batch{}, nil, ctx.Err()
 	}
 	return record.Batch{}, nil, io.EOF
 }
 
+func (s *fakeSource) Run(ctx context.Context) error {
+	until, err := "closed", error(nil)
+	if s.spec.runErr != nil {
+		until, err = "failed", s.spec.runErr
+	} else {
+		select {
+		case <-s.stop:
+		case <-ctx.Done():
+			until = "ctx"
+		}
+	}
+	fakeMu.Lock()
+	s.ranUntil = until
+	fakeMu.Unlock()
+	return err
+}
+
 func (s *fakeSource) Close(context.Context) error {
+	fakeMu.Lock()
+	defer fakeMu.Unlock()
 	s.closed++
+	if s.closed == 1 {
+		close(s.stop)
+	}
 	return s.spec.closeErr
 }
 
@@ -313,6 +345,58 @@ func TestKindsMatchConfig(t *testing.T) {
 			got := slices.DeleteFunc(slices.Clone(tt.registered), func(k string) bool { return strings.HasPrefix(k, "test_") })
 			if want := slices.Sorted(slices.Values(tt.want)); !slices.Equal(got, want) {
 				t.Errorf("registered %v, config accepts %v", got, want)
+			}
+		})
+	}
+}
+
+// TestRunnersLiveAsLongAsRun checks that the pipeline runs every
+// component's background work and ends it by closing the component, and
+// that a component whose Run fails fails the pipeline and is closed.
+func TestRunnersLiveAsLongAsRun(t *testing.T) {
+	errRun := errors.New("lease loop died")
+	tests := []struct {
+		name    string
+		give    map[string]fakeSpec
+		wantErr string
+		want    map[string]string // source -> how its Run ended
+	}{
+		{
+			name: "finite sources",
+			want: map[string]string{"a": "closed", "b": "closed"},
+		},
+		{
+			name:    "a Run fails",
+			give:    map[string]fakeSpec{"a": {runErr: errRun}, "b": {endless: true}},
+			wantErr: "source a: lease loop died",
+			want:    map[string]string{"a": "failed", "b": "closed"},
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			registerFakes(t)
+			cfg := fakeConfig(t)
+			fakeMu.Lock()
+			for n, s := range tt.give {
+				fakeSpecs[n] = s
+			}
+			fakeMu.Unlock()
+			p, err := New(cfg, zap.NewNop())
+			if err != nil {
+				t.Fatal(err)
+			}
+			err = p.Run(context.Background())
+			if got := fmt.Sprint(err); (tt.wantErr == "" && err != nil) || !strings.Contains(got, tt.wantErr) {
+				t.Fatalf("err = %v, want %q", err, tt.wantErr)
+			}
+			fakeMu.Lock()
+			got := map[string]string{}
+			for n, s := range fakeSources {
+				got[n] = s.ranUntil
+			}
+			fakeMu.Unlock()
+			if fmt.Sprint(got) != fmt.Sprint(tt.want) {
+				t.Errorf("Run ended %v, want %v", got, tt.want)
 			}
 		})
 	}

@@ -53,6 +53,7 @@ import (
 	"github.com/sluice-data/sluice/internal/decode"
 	"github.com/sluice-data/sluice/internal/jq"
 	"github.com/sluice-data/sluice/internal/jsonx"
+	"github.com/sluice-data/sluice/internal/lifecycle"
 	"github.com/sluice-data/sluice/internal/metrics"
 	"github.com/sluice-data/sluice/internal/record"
 	"github.com/sluice-data/sluice/internal/routing"
@@ -86,6 +87,9 @@ type Pipeline struct {
 	sinks   []sinks.Sink
 	// order is sinks in flush and close order (see flushOrder).
 	order []sinks.Sink
+	// runners are the sinks and sources with background work, which Run
+	// runs for as long as it runs.
+	runners []runner
 	// sinkStats counts what the workers handed each sink.
 	sinkStats []SinkStats
 	workers   int
@@ -97,6 +101,12 @@ type Pipeline struct {
 // SetTap publishes every record a route hands to its sinks to h (for
 // GET /tap). Call it before Run.
 func (p *Pipeline) SetTap(h *tap.Hub) { p.tap = h }
+
+// runner is a component's background work, with the name its errors carry.
+type runner struct {
+	name string // "sink NAME", "source NAME"
+	lifecycle.Runner
+}
 
 type sourceRT struct {
 	cfg       *config.Source
@@ -205,6 +215,9 @@ func New(cfg *config.Config, log *zap.Logger, opts ...Option) (_ *Pipeline, err 
 		}
 		p.sinks = append(p.sinks, s)
 		sinkIdx[sc.Name] = i
+		if r, ok := s.(lifecycle.Runner); ok {
+			p.runners = append(p.runners, runner{"sink " + sc.Name, r})
+		}
 	}
 	for _, s := range p.sinks {
 		if u, ok := s.(sinks.ErrorSinkUser); ok {
@@ -249,6 +262,9 @@ func New(cfg *config.Config, log *zap.Logger, opts ...Option) (_ *Pipeline, err 
 		rt.checkpointer, _ = src.(sources.Checkpointer)
 		rt.progress, _ = src.(sources.ProgressReporter)
 		rt.errReporter, _ = src.(sources.ErrReporter)
+		if r, ok := src.(lifecycle.Runner); ok {
+			p.runners = append(p.runners, runner{"source " + sc.Name, r})
+		}
 		p.sources = append(p.sources, rt)
 		srcIdx[sc.Name] = i
 	}
@@ -441,11 +457,35 @@ type result struct {
 }
 
 // Run reads until every finite source is exhausted or ctx is cancelled,
-// then flushes, waits for every ack and closes the sinks. On cancellation
-// the flush gets service.shutdown_timeout.
-func (p *Pipeline) Run(ctx context.Context) error {
+// then flushes, waits for every ack and closes the sinks and sources. On
+// cancellation the flush gets service.shutdown_timeout.
+//
+// Every component's background work (lifecycle.Runner) runs in one group
+// for the whole of Run: started before the first read, ended once every
+// component is closed. A component whose Run fails fails the pipeline as
+// a stage would.
+func (p *Pipeline) Run(ctx context.Context) (err error) {
 	work, cancelWork := context.WithCancelCause(context.Background())
 	defer cancelWork(nil)
+	runCtx, stopRunners := context.WithCancel(context.Background())
+	var runners errgroup.Group
+	for _, r := range p.runners {
+		runners.Go(func() error {
+			if err := r.Run(runCtx); err != nil {
+				err = fmt.Errorf("%s: %w", r.name, err)
+				cancelWork(err)
+				return err
+			}
+			return nil
+		})
+	}
+	defer func() {
+		// Closing ended every Run; runCtx is only the backstop.
+		stopRunners()
+		if rerr := runners.Wait(); err == nil {
+			err = rerr
+		}
+	}()
 	// A shutdown signal stops reading at once; everything already read still
 	// gets flushed, within shutdown_timeout.
 	stopHard := context.AfterFunc(ctx, func() {
@@ -497,7 +537,7 @@ func (p *Pipeline) Run(ctx context.Context) error {
 		g.Go(func() error { return p.sequence(gctx, src) })
 	}
 	p.ready.Store(true)
-	err := g.Wait()
+	err = g.Wait()
 	p.ready.Store(false)
 	if err != nil {
 		// Wait for the workers to exit; what they processed is dropped

@@ -21,6 +21,7 @@ import (
 	"github.com/sluice-data/sluice/internal/blob"
 	"github.com/sluice-data/sluice/internal/config"
 	"github.com/sluice-data/sluice/internal/jq"
+	"github.com/sluice-data/sluice/internal/lifecycle"
 	"github.com/sluice-data/sluice/internal/metrics"
 	"github.com/sluice-data/sluice/internal/record"
 	"github.com/sluice-data/sluice/internal/retry"
@@ -80,7 +81,11 @@ type Sink struct {
 	lru       lakePart             // sentinel of the list of lake partitions with rows in memory, most recently used first
 	calls     uint64               // Append calls, to tell a message's records from a re-delivery
 	evicted   time.Time            // last scan for idle lake partitions
-	closed    bool
+	closed    bool                 // no more appends; the workers stop
+
+	runMu   sync.Mutex
+	running bool // Run has started the workers
+	stopped bool // shutdown has begun: Run starts none
 
 	errMu sync.Mutex // not mu: flush workers must never wait for an appender
 	err   error      // first flush failure
@@ -89,6 +94,7 @@ type Sink struct {
 	endpoint string        // the sink's URL (and S3 endpoint), for the warning
 
 	jobs     chan *buffer
+	workerN  int // concurrency: flush workers Run starts
 	inflight sync.WaitGroup
 	// flying is the memory (buffer capacity) of objects handed to the
 	// workers and not yet written; with the open buffers it is held under
@@ -253,15 +259,61 @@ func New(cfg *config.Sink, st Stores, log *zap.Logger) (*Sink, error) {
 			return nil, fmt.Errorf("sink %s: %w", cfg.Name, err)
 		}
 	}
-	workers := cfg.Concurrency
+	s.workerN = cfg.Concurrency
 	s.jobs = make(chan *buffer)
-	for range workers {
+	return s, nil
+}
+
+var _ lifecycle.Runner = (*Sink)(nil)
+
+// Run does the sink's background work until Close (or ctx ends, which
+// gives up as Close on a done context does): the flush workers that write
+// objects, the ticker that flushes buffers older than buffer.interval, and
+// the warning about a failing store. Appends and flushes need it running.
+// A failed write is not returned here but from the next Append or Flush,
+// where the pipeline learns which records it holds back.
+func (s *Sink) Run(ctx context.Context) error {
+	// Not s.mu: an append may hold it while it waits for a worker.
+	s.runMu.Lock()
+	if s.running {
+		s.runMu.Unlock()
+		return fmt.Errorf("sink %s: already running", s.name)
+	}
+	if s.stopped {
+		s.runMu.Unlock()
+		return nil
+	}
+	s.running = true
+	for range s.workerN {
 		s.workers.Add(1)
 		go s.flushWorker()
 	}
-	go s.ticker()
-	go s.health.Watch(s.stop)
-	return s, nil
+	s.runMu.Unlock()
+	var watch sync.WaitGroup
+	watch.Go(func() { s.health.Watch(s.stop) })
+	s.ticker(ctx)
+	if ctx.Err() != nil {
+		s.abort()
+		s.shutdown()
+	}
+	watch.Wait()
+	s.workers.Wait()
+	return nil
+}
+
+// shutdown stops appends, the ticker and, once the jobs already handed
+// over are written, the workers.
+func (s *Sink) shutdown() {
+	s.runMu.Lock()
+	s.stopped = true
+	s.runMu.Unlock()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if !s.closed {
+		s.closed = true
+		close(s.stop)
+		close(s.jobs)
+	}
 }
 
 // Name returns the configured name.
@@ -727,27 +779,37 @@ func (s *Sink) flushLocked(ctx context.Context, b *buffer) error {
 	s.flying.Add(b.fly)
 	s.inflight.Add(1)
 	st.lp.inflight.Add(1)
+	if s.closed {
+		// Run gave up (its context ended): no worker takes the buffer.
+		return s.dropLocked(b, ErrClosed)
+	}
 	select {
 	case s.jobs <- b:
 		return nil
 	case <-ctx.Done():
-		st.lp.inflight.Add(-1)
-		s.flying.Add(-b.fly)
-		if b.spill != nil {
-			s.spill.release(b.spill)
-		}
-		s.inflight.Done()
-		for _, a := range b.acks {
-			a(ctx.Err())
-		}
-		return ctx.Err()
+		return s.dropLocked(b, ctx.Err())
 	}
+}
+
+// dropLocked gives up a buffer flushLocked could not hand to a worker: its
+// acks get err.
+func (s *Sink) dropLocked(b *buffer, err error) error {
+	b.st.lp.inflight.Add(-1)
+	s.flying.Add(-b.fly)
+	if b.spill != nil {
+		s.spill.release(b.spill)
+	}
+	s.inflight.Done()
+	for _, a := range b.acks {
+		a(err)
+	}
+	return err
 }
 
 // ticker flushes buffers older than buffer.interval, so a quiet stream
 // never holds acks (and the source's checkpoint) for long, and forgets
 // lake partitions idle for two intervals.
-func (s *Sink) ticker() {
+func (s *Sink) ticker(ctx context.Context) {
 	iv := s.cfg.Interval.D()
 	tick := max(min(iv/10, time.Second), 10*time.Millisecond)
 	t := time.NewTicker(tick)
@@ -755,6 +817,8 @@ func (s *Sink) ticker() {
 	for {
 		select {
 		case <-s.stop:
+			return
+		case <-ctx.Done():
 			return
 		case now := <-t.C:
 			s.mu.Lock()
@@ -819,20 +883,14 @@ func (s *Sink) failed() error {
 	return s.err
 }
 
-// Close flushes, then stops the workers. With ctx done, writes still
-// retrying give up first.
+// Close flushes, then stops the workers, which ends Run. With ctx done,
+// writes still retrying give up first.
 func (s *Sink) Close(ctx context.Context) error {
 	err := s.Flush(ctx)
 	if ctx.Err() != nil {
 		s.abort()
 	}
-	s.mu.Lock()
-	if !s.closed {
-		s.closed = true
-		close(s.stop)
-		close(s.jobs)
-	}
-	s.mu.Unlock()
+	s.shutdown()
 	s.workers.Wait()
 	if s.spill != nil {
 		s.spill.close()

@@ -63,8 +63,24 @@ func newSink(t testing.TB, body string, store blob.Lister) (*Sink, string) {
 		t.Fatal(err)
 	}
 	s.backoff.Base, s.backoff.MaxElapsed = time.Millisecond, 100*time.Millisecond
+	startSink(t, s)
 	t.Cleanup(func() { s.Close(context.Background()) })
 	return s, dir
+}
+
+// startSink runs s's background work for the test, and after the test
+// (and its Close) waits until Run has returned.
+func startSink(t testing.TB, s *Sink) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- s.Run(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("run: %v", err)
+		}
+	})
 }
 
 // feed writes JSON lines as records at positions file:1.. and appends

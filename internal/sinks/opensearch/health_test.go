@@ -72,6 +72,7 @@ sinks:
 	clk := &clock{t: time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)}
 	s.health.Now = clk.Now
 	s.backoff.Base, s.backoff.Max = time.Millisecond, 5*time.Millisecond
+	startSink(t, s)
 	h := &harness{s: s, fake: srv}
 	acked := h.feed(t, 1, `{"a":1}`)
 	s.Relieve(context.Background())

@@ -46,6 +46,7 @@ import (
 	"github.com/sluice-data/sluice/internal/config"
 	"github.com/sluice-data/sluice/internal/jq"
 	"github.com/sluice-data/sluice/internal/jsonx"
+	"github.com/sluice-data/sluice/internal/lifecycle"
 	"github.com/sluice-data/sluice/internal/metrics"
 	"github.com/sluice-data/sluice/internal/record"
 	"github.com/sluice-data/sluice/internal/retry"
@@ -87,7 +88,11 @@ type Sink struct {
 
 	mu     sync.Mutex
 	cur    *request
-	closed bool
+	closed bool // no more appends; the senders stop
+
+	runMu   sync.Mutex
+	running bool // Run has started the senders
+	stopped bool // shutdown has begun: Run starts none
 
 	reqs     chan *request
 	inflight sync.WaitGroup
@@ -184,13 +189,59 @@ func newSink(cfg *config.Sink, errorSink string, client *opensearch.Client, log 
 	if err := s.bootstrap(context.Background()); err != nil {
 		return nil, fmt.Errorf("sink %s: %w", cfg.Name, err)
 	}
-	for range cfg.Bulk.Concurrency {
+	return s, nil
+}
+
+var _ lifecycle.Runner = (*Sink)(nil)
+
+// Run does the sink's background work until Close (or ctx ends, which
+// gives up as Close on a done context does): the senders that deliver bulk
+// requests (bulk.concurrency of them), the ticker that sends a request
+// older than bulk.interval, and the warning about a failing endpoint.
+// Appends and flushes need it running. A failure is not returned here but
+// from the next Append or Flush.
+func (s *Sink) Run(ctx context.Context) error {
+	// Not s.mu: an append may hold it while it waits for a worker.
+	s.runMu.Lock()
+	if s.running {
+		s.runMu.Unlock()
+		return fmt.Errorf("sink %s: already running", s.name)
+	}
+	if s.stopped {
+		s.runMu.Unlock()
+		return nil
+	}
+	s.running = true
+	for range s.cfg.Bulk.Concurrency {
 		s.senders.Add(1)
 		go s.sender()
 	}
-	go s.ticker()
-	go s.health.Watch(s.stop)
-	return s, nil
+	s.runMu.Unlock()
+	var watch sync.WaitGroup
+	watch.Go(func() { s.health.Watch(s.stop) })
+	s.ticker(ctx)
+	if ctx.Err() != nil {
+		s.abort()
+		s.shutdown()
+	}
+	watch.Wait()
+	s.senders.Wait()
+	return nil
+}
+
+// shutdown stops appends, the ticker and, once the requests already handed
+// over are done, the senders.
+func (s *Sink) shutdown() {
+	s.runMu.Lock()
+	s.stopped = true
+	s.runMu.Unlock()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if !s.closed {
+		s.closed = true
+		close(s.stop)
+		close(s.reqs)
+	}
 }
 
 var (
@@ -255,6 +306,13 @@ func (s *Sink) sendLocked(ctx context.Context) error {
 		return nil
 	}
 	s.cur = nil
+	if s.closed {
+		// Run gave up (its context ended): no sender takes the request.
+		for _, a := range r.acks {
+			a(ErrClosed)
+		}
+		return ErrClosed
+	}
 	s.inflight.Add(1)
 	select {
 	case s.reqs <- r:
@@ -268,12 +326,14 @@ func (s *Sink) sendLocked(ctx context.Context) error {
 	}
 }
 
-func (s *Sink) ticker() {
+func (s *Sink) ticker(ctx context.Context) {
 	t := time.NewTicker(max(min(s.interval/10, time.Second), 10*time.Millisecond))
 	defer t.Stop()
 	for {
 		select {
 		case <-s.stop:
+			return
+		case <-ctx.Done():
 			return
 		case now := <-t.C:
 			s.mu.Lock()
@@ -308,20 +368,14 @@ func (s *Sink) Flush(ctx context.Context) error {
 	return s.failed()
 }
 
-// Close flushes and stops the senders. With ctx done, requests still
-// retrying give up first, unacknowledged.
+// Close flushes and stops the senders, which ends Run. With ctx done,
+// requests still retrying give up first, unacknowledged.
 func (s *Sink) Close(ctx context.Context) error {
 	err := s.Flush(ctx)
 	if ctx.Err() != nil {
 		s.abort()
 	}
-	s.mu.Lock()
-	if !s.closed {
-		s.closed = true
-		close(s.stop)
-		close(s.reqs)
-	}
-	s.mu.Unlock()
+	s.shutdown()
 	s.senders.Wait()
 	s.abort() // releases the context
 	return err

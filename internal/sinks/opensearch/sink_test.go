@@ -19,6 +19,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/sluice-data/sluice/internal/config"
+	"github.com/sluice-data/sluice/internal/lifecycle"
 	"github.com/sluice-data/sluice/internal/record"
 	"github.com/sluice-data/sluice/internal/sinks"
 	"github.com/sluice-data/sluice/internal/sinks/objstore"
@@ -82,11 +83,28 @@ sinks:
 	s.SetErrorSink(errs)
 	s.backoff.Base = 10 * time.Millisecond
 	s.backoff.Max = 200 * time.Millisecond
+	startSink(t, errs)
+	startSink(t, s)
 	t.Cleanup(func() {
 		s.Close(context.Background())
 		errs.Close(context.Background())
 	})
 	return &harness{s: s, errs: errs, dir: dir, fake: fake}
+}
+
+// startSink runs r's background work for the test, and after the test
+// (and the Close it registered after this) waits until Run has returned.
+func startSink(t testing.TB, r lifecycle.Runner) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- r.Run(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("run: %v", err)
+		}
+	})
 }
 
 var day = time.Date(2024, 11, 3, 7, 0, 0, 0, time.UTC)
