@@ -65,6 +65,8 @@ func BenchmarkKinesisToParquet(b *testing.B) {
 			if err != nil {
 				b.Fatal(err)
 			}
+			ran := make(chan error, 1)
+			go func() { ran <- s.Run(context.Background()) }()
 			got := 0
 			for {
 				bt, ack, err := s.ReadBatch(context.Background())
@@ -76,6 +78,9 @@ func BenchmarkKinesisToParquet(b *testing.B) {
 				}
 				got += len(bt.Messages)
 				ack(nil)
+			}
+			if err := <-ran; err != nil {
+				b.Fatal(err)
 			}
 			if got != n {
 				b.Fatalf("read %d", got)

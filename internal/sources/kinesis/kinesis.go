@@ -52,6 +52,7 @@ import (
 
 	"github.com/sluice-data/sluice/internal/checkpoint"
 	"github.com/sluice-data/sluice/internal/config"
+	"github.com/sluice-data/sluice/internal/lifecycle"
 	"github.com/sluice-data/sluice/internal/metrics"
 	"github.com/sluice-data/sluice/internal/record"
 	"github.com/sluice-data/sluice/internal/retry"
@@ -61,6 +62,7 @@ import (
 var (
 	_ sources.Source       = (*Source)(nil)
 	_ sources.Checkpointer = (*Source)(nil)
+	_ lifecycle.Runner     = (*Source)(nil)
 )
 
 // Source reads a Kinesis stream.
@@ -77,6 +79,12 @@ type Source struct {
 
 	replay   bool
 	from, to time.Time
+	shards   []string // replaying: the shards Run reads
+
+	// runMu orders Run's start against Close: Run adds to wg only while
+	// the source is open.
+	runMu   sync.Mutex
+	running bool
 
 	out    chan shardBatch
 	ctx    context.Context
@@ -131,7 +139,8 @@ type reader struct {
 	read      string // last sequence number read (replay progress)
 }
 
-// New starts a worker: it joins the lease table and begins taking shards.
+// New builds a worker and makes sure the lease table exists; Run joins the
+// lease table and takes shards.
 func New(cfg *config.Source, relieve func(), log *zap.Logger) (*Source, error) {
 	s, err := newSource(cfg, relieve, log)
 	if err != nil {
@@ -150,8 +159,6 @@ func New(cfg *config.Source, relieve func(), log *zap.Logger) (*Source, error) {
 	if err := s.leases.ensure(s.ctx); err != nil {
 		return nil, fmt.Errorf("source %s: %w", cfg.Name, err)
 	}
-	s.wg.Add(1)
-	go s.coordinate()
 	return s, nil
 }
 
@@ -169,11 +176,44 @@ func NewReplay(cfg *config.Source, from, to time.Time, log *zap.Logger) (*Source
 		return nil, fmt.Errorf("source %s: %w", cfg.Name, err)
 	}
 	for _, sh := range shards {
-		r := s.startReader(aws.ToString(sh.ShardId), 0, "")
-		_ = r
+		s.shards = append(s.shards, aws.ToString(sh.ShardId))
 	}
-	go func() { s.wg.Wait(); close(s.out) }()
 	return s, nil
+}
+
+// Run does the source's background work until Close, or until ctx ends,
+// which stops it as Close does but without final checkpoints: the lease
+// loop (renewing and taking leases, a reader per shard held) or, replaying,
+// a reader per shard, after which the source ends. ReadBatch needs it
+// running. Run returns, once every reader has stopped, ErrLeaseGone if a
+// lease was lost with records not yet durable (ReadBatch fails with it
+// too, at once).
+func (s *Source) Run(ctx context.Context) error {
+	s.runMu.Lock()
+	if s.running {
+		s.runMu.Unlock()
+		return fmt.Errorf("source %s: already running", s.name)
+	}
+	if s.ctx.Err() != nil { // closed
+		s.runMu.Unlock()
+		return nil
+	}
+	s.running = true
+	defer context.AfterFunc(ctx, s.cancel)()
+	if s.replay {
+		for _, sh := range s.shards {
+			s.startReader(sh, 0, "")
+		}
+	} else {
+		s.wg.Add(1)
+		go s.coordinate()
+	}
+	s.runMu.Unlock()
+	s.wg.Wait()
+	if s.replay {
+		close(s.out) // every shard read: ReadBatch returns io.EOF
+	}
+	return context.Cause(s.dead)
 }
 
 func newSource(cfg *config.Source, relieve func(), log *zap.Logger) (*Source, error) {
@@ -811,7 +851,9 @@ func (s *Source) Held() []string {
 
 // Close stops reading, writes final checkpoints and releases the leases.
 func (s *Source) Close(ctx context.Context) error {
+	s.runMu.Lock()
 	s.cancel()
+	s.runMu.Unlock()
 	if s.replay {
 		return nil
 	}
@@ -835,6 +877,8 @@ func (s *Source) Close(ctx context.Context) error {
 // Abandon stops the worker as a crash would: no final checkpoint, no
 // release. Tests use it to stand for SIGKILL.
 func (s *Source) Abandon() {
+	s.runMu.Lock()
 	s.cancel()
+	s.runMu.Unlock()
 	s.wg.Wait()
 }

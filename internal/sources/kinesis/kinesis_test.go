@@ -2,6 +2,7 @@ package kinesis
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -149,6 +150,21 @@ func (c *consumer) count() int {
 	return len(c.seen)
 }
 
+// start runs s's background work for the test; after the test, whether or
+// not it closed s, Run must have returned.
+func start(t *testing.T, s *Source) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- s.Run(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil && !errors.Is(err, ErrLeaseGone) {
+			t.Errorf("run: %v", err)
+		}
+	})
+}
+
 func eventually(t *testing.T, within time.Duration, what string, cond func() bool) {
 	t.Helper()
 	deadline := time.Now().Add(within)
@@ -175,10 +191,12 @@ func TestLeasesBalanceAndFailover(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	start(t, a)
 	b, err := New(sourceConfig("k", kin, ddb, stream), nil, zap.NewNop())
 	if err != nil {
 		t.Fatal(err)
 	}
+	start(t, b)
 	ca, cb := consume(ctx, a), consume(ctx, b)
 	eventually(t, 20*time.Second, "leases settle 2/2", func() bool { return len(a.Held()) == 2 && len(b.Held()) == 2 })
 	eventually(t, 20*time.Second, "all records read", func() bool {
@@ -233,6 +251,7 @@ func TestHandoffReadsEachRecordOnce(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	start(t, a)
 	ca := consumeAcking(ctx, a, 400*time.Millisecond)
 	eventually(t, 20*time.Second, "the first worker takes all four shards", func() bool { return len(a.Held()) == 4 })
 	stopPut := make(chan struct{})
@@ -254,6 +273,7 @@ func TestHandoffReadsEachRecordOnce(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	start(t, b)
 	cb := consumeAcking(ctx, b, 400*time.Millisecond)
 	eventually(t, 30*time.Second, "leases settle 2/2 by handoff", func() bool { return len(a.Held()) == 2 && len(b.Held()) == 2 })
 	putWG.Wait()
@@ -324,6 +344,7 @@ func TestSplitReadsParentsFirst(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	start(t, s)
 	c := consume(ctx, s)
 	eventually(t, 30*time.Second, "all 1,200 records read", func() bool { return c.count() == 1200 })
 	s.Close(context.Background())
@@ -371,6 +392,7 @@ func TestKPLThroughTheStream(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	start(t, s)
 	c := consume(ctx, s)
 	eventually(t, 20*time.Second, "four messages", func() bool { c.mu.Lock(); defer c.mu.Unlock(); return len(c.log) == 4 })
 	s.Close(context.Background())
@@ -407,6 +429,7 @@ func TestReplayMatchesLive(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	start(t, live)
 	c := consume(ctx, live)
 	eventually(t, 20*time.Second, "live pass", func() bool { return c.count() == 900 })
 	live.Close(context.Background())
@@ -414,6 +437,7 @@ func TestReplayMatchesLive(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	start(t, rs)
 	var got []string
 	for {
 		b, ack, err := rs.ReadBatch(ctx)

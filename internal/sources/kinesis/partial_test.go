@@ -24,6 +24,7 @@ func TestPartialBatchAndShutdown(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	start(t, s)
 	defer s.Close(context.Background())
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
