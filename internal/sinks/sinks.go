@@ -9,8 +9,6 @@ package sinks
 
 import (
 	"context"
-	"maps"
-	"slices"
 	"sync"
 	"time"
 
@@ -19,6 +17,7 @@ import (
 	"github.com/sluice-data/sluice/internal/config"
 	"github.com/sluice-data/sluice/internal/jq"
 	"github.com/sluice-data/sluice/internal/record"
+	"github.com/sluice-data/sluice/internal/registry"
 )
 
 // Error output types, as Firehose names them in !{error-output-type}.
@@ -138,40 +137,17 @@ type Env struct {
 // outlives a failed construction.
 type Constructor func(cfg *config.Sink, env Env) (Sink, error)
 
-var (
-	kindsMu sync.RWMutex
-	kinds   = map[string]Constructor{}
-)
+var kinds = registry.New[Constructor]("sinks")
 
 // Register makes a sink kind (the config's type:) available. Registering
-// the same kind twice is a programming error and panics, like
-// database/sql.Register.
-func Register(typ string, c Constructor) {
-	kindsMu.Lock()
-	defer kindsMu.Unlock()
-	if c == nil {
-		panic("sinks: Register of a nil constructor for " + typ)
-	}
-	if _, dup := kinds[typ]; dup {
-		panic("sinks: Register called twice for " + typ)
-	}
-	kinds[typ] = c
-}
+// the same kind twice is a programming error and panics.
+func Register(typ string, c Constructor) { kinds.Register(typ, c) }
 
 // Lookup returns the constructor registered for typ.
-func Lookup(typ string) (Constructor, bool) {
-	kindsMu.RLock()
-	defer kindsMu.RUnlock()
-	c, ok := kinds[typ]
-	return c, ok
-}
+func Lookup(typ string) (Constructor, bool) { return kinds.Lookup(typ) }
 
 // Kinds lists the registered sink kinds, sorted.
-func Kinds() []string {
-	kindsMu.RLock()
-	defer kindsMu.RUnlock()
-	return slices.Sorted(maps.Keys(kinds))
-}
+func Kinds() []string { return kinds.Kinds() }
 
 // Wait waits for wg, or until ctx is done.
 func Wait(ctx context.Context, wg *sync.WaitGroup) error {

@@ -3,15 +3,13 @@ package sources
 
 import (
 	"context"
-	"maps"
-	"slices"
-	"sync"
 	"time"
 
 	"go.uber.org/zap"
 
 	"github.com/sluice-data/sluice/internal/config"
 	"github.com/sluice-data/sluice/internal/record"
+	"github.com/sluice-data/sluice/internal/registry"
 )
 
 // Source yields batches. ack is called once every record of the batch is
@@ -43,40 +41,17 @@ type Env struct {
 // source when the configuration cannot be opened.
 type Constructor func(cfg *config.Source, env Env) (Source, error)
 
-var (
-	kindsMu sync.RWMutex
-	kinds   = map[string]Constructor{}
-)
+var kinds = registry.New[Constructor]("sources")
 
 // Register makes a source kind (the config's type:) available. Registering
-// the same kind twice is a programming error and panics, like
-// database/sql.Register.
-func Register(typ string, c Constructor) {
-	kindsMu.Lock()
-	defer kindsMu.Unlock()
-	if c == nil {
-		panic("sources: Register of a nil constructor for " + typ)
-	}
-	if _, dup := kinds[typ]; dup {
-		panic("sources: Register called twice for " + typ)
-	}
-	kinds[typ] = c
-}
+// the same kind twice is a programming error and panics.
+func Register(typ string, c Constructor) { kinds.Register(typ, c) }
 
 // Lookup returns the constructor registered for typ.
-func Lookup(typ string) (Constructor, bool) {
-	kindsMu.RLock()
-	defer kindsMu.RUnlock()
-	c, ok := kinds[typ]
-	return c, ok
-}
+func Lookup(typ string) (Constructor, bool) { return kinds.Lookup(typ) }
 
 // Kinds lists the registered source kinds, sorted.
-func Kinds() []string {
-	kindsMu.RLock()
-	defer kindsMu.RUnlock()
-	return slices.Sorted(maps.Keys(kinds))
-}
+func Kinds() []string { return kinds.Kinds() }
 
 // Checkpointer is a source that can say how far it has durably got: one
 // line per partition, shard or file, for the run summary.
