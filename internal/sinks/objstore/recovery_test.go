@@ -199,7 +199,7 @@ func die(s *Sink) {
 	}
 	s.order = nil
 	s.mu.Unlock()
-	s.workers.Wait()
+	s.bg.Wait()
 }
 
 // input is a test stream: message offsets 1..n of partitions p0..p2, each

@@ -83,10 +83,6 @@ type Sink struct {
 	evicted   time.Time            // last scan for idle lake partitions
 	closed    bool                 // no more appends; the workers stop
 
-	runMu   sync.Mutex
-	running bool // Run has started the workers
-	stopped bool // shutdown has begun: Run starts none
-
 	errMu sync.Mutex // not mu: flush workers must never wait for an appender
 	err   error      // first flush failure
 
@@ -94,15 +90,14 @@ type Sink struct {
 	endpoint string        // the sink's URL (and S3 endpoint), for the warning
 
 	jobs     chan *buffer
-	workerN  int // concurrency: flush workers Run starts
 	inflight sync.WaitGroup
 	// flying is the memory (buffer capacity) of objects handed to the
 	// workers and not yet written; with the open buffers it is held under
 	// max_buffered_bytes. freed wakes an append waiting for it to drop.
-	flying  atomic.Int64
-	freed   chan struct{}
-	workers sync.WaitGroup
-	stop    chan struct{}
+	flying atomic.Int64
+	freed  chan struct{}
+	bg     sinks.Background // the flush workers, the ticker and the warner
+	stop   chan struct{}
 
 	stats struct {
 		records, errors, objects, bytes, skipped, small atomic.Int64
@@ -259,8 +254,9 @@ func New(cfg *config.Sink, st Stores, log *zap.Logger) (*Sink, error) {
 			return nil, fmt.Errorf("sink %s: %w", cfg.Name, err)
 		}
 	}
-	s.workerN = cfg.Concurrency
 	s.jobs = make(chan *buffer)
+	s.bg = sinks.Background{Name: s.name, Workers: cfg.Concurrency, Worker: s.flushWorker, Tick: s.ticker,
+		Health: s.health, Stopping: s.stop, GiveUp: func() { s.abort(); s.shutdown() }}
 	return s, nil
 }
 
@@ -272,41 +268,12 @@ var _ lifecycle.Runner = (*Sink)(nil)
 // the warning about a failing store. Appends and flushes need it running.
 // A failed write is not returned here but from the next Append or Flush,
 // where the pipeline learns which records it holds back.
-func (s *Sink) Run(ctx context.Context) error {
-	// Not s.mu: an append may hold it while it waits for a worker.
-	s.runMu.Lock()
-	if s.running {
-		s.runMu.Unlock()
-		return fmt.Errorf("sink %s: already running", s.name)
-	}
-	if s.stopped {
-		s.runMu.Unlock()
-		return nil
-	}
-	s.running = true
-	for range s.workerN {
-		s.workers.Add(1)
-		go s.flushWorker()
-	}
-	s.runMu.Unlock()
-	var watch sync.WaitGroup
-	watch.Go(func() { s.health.Watch(s.stop) })
-	s.ticker(ctx)
-	if ctx.Err() != nil {
-		s.abort()
-		s.shutdown()
-	}
-	watch.Wait()
-	s.workers.Wait()
-	return nil
-}
+func (s *Sink) Run(ctx context.Context) error { return s.bg.Run(ctx) }
 
 // shutdown stops appends, the ticker and, once the jobs already handed
 // over are written, the workers.
 func (s *Sink) shutdown() {
-	s.runMu.Lock()
-	s.stopped = true
-	s.runMu.Unlock()
+	s.bg.Stop()
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if !s.closed {
@@ -891,7 +858,7 @@ func (s *Sink) Close(ctx context.Context) error {
 		s.abort()
 	}
 	s.shutdown()
-	s.workers.Wait()
+	s.bg.Wait()
 	if s.spill != nil {
 		s.spill.close()
 	}
@@ -900,7 +867,6 @@ func (s *Sink) Close(ctx context.Context) error {
 }
 
 func (s *Sink) flushWorker() {
-	defer s.workers.Done()
 	var pf *parquetFile
 	if s.layout != nil {
 		pf = s.layout.newFileWriter()

@@ -90,13 +90,9 @@ type Sink struct {
 	cur    *request
 	closed bool // no more appends; the senders stop
 
-	runMu   sync.Mutex
-	running bool // Run has started the senders
-	stopped bool // shutdown has begun: Run starts none
-
 	reqs     chan *request
 	inflight sync.WaitGroup
-	senders  sync.WaitGroup
+	bg       sinks.Background // the senders, the ticker and the warner
 	stop     chan struct{}
 	// abortCtx ends when Close is called with a done context: requests
 	// stop retrying and their acks get errAborted.
@@ -189,6 +185,8 @@ func newSink(cfg *config.Sink, errorSink string, client *opensearch.Client, log 
 	if err := s.bootstrap(context.Background()); err != nil {
 		return nil, fmt.Errorf("sink %s: %w", cfg.Name, err)
 	}
+	s.bg = sinks.Background{Name: s.name, Workers: cfg.Bulk.Concurrency, Worker: s.sender, Tick: s.ticker,
+		Health: s.health, Stopping: s.stop, GiveUp: func() { s.abort(); s.shutdown() }}
 	return s, nil
 }
 
@@ -200,41 +198,12 @@ var _ lifecycle.Runner = (*Sink)(nil)
 // older than bulk.interval, and the warning about a failing endpoint.
 // Appends and flushes need it running. A failure is not returned here but
 // from the next Append or Flush.
-func (s *Sink) Run(ctx context.Context) error {
-	// Not s.mu: an append may hold it while it waits for a worker.
-	s.runMu.Lock()
-	if s.running {
-		s.runMu.Unlock()
-		return fmt.Errorf("sink %s: already running", s.name)
-	}
-	if s.stopped {
-		s.runMu.Unlock()
-		return nil
-	}
-	s.running = true
-	for range s.cfg.Bulk.Concurrency {
-		s.senders.Add(1)
-		go s.sender()
-	}
-	s.runMu.Unlock()
-	var watch sync.WaitGroup
-	watch.Go(func() { s.health.Watch(s.stop) })
-	s.ticker(ctx)
-	if ctx.Err() != nil {
-		s.abort()
-		s.shutdown()
-	}
-	watch.Wait()
-	s.senders.Wait()
-	return nil
-}
+func (s *Sink) Run(ctx context.Context) error { return s.bg.Run(ctx) }
 
 // shutdown stops appends, the ticker and, once the requests already handed
 // over are done, the senders.
 func (s *Sink) shutdown() {
-	s.runMu.Lock()
-	s.stopped = true
-	s.runMu.Unlock()
+	s.bg.Stop()
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if !s.closed {
@@ -376,7 +345,7 @@ func (s *Sink) Close(ctx context.Context) error {
 		s.abort()
 	}
 	s.shutdown()
-	s.senders.Wait()
+	s.bg.Wait()
 	s.abort() // releases the context
 	return err
 }
@@ -408,7 +377,6 @@ func (s *Sink) fail(err error) {
 }
 
 func (s *Sink) sender() {
-	defer s.senders.Done()
 	for r := range s.reqs {
 		s.mInflight.Inc()
 		failures, err := s.deliver(r.items)
