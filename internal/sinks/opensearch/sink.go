@@ -176,16 +176,14 @@ func newSink(cfg *config.Sink, errorSink string, client *opensearch.Client, log 
 			return nil, fmt.Errorf("sink %s: id: %w", cfg.Name, err)
 		}
 	}
+	workers := cfg.Bulk.Concurrency
 	if client == nil {
 		// NewCapture: nothing to bootstrap, nobody to send to.
-		s.captured = &capture{}
-		go s.ticker()
-		return s, nil
-	}
-	if err := s.bootstrap(context.Background()); err != nil {
+		s.captured, workers = &capture{}, 0
+	} else if err := s.bootstrap(context.Background()); err != nil {
 		return nil, fmt.Errorf("sink %s: %w", cfg.Name, err)
 	}
-	s.bg = sinks.Background{Name: s.name, Workers: cfg.Bulk.Concurrency, Worker: s.sender, Tick: s.ticker,
+	s.bg = sinks.Background{Name: s.name, Workers: workers, Worker: s.sender, Tick: s.ticker,
 		Health: s.health, Stopping: s.stop, GiveUp: func() { s.abort(); s.shutdown() }}
 	return s, nil
 }
