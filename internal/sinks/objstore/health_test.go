@@ -13,8 +13,9 @@ import (
 func TestStoreFailureShowsInHealth(t *testing.T) {
 	store := &flakyStore{memStore: newMemStore()}
 	store.n.Store(1 << 30)
-	s, dir := newSink(t, "    format: ndjson\n", store)
-	s.backoff.Base, s.backoff.Max, s.backoff.MaxElapsed = time.Millisecond, 2*time.Millisecond, time.Minute
+	s, dir := newSink(t, "    format: ndjson\n", store, func(s *Sink) {
+		s.backoff.Base, s.backoff.Max, s.backoff.MaxElapsed = time.Millisecond, 2*time.Millisecond, time.Minute
+	})
 	acked := make(chan error, 1)
 	feed(t, s, func(err error) { acked <- err }, `{"a":1}`)
 	s.Relieve(context.Background())

@@ -315,8 +315,8 @@ func TestCrashRecoveryExactlyOnce(t *testing.T) {
 				}
 				body := fmt.Sprintf("    format: ndjson\n    partition_keys: {k: .k}\n    buffer: {max_records: %d}\n    concurrency: %d\n",
 					1+rng.IntN(9), 1+rng.IntN(3))
-				s, _ := newSink(t, body, st)
-				s.backoff.MaxElapsed = 0 // a dead process does not retry
+				// A dead process does not retry.
+				s, _ := newSink(t, body, st, func(s *Sink) { s.backoff.MaxElapsed = 0 })
 				// The checkpoint: the longest prefix of messages whose
 				// batches were all acked.
 				var mu sync.Mutex

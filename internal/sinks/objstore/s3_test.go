@@ -19,13 +19,12 @@ import (
 
 func TestS3SinkWritesPartitionedParquet(t *testing.T) {
 	f := testutil.NewS3Fake(t)
-	s, _ := newSink(t, typedSchema+"    endpoint: "+f.URL+"\n    region: ap-northeast-2\n", nil)
-	// newSink opened a file store; point this sink at S3 instead.
 	st, err := blob.NewS3Store(context.Background(), blob.S3Options{Bucket: "lake", Prefix: "app-logs/", Endpoint: f.URL})
 	if err != nil {
 		t.Fatal(err)
 	}
-	s.store = st
+	// newSink opens a file store; point this sink at S3 instead.
+	s, _ := newSink(t, typedSchema+"    endpoint: "+f.URL+"\n    region: ap-northeast-2\n", nil, func(s *Sink) { s.store = st })
 	feed(t, s, nil,
 		`{"project_id":"P-1","ts":1730617200,"n":1}`,
 		`{"project_id":"P-2","ts":1730620800,"n":2}`,
@@ -78,8 +77,7 @@ func TestS3FaultWindow(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	s, _ := newSink(t, "    format: ndjson\n", st)
-	s.backoff.Base, s.backoff.MaxElapsed = 50*time.Millisecond, 30*time.Second
+	s, _ := newSink(t, "    format: ndjson\n", st, func(s *Sink) { s.backoff.Base, s.backoff.MaxElapsed = 50*time.Millisecond, 30*time.Second })
 	acked := make(chan error, 1)
 	// The recovery listing and the write both meet the faults.
 	start := time.Now()

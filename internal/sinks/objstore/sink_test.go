@@ -31,7 +31,9 @@ import (
 
 // newSink builds a sink from a YAML sink body, writing to store (or a
 // file store in a temp dir when nil).
-func newSink(t testing.TB, body string, store blob.Lister) (*Sink, string) {
+// newSink builds a sink for the test; opts adjust it before its
+// background work starts (after that its fields belong to Run).
+func newSink(t testing.TB, body string, store blob.Lister, opts ...func(*Sink)) (*Sink, string) {
 	t.Helper()
 	dir := t.TempDir()
 	url := "    url: 'file:" + dir + "/'\n"
@@ -63,6 +65,9 @@ func newSink(t testing.TB, body string, store blob.Lister) (*Sink, string) {
 		t.Fatal(err)
 	}
 	s.backoff.Base, s.backoff.MaxElapsed = time.Millisecond, 100*time.Millisecond
+	for _, o := range opts {
+		o(s)
+	}
 	startSink(t, s)
 	t.Cleanup(func() { s.Close(context.Background()) })
 	return s, dir
@@ -369,8 +374,9 @@ func (f *flakyStore) Put(ctx context.Context, key string, body blob.Body) error 
 func TestOutageShorterThanMaxElapsed(t *testing.T) {
 	store := &flakyStore{memStore: newMemStore()}
 	store.n.Store(25)
-	s, _ := newSink(t, "    format: ndjson\n", store)
-	s.backoff.Base, s.backoff.Max, s.backoff.MaxElapsed = time.Millisecond, 2*time.Millisecond, time.Minute
+	s, _ := newSink(t, "    format: ndjson\n", store, func(s *Sink) {
+		s.backoff.Base, s.backoff.Max, s.backoff.MaxElapsed = time.Millisecond, 2*time.Millisecond, time.Minute
+	})
 	acked := make(chan error, 1)
 	feed(t, s, func(err error) { acked <- err }, `{"a":1}`)
 	if err := s.Flush(context.Background()); err != nil {
@@ -390,8 +396,7 @@ func TestOutageShorterThanMaxElapsed(t *testing.T) {
 func TestCloseGivesUp(t *testing.T) {
 	store := &flakyStore{memStore: newMemStore()}
 	store.n.Store(1 << 30)
-	s, _ := newSink(t, "    format: ndjson\n", store)
-	s.backoff.MaxElapsed = 10 * time.Minute
+	s, _ := newSink(t, "    format: ndjson\n", store, func(s *Sink) { s.backoff.MaxElapsed = 10 * time.Minute })
 	acked := make(chan error, 1)
 	feed(t, s, func(err error) { acked <- err }, `{"a":1}`)
 	s.Relieve(context.Background())
