@@ -1,6 +1,7 @@
 package config
 
 import (
+	"encoding/json"
 	"fmt"
 	"strconv"
 	"strings"
@@ -155,4 +156,14 @@ func (x *KeyNodes) decodeNode(d *decoder, n *yaml.Node, path string) {
 		d.recordTree(v, p)
 		*x = append(*x, KeyNode{Key: k.Value, Node: Node{v}})
 	}
+}
+
+// MarshalJSON renders the node's value, so that two configurations can be
+// compared by content, not by where their YAML sat in the file.
+func (x Node) MarshalJSON() ([]byte, error) {
+	v, err := x.Value()
+	if err != nil {
+		return nil, err
+	}
+	return json.Marshal(v)
 }
