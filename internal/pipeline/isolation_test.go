@@ -105,9 +105,9 @@ sinks:
 	if err != nil {
 		t.Fatal(err)
 	}
-	srcA := &countingSource{Source: p.sources[0].src}
-	srcB := &countingSource{Source: p.sources[1].src}
-	p.sources[0].src, p.sources[1].src = srcA, srcB
+	srcA := &countingSource{Source: p.cur.Load().sources[0].src}
+	srcB := &countingSource{Source: p.cur.Load().sources[1].src}
+	p.cur.Load().sources[0].src, p.cur.Load().sources[1].src = srcA, srcB
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- p.Run(ctx) }()

@@ -314,7 +314,7 @@ func TestFlushOrderFromErrorSinkUsers(t *testing.T) {
 	}
 	defer p.abort()
 	var names []string
-	for _, s := range p.order {
+	for _, s := range p.cur.Load().order {
 		names = append(names, s.Name())
 	}
 	if want := []string{"search", "other", "errors"}; !slices.Equal(names, want) {

@@ -78,29 +78,76 @@ func Replay(from, to time.Time) Option {
 	return func(o *options) { o.replay, o.from, o.to = true, from, to }
 }
 
+// ErrNotRunning is what Reload returns when the pipeline is not running
+// (not started yet, or stopping).
+var ErrNotRunning = errors.New("the pipeline is not running")
+
 // Pipeline is a configured, runnable pipeline.
 type Pipeline struct {
+	log  *zap.Logger
+	opts options
+	// cur is the plan new batches are admitted under; a reload swaps it.
+	cur     atomic.Pointer[plan]
+	workers int
+	ready   atomic.Bool
+	replay  bool // reading a time range: every source ends
+	tap     *tap.Hub
+
+	// gate holds new batches back while a reload swaps plans: paused is
+	// non-nil (and open) from the moment a reload starts until the new
+	// plan is in place.
+	gateMu sync.Mutex
+	paused chan struct{}
+	// relieveMu keeps a source's relieve hook off a sink a reload is
+	// closing.
+	relieveMu sync.RWMutex
+
+	reloads chan reloadReq
+	stopped chan struct{} // closed when Run no longer takes reloads
+
+	// Counts by component name, kept across reloads for the summary.
+	statsMu    sync.Mutex
+	srcNames   []string
+	srcStats   map[string]*SourceStats
+	srcLatest  map[string]*sourceRun
+	routeNames []string
+	routeStats map[string]*RouteStats
+	sinkNames  []string
+	sinkStats  map[string]*SinkStats
+	sinkInst   map[string][]sinks.Sink // every instance a name had
+}
+
+// plan is what one configuration makes of the components: the sources
+// read, the routes compiled, the sinks written to. A batch is processed
+// and appended under the plan it was admitted under; a reload builds a new
+// plan and swaps it in at a batch boundary.
+type plan struct {
 	cfg     *config.Config
-	log     *zap.Logger
 	sources []*sourceRT
 	routes  []*routeRT
 	sinks   []sinks.Sink
 	// order is sinks in flush and close order (see flushOrder).
 	order []sinks.Sink
-	// runners are the sinks and sources with background work, which Run
-	// runs for as long as it runs.
-	runners []runner
 	// sinkStats counts what the workers handed each sink.
-	sinkStats []SinkStats
-	workers   int
-	ready     atomic.Bool
-	replay    bool // reading a time range: every source ends
-	tap       *tap.Hub
+	sinkStats []*SinkStats
+	byRun     map[*sourceRun]*sourceRT
+	// runners are the components this plan opened that have background
+	// work (lifecycle.Runner); Run starts them.
+	runners []runner
+	// pending are the sources whose settings changed: the reload opens
+	// them once their predecessors are closed.
+	pending []*sourceRT
+	// inflight counts the batches admitted under this plan and not yet
+	// appended to its sinks.
+	inflight sync.WaitGroup
 }
 
 // SetTap publishes every record a route hands to its sinks to h (for
 // GET /tap). Call it before Run.
 func (p *Pipeline) SetTap(h *tap.Hub) { p.tap = h }
+
+// Config returns the configuration running now.
+func (p *Pipeline) Config() *config.Config { return p.cur.Load().cfg }
 
 // runner is a component's background work, with the name its errors carry.
 type runner struct {
@@ -108,25 +155,47 @@ type runner struct {
 	lifecycle.Runner
 }
 
-type sourceRT struct {
-	cfg       *config.Source
-	src       sources.Source
-	errorSink int
-	routes    []*routeRT // routes that read this source, in order
-	stats     SourceStats
+// sourceRun is an opened source and what reading it needs, for as long as
+// it is open: across reloads that leave its settings alone.
+type sourceRun struct {
+	cfg   *config.Source
+	src   sources.Source
+	stats *SourceStats // shared by every run of the same name
 	// The source's optional abilities, found once when it is opened; nil
 	// where it has none.
 	checkpointer sources.Checkpointer
 	progress     sources.ProgressReporter
 	errReporter  sources.ErrReporter
 	metaPath     jsonx.Path // where records get the message's metadata; nil: not added
+	// slots bounds the batches between the reader and the sequencer;
+	// results (as large) carries them from the workers to the sequencer.
+	slots    chan struct{}
+	results  chan result
+	closeRes sync.Once
+	// readCtx ends this source's reads; stopRead ends them when a reload
+	// removes or replaces the source.
+	readCtx  context.Context
+	stopRead context.CancelFunc
+}
+
+// start prepares the run for reading under parent.
+func (r *sourceRun) start(parent context.Context, inFlight int) {
+	r.slots = make(chan struct{}, inFlight)
+	r.results = make(chan result, inFlight)
+	r.readCtx, r.stopRead = context.WithCancel(parent)
+}
+
+func (r *sourceRun) closeResults() { r.closeRes.Do(func() { close(r.results) }) }
+
+// sourceRT is a source as one plan routes it.
+type sourceRT struct {
+	*sourceRun
+	idx       int // in plan.sources
+	errorSink int
+	routes    []*routeRT // routes that read this source, in order
 	// sinks are the indexes of every sink this source's records can reach:
 	// its routes' sinks, error outputs, and the sinks those hand failures to.
 	sinks []int
-	// slots bounds the batches between the reader and the sequencer;
-	// results (as large) carries them from the workers to the sequencer.
-	slots   chan struct{}
-	results chan result
 }
 
 // inFlightPerSource is how many batches of one source may be read and not
@@ -161,7 +230,7 @@ type routeRT struct {
 	chain   *transforms.Chain
 	to      []int
 	errSink map[int]int // source index -> error sink index
-	stats   RouteStats
+	stats   *RouteStats
 }
 
 // SourceStats counts a source's records.
@@ -181,92 +250,131 @@ type RouteStats struct {
 
 // New builds the pipeline: opens sinks and sources, compiles routes. On
 // any failure it closes everything it opened.
-func New(cfg *config.Config, log *zap.Logger, opts ...Option) (_ *Pipeline, err error) {
+func New(cfg *config.Config, log *zap.Logger, opts ...Option) (*Pipeline, error) {
 	registerKinds()
-	var o options
+	p := &Pipeline{log: log, workers: cfg.Service.Workers, reloads: make(chan reloadReq), stopped: make(chan struct{}),
+		srcStats: map[string]*SourceStats{}, srcLatest: map[string]*sourceRun{}, routeStats: map[string]*RouteStats{},
+		sinkStats: map[string]*SinkStats{}, sinkInst: map[string][]sinks.Sink{}}
 	for _, opt := range opts {
-		opt(&o)
+		opt(&p.opts)
 	}
-	p := &Pipeline{cfg: cfg, log: log, workers: cfg.Service.Workers, replay: o.replay}
+	p.replay = p.opts.replay
 	if p.workers <= 0 {
 		p.workers = runtime.GOMAXPROCS(0)
 	}
+	pl, err := p.build(cfg, nil)
+	if err != nil {
+		return nil, err
+	}
+	p.cur.Store(pl)
+	return p, nil
+}
+
+// build makes the plan for cfg. With old (a reload), the sinks and sources
+// whose settings did not change are taken over from old, running; the
+// others are opened new, except a source whose settings changed: apply
+// opens it once its predecessor is closed, since two instances of one
+// Kafka group member or Kinesis lease holder must never read at once. On
+// failure build closes what it opened.
+func (p *Pipeline) build(cfg *config.Config, old *plan) (_ *plan, err error) {
+	pl := &plan{cfg: cfg, byRun: map[*sourceRun]*sourceRT{}}
+	var keepSink, keepSource func(name string) bool
+	if old != nil {
+		ch := Diff(old.cfg, cfg)
+		keepSink = func(n string) bool {
+			return !slices.Contains(ch.Sinks.Added, n) && !slices.Contains(ch.Sinks.Changed, n)
+		}
+		keepSource = func(n string) bool {
+			return !slices.Contains(ch.Sources.Added, n) && !slices.Contains(ch.Sources.Changed, n)
+		}
+	}
+	var openedSinks []sinks.Sink
+	var openedSources []*sourceRun
 	defer func() {
-		if err != nil {
-			p.logClose(p.abort())
+		if err == nil {
+			return
+		}
+		done, cancel := context.WithCancel(context.Background())
+		cancel()
+		var errs []error
+		for _, s := range flushOrder(openedSinks) {
+			errs = append(errs, s.Close(done))
+		}
+		for _, r := range openedSources {
+			errs = append(errs, r.src.Close(done))
+		}
+		if err := errors.Join(errs...); err != nil {
+			p.log.Warn("closing after a failure", zap.Error(err))
 		}
 	}()
 	sinkIdx := map[string]int{}
 	for i := range cfg.Sinks {
 		sc := &cfg.Sinks[i]
+		sinkIdx[sc.Name] = i
+		if old != nil && keepSink(sc.Name) {
+			pl.sinks = append(pl.sinks, old.sinks[slices.IndexFunc(old.sinks, func(s sinks.Sink) bool { return s.Name() == sc.Name })])
+			continue
+		}
 		var s sinks.Sink
 		var err error
-		if o.mem != nil {
-			s, err = o.mem.newSink(cfg, sc, log)
+		if p.opts.mem != nil {
+			s, err = p.opts.mem.newSink(cfg, sc, p.log)
 		} else {
 			newSink, ok := sinks.Lookup(sc.Type)
 			if !ok {
 				return nil, fmt.Errorf("sink %s: type %s is not available in this build", sc.Name, sc.Type)
 			}
-			s, err = newSink(sc, sinks.Env{Log: log, ErrorSink: cmp.Or(sc.ErrorSink, cfg.Service.ErrorSink)})
+			s, err = newSink(sc, sinks.Env{Log: p.log, ErrorSink: cmp.Or(sc.ErrorSink, cfg.Service.ErrorSink)})
 		}
 		if err != nil {
 			return nil, err
 		}
-		p.sinks = append(p.sinks, s)
-		sinkIdx[sc.Name] = i
+		openedSinks = append(openedSinks, s)
+		pl.sinks = append(pl.sinks, s)
 		if r, ok := s.(lifecycle.Runner); ok {
-			p.runners = append(p.runners, runner{"sink " + sc.Name, r})
+			pl.runners = append(pl.runners, runner{"sink " + sc.Name, r})
 		}
 	}
-	for _, s := range p.sinks {
+	for _, s := range openedSinks {
 		if u, ok := s.(sinks.ErrorSinkUser); ok {
 			i, ok := sinkIdx[s.ErrorSink()]
 			if !ok {
 				return nil, fmt.Errorf("sink %s: error sink %q is not configured", s.Name(), s.ErrorSink())
 			}
-			u.SetErrorSink(p.sinks[i])
+			u.SetErrorSink(pl.sinks[i])
 		}
 	}
-	p.order = flushOrder(p.sinks)
-	p.sinkStats = make([]SinkStats, len(p.sinks))
+	pl.order = flushOrder(pl.sinks)
 	srcIdx := map[string]int{}
 	for i := range cfg.Sources {
 		sc := &cfg.Sources[i]
-		rt := &sourceRT{cfg: sc, errorSink: -1}
-		if sc.Type == "kafka" && sc.Kafka.MetadataField != "" {
-			rt.metaPath = jsonx.ParsePath(sc.Kafka.MetadataField)
-		}
-		if sc.Type == "firehose_http" && sc.Firehose.MetadataField != "" {
-			rt.metaPath = jsonx.ParsePath(sc.Firehose.MetadataField)
-		}
+		rt := &sourceRT{idx: i, errorSink: -1}
 		if sc.ErrorSink != "" {
 			rt.errorSink = sinkIdx[sc.ErrorSink]
 		} else if cfg.Service.ErrorSink != "" {
 			rt.errorSink = sinkIdx[cfg.Service.ErrorSink]
 		}
-		newSource, ok := sources.Lookup(sc.Type)
-		if o.mem != nil {
-			// processor test: every source yields the test's messages.
-			newSource, ok = func(sc *config.Source, _ sources.Env) (sources.Source, error) { return o.mem.source(sc.Name), nil }, true
-		}
-		if !ok {
-			return nil, fmt.Errorf("source %s: type %s is not available in this build", sc.Name, sc.Type)
-		}
-		src, err := newSource(sc, sources.Env{Log: log, Relieve: p.relieveFor(rt), Replay: o.replay, From: o.from, To: o.to})
-		if err != nil {
-			return nil, err
-		}
-		rt.src = src
-		// Optional abilities, checked once here.
-		rt.checkpointer, _ = src.(sources.Checkpointer)
-		rt.progress, _ = src.(sources.ProgressReporter)
-		rt.errReporter, _ = src.(sources.ErrReporter)
-		if r, ok := src.(lifecycle.Runner); ok {
-			p.runners = append(p.runners, runner{"source " + sc.Name, r})
-		}
-		p.sources = append(p.sources, rt)
 		srcIdx[sc.Name] = i
+		pl.sources = append(pl.sources, rt)
+		switch {
+		case old != nil && keepSource(sc.Name):
+			prev := old.sources[slices.IndexFunc(old.sources, func(s *sourceRT) bool { return s.cfg.Name == sc.Name })]
+			rt.sourceRun = prev.sourceRun
+		case old != nil && slices.ContainsFunc(old.sources, func(s *sourceRT) bool { return s.cfg.Name == sc.Name }):
+			pl.pending = append(pl.pending, rt) // changed: opened by apply
+			continue
+		default:
+			run, r, err := p.openSource(sc)
+			if err != nil {
+				return nil, err
+			}
+			openedSources = append(openedSources, run)
+			rt.sourceRun = run
+			if r != nil {
+				pl.runners = append(pl.runners, *r)
+			}
+		}
+		pl.byRun[rt.sourceRun] = rt
 	}
 	for i := range cfg.Routes {
 		rc := &cfg.Routes[i]
@@ -286,7 +394,7 @@ func New(cfg *config.Config, log *zap.Logger, opts ...Option) (_ *Pipeline, err 
 		}
 		for _, from := range rc.From {
 			si := srcIdx[from]
-			src := p.sources[si]
+			src := pl.sources[si]
 			src.routes = append(src.routes, rt)
 			switch {
 			case rc.ErrorSink != "":
@@ -295,19 +403,84 @@ func New(cfg *config.Config, log *zap.Logger, opts ...Option) (_ *Pipeline, err 
 				rt.errSink[si] = src.errorSink
 			}
 		}
-		p.routes = append(p.routes, rt)
+		pl.routes = append(pl.routes, rt)
 	}
-	for _, src := range p.sources {
-		src.sinks = p.reachable(src)
+	for _, src := range pl.sources {
+		src.sinks = pl.reachable(src)
 	}
-	return p, nil
+	// Counts by name: a component that a reload replaces keeps counting
+	// where its predecessor stopped.
+	p.statsMu.Lock()
+	defer p.statsMu.Unlock()
+	for _, rt := range pl.routes {
+		rt.stats = statsFor(p.routeStats, &p.routeNames, rt.name)
+	}
+	for i, s := range pl.sinks {
+		pl.sinkStats = append(pl.sinkStats, statsFor(p.sinkStats, &p.sinkNames, s.Name()))
+		if slices.Contains(openedSinks, s) {
+			p.sinkInst[s.Name()] = append(p.sinkInst[s.Name()], pl.sinks[i])
+		}
+	}
+	for _, run := range openedSources {
+		p.srcLatest[run.cfg.Name] = run
+	}
+	return pl, nil
+}
+
+// statsFor returns name's counters in m, made (and name added to names)
+// the first time.
+func statsFor[T any](m map[string]*T, names *[]string, name string) *T {
+	st, ok := m[name]
+	if !ok {
+		st = new(T)
+		m[name] = st
+		*names = append(*names, name)
+	}
+	return st
+}
+
+// openSource opens the source sc configures, with its counters, and the
+// runner for its background work (nil if it has none).
+func (p *Pipeline) openSource(sc *config.Source) (*sourceRun, *runner, error) {
+	run := &sourceRun{cfg: sc}
+	if sc.Type == "kafka" && sc.Kafka.MetadataField != "" {
+		run.metaPath = jsonx.ParsePath(sc.Kafka.MetadataField)
+	}
+	if sc.Type == "firehose_http" && sc.Firehose.MetadataField != "" {
+		run.metaPath = jsonx.ParsePath(sc.Firehose.MetadataField)
+	}
+	newSource, ok := sources.Lookup(sc.Type)
+	if p.opts.mem != nil {
+		// processor test: every source yields the test's messages.
+		newSource, ok = func(sc *config.Source, _ sources.Env) (sources.Source, error) { return p.opts.mem.source(sc.Name), nil }, true
+	}
+	if !ok {
+		return nil, nil, fmt.Errorf("source %s: type %s is not available in this build", sc.Name, sc.Type)
+	}
+	o := &p.opts
+	src, err := newSource(sc, sources.Env{Log: p.log, Relieve: p.relieveFor(sc.Name), Replay: o.replay, From: o.from, To: o.to})
+	if err != nil {
+		return nil, nil, err
+	}
+	run.src = src
+	// Optional abilities, checked once here.
+	run.checkpointer, _ = src.(sources.Checkpointer)
+	run.progress, _ = src.(sources.ProgressReporter)
+	run.errReporter, _ = src.(sources.ErrReporter)
+	p.statsMu.Lock()
+	run.stats = statsFor(p.srcStats, &p.srcNames, sc.Name)
+	p.statsMu.Unlock()
+	if r, ok := src.(lifecycle.Runner); ok {
+		return run, &runner{"source " + sc.Name, r}, nil
+	}
+	return run, nil, nil
 }
 
 // reachable lists the sinks src's records can be written to: its routes'
 // sinks and error outputs, its own error output, and the error sinks of
 // those (OpenSearch hands failures to one).
-func (p *Pipeline) reachable(src *sourceRT) []int {
-	seen := make([]bool, len(p.sinks))
+func (pl *plan) reachable(src *sourceRT) []int {
+	seen := make([]bool, len(pl.sinks))
 	var out []int
 	add := func(i int) {
 		if i >= 0 && !seen[i] {
@@ -316,18 +489,17 @@ func (p *Pipeline) reachable(src *sourceRT) []int {
 		}
 	}
 	add(src.errorSink)
-	si := slices.Index(p.sources, src)
 	for _, rt := range src.routes {
 		for _, to := range rt.to {
 			add(to)
 		}
-		if es, ok := rt.errSink[si]; ok {
+		if es, ok := rt.errSink[src.idx]; ok {
 			add(es)
 		}
 	}
 	for _, i := range slices.Clone(out) {
-		for j, s := range p.sinks {
-			if s.Name() == p.sinks[i].ErrorSink() {
+		for j, s := range pl.sinks {
+			if s.Name() == pl.sinks[i].ErrorSink() {
 				add(j)
 			}
 		}
@@ -367,49 +539,70 @@ func flushOrder(ss []sinks.Sink) []sinks.Sink {
 }
 
 // relieveFor returns the hook a source calls while it waits at its pending
-// cap: it asks the sinks the source's records can reach to flush their
-// oldest buffers. Sinks the source does not write to are left alone, so a
-// sink that is stuck cannot hold a source that never uses it.
-func (p *Pipeline) relieveFor(src *sourceRT) func() {
+// cap: it asks the sinks the source's records can reach (under the plan in
+// force) to flush their oldest buffers. Sinks the source does not write to
+// are left alone, so a sink that is stuck cannot hold a source that never
+// uses it.
+func (p *Pipeline) relieveFor(name string) func() {
 	return func() {
-		p.log.Debug("source at its pending cap; flushing oldest partitions", zap.String("source", src.cfg.Name))
-		for _, i := range src.sinks {
-			p.sinks[i].Relieve(context.Background())
+		p.log.Debug("source at its pending cap; flushing oldest partitions", zap.String("source", name))
+		p.relieveMu.RLock()
+		defer p.relieveMu.RUnlock()
+		pl := p.cur.Load()
+		if pl == nil {
+			return
+		}
+		for _, src := range pl.sources {
+			if src.sourceRun != nil && src.cfg.Name == name {
+				for _, i := range src.sinks {
+					pl.sinks[i].Relieve(context.Background())
+				}
+			}
 		}
 	}
 }
 
-// abort closes every sink and source opened so far, after a failure. A
-// done context tells each sink to stop retrying now: what it has not
-// written stays unacked, so no source checkpoints past it. The sources
-// close after the sinks, keeping the checkpoints they reached.
+// abort closes every sink and source of the plan, after a failure. A done
+// context tells each sink to stop retrying now: what it has not written
+// stays unacked, so no source checkpoints past it. The sources close after
+// the sinks, keeping the checkpoints they reached.
 func (p *Pipeline) abort() error {
 	done, cancel := context.WithCancel(context.Background())
 	cancel()
-	return p.closeAll(done, flushOrder(p.sinks))
+	pl := p.cur.Load()
+	return p.closeAll(done, pl, flushOrder(pl.sinks))
 }
 
-// closeAll closes the sinks in the given order, then the sources, and
-// returns every error: each Close error naming its component, and the
+// closeAll closes the plan's sinks in the given order, then its sources,
+// and returns every error: each Close error naming its component, and the
 // failures of sources that report them after the end (sources.ErrReporter).
-func (p *Pipeline) closeAll(ctx context.Context, order []sinks.Sink) error {
+func (p *Pipeline) closeAll(ctx context.Context, pl *plan, order []sinks.Sink) error {
 	var errs []error
 	for _, s := range order {
 		if err := s.Close(ctx); err != nil {
 			errs = append(errs, fmt.Errorf("close sink %s: %w", s.Name(), err))
 		}
 	}
-	for _, src := range p.sources {
-		// A source whose acks failed after it was read to the end says so
-		// now that every sink is closed and every ack has fired.
-		if src.errReporter != nil {
-			if err := src.errReporter.Err(); err != nil {
-				errs = append(errs, err)
-			}
+	for _, src := range pl.sources {
+		if src.sourceRun != nil {
+			errs = append(errs, closeSource(ctx, src.sourceRun))
 		}
-		if err := src.src.Close(ctx); err != nil {
-			errs = append(errs, fmt.Errorf("close source %s: %w", src.cfg.Name, err))
+	}
+	return errors.Join(errs...)
+}
+
+// closeSource closes a source once every sink it wrote to is closed or
+// flushed and every ack has fired: a source whose acks failed after it was
+// read to the end says so now (sources.ErrReporter).
+func closeSource(ctx context.Context, run *sourceRun) error {
+	var errs []error
+	if run.errReporter != nil {
+		if err := run.errReporter.Err(); err != nil {
+			errs = append(errs, err)
 		}
+	}
+	if err := run.src.Close(ctx); err != nil {
+		errs = append(errs, fmt.Errorf("close source %s: %w", run.cfg.Name, err))
 	}
 	return errors.Join(errs...)
 }
@@ -429,7 +622,7 @@ func (p *Pipeline) Ready() bool { return p.ready.Load() }
 // /readyz.
 func (p *Pipeline) FailingSinks() []sinks.SinkHealth {
 	var out []sinks.SinkHealth
-	for _, s := range p.sinks {
+	for _, s := range p.cur.Load().sinks {
 		if hr, ok := s.(sinks.HealthReporter); ok {
 			if h, failing := hr.Health(); failing {
 				out = append(out, h)
@@ -441,8 +634,9 @@ func (p *Pipeline) FailingSinks() []sinks.SinkHealth {
 
 // job is one batch on its way through the workers.
 type job struct {
+	plan  *plan
+	src   *sourceRT
 	seq   uint64
-	src   int
 	batch record.Batch
 	ack   record.AckFunc
 }
@@ -450,26 +644,44 @@ type job struct {
 // result is a processed batch waiting for its turn in its source's
 // sequencer.
 type result struct {
+	plan    *plan
 	seq     uint64
 	ack     record.AckFunc
-	pending []sinks.Pending // by sink index; nil where nothing was written
+	pending []sinks.Pending // by sink index in plan; nil where nothing was written
 	err     error           // set when the batch was abandoned
+}
+
+// running is what Run shares with the reloads it applies.
+type running struct {
+	stop     context.Context // the shutdown signal
+	work     context.Context // ends when the pipeline must stop hard
+	readCtx  context.Context // parent of every source's reads
+	sendCtx  context.Context // ends when a stage failed
+	g        *errgroup.Group // stages: the controller, the sequencers
+	jobs     chan<- job
+	inFlight int
+	// startRunner runs a component's background work until Run ends.
+	startRunner func(runner)
+	// startReader reads a source until it ends or is stopped.
+	startReader func(*sourceRT)
 }
 
 // Run reads until every finite source is exhausted or ctx is cancelled,
 // then flushes, waits for every ack and closes the sinks and sources. On
-// cancellation the flush gets service.shutdown_timeout.
+// cancellation the flush gets service.shutdown_timeout. While it runs,
+// Reload swaps in new configurations.
 //
 // Every component's background work (lifecycle.Runner) runs in one group
-// for the whole of Run: started before the first read, ended once every
-// component is closed. A component whose Run fails fails the pipeline as
-// a stage would.
+// for the whole of Run: started before the first read (or when a reload
+// opens the component), ended once the component is closed. A component
+// whose Run fails fails the pipeline as a stage would.
 func (p *Pipeline) Run(ctx context.Context) (err error) {
 	work, cancelWork := context.WithCancelCause(context.Background())
 	defer cancelWork(nil)
 	runCtx, stopRunners := context.WithCancel(context.Background())
 	var runners errgroup.Group
-	for _, r := range p.runners {
+	rn := &running{stop: ctx, work: work, inFlight: inFlightPerSource * p.workers}
+	rn.startRunner = func(r runner) {
 		runners.Go(func() error {
 			if err := r.Run(runCtx); err != nil {
 				err = fmt.Errorf("%s: %w", r.name, err)
@@ -478,6 +690,10 @@ func (p *Pipeline) Run(ctx context.Context) (err error) {
 			}
 			return nil
 		})
+	}
+	pl := p.cur.Load()
+	for _, r := range pl.runners {
+		rn.startRunner(r)
 	}
 	defer func() {
 		// Closing ended every Run; runCtx is only the backstop.
@@ -489,27 +705,31 @@ func (p *Pipeline) Run(ctx context.Context) (err error) {
 	// A shutdown signal stops reading at once; everything already read still
 	// gets flushed, within shutdown_timeout.
 	stopHard := context.AfterFunc(ctx, func() {
-		t := time.AfterFunc(p.cfg.Service.ShutdownTimeout.D(), func() {
-			cancelWork(fmt.Errorf("shutdown_timeout %s exceeded", p.cfg.Service.ShutdownTimeout.D()))
+		d := p.cur.Load().cfg.Service.ShutdownTimeout.D()
+		t := time.AfterFunc(d, func() {
+			cancelWork(fmt.Errorf("shutdown_timeout %s exceeded", d))
 		})
 		context.AfterFunc(work, func() { t.Stop() })
 	})
 	defer stopHard()
 
 	jobs := make(chan job)
-	for _, src := range p.sources {
-		src.slots = make(chan struct{}, inFlightPerSource*p.workers)
-		src.results = make(chan result, cap(src.slots))
-	}
+	rn.jobs = jobs
 	g, gctx := errgroup.WithContext(work)
+	rn.g, rn.sendCtx = g, gctx
 	// Reading stops on a signal (ctx) or on a failure elsewhere (gctx); a
 	// read blocked at the pending cap must notice either.
 	readCtx, stopRead := context.WithCancel(gctx)
 	defer stopRead()
 	context.AfterFunc(ctx, stopRead)
+	rn.readCtx = readCtx
+	for _, src := range pl.sources {
+		src.start(readCtx, rn.inFlight)
+		g.Go(func() error { return p.sequence(gctx, src.sourceRun) })
+	}
 	g.Go(func() error {
 		defer close(jobs)
-		return p.read(ctx, readCtx, gctx, jobs)
+		return p.control(rn, stopRead)
 	})
 	var wg sync.WaitGroup
 	for range p.workers {
@@ -517,32 +737,31 @@ func (p *Pipeline) Run(ctx context.Context) (err error) {
 		// A worker's jq evaluations end when the pipeline goes down hard
 		// (shutdown_timeout passed, or a stage failed): a slow or hostile
 		// program never holds up shutdown.
-		w := p.newWorker(gctx)
+		w := &worker{p: p, ctx: gctx}
 		go func() {
 			defer wg.Done()
 			for j := range jobs {
 				// Never blocks: the reader holds one of the source's slots
 				// for this batch, and results has room for all of them.
-				p.sources[j.src].results <- w.process(j)
+				j.src.results <- w.process(j)
 			}
 		}()
 	}
 	go func() {
 		wg.Wait()
-		for _, src := range p.sources {
-			close(src.results)
+		// The controller has returned (jobs is closed): the plan is final.
+		for _, src := range p.cur.Load().sources {
+			src.closeResults()
 		}
 	}()
-	for _, src := range p.sources {
-		g.Go(func() error { return p.sequence(gctx, src) })
-	}
 	p.ready.Store(true)
 	err = g.Wait()
 	p.ready.Store(false)
+	pl = p.cur.Load()
 	if err != nil {
 		// Wait for the workers to exit; what they processed is dropped
 		// unacked.
-		for _, src := range p.sources {
+		for _, src := range pl.sources {
 			for range src.results {
 			}
 		}
@@ -553,7 +772,7 @@ func (p *Pipeline) Run(ctx context.Context) (err error) {
 		p.logClose(p.abort())
 		return err
 	}
-	for _, s := range p.order {
+	for _, s := range pl.order {
 		if err := s.Flush(work); err != nil {
 			p.logClose(p.abort())
 			if cause := context.Cause(work); cause != nil && errors.Is(err, context.Canceled) {
@@ -562,69 +781,138 @@ func (p *Pipeline) Run(ctx context.Context) (err error) {
 			return err
 		}
 	}
-	return p.closeAll(work, p.order)
+	return p.closeAll(work, pl, pl.order)
 }
 
-// read pulls batches from the sources, each source on a goroutine of its
-// own, numbering each source's batches in read order for its sequencer.
-// stop is the shutdown signal; readCtx ends a blocked read on a signal or a
-// failure; a batch already read is still handed on unless the pipeline
-// failed (sendCtx), since workers drain on shutdown.
-func (p *Pipeline) read(stop, readCtx, sendCtx context.Context, jobs chan<- job) error {
-	send := func(s *sourceRT, j job) bool {
-		// A slot first: while the source's sinks hold its batches, the
-		// source waits here, and only it.
+// control starts a reader per source and, while any reads, applies the
+// reloads asked for. A reader's failure stops every read; control returns
+// it once the last reader has stopped.
+func (p *Pipeline) control(rn *running, stopAll context.CancelFunc) error {
+	defer close(p.stopped)
+	exited := make(chan error)
+	live := 0
+	rn.startReader = func(src *sourceRT) {
+		live++
+		run := src.sourceRun
+		go func() { exited <- p.readSource(rn, run) }()
+	}
+	for _, src := range p.cur.Load().sources {
+		rn.startReader(src)
+	}
+	var first error
+	for live > 0 {
 		select {
-		case s.slots <- struct{}{}:
-		case <-sendCtx.Done():
-			j.ack(sendCtx.Err())
-			return false
+		case err := <-exited:
+			live--
+			if err != nil && first == nil {
+				first = err
+				stopAll()
+			}
+		case req := <-p.reloads:
+			if rn.stop.Err() != nil || first != nil {
+				req.reply <- reloadResult{err: ErrNotRunning}
+				continue
+			}
+			ch, err, fatal := p.apply(rn, req.cfg)
+			req.reply <- reloadResult{changes: ch, err: err}
+			if fatal && first == nil {
+				first = err
+				stopAll()
+			}
 		}
+	}
+	return first
+}
+
+// readSource reads one source's batches, numbering them in read order for
+// its sequencer, until the source ends, the pipeline stops, or a reload
+// stops the source. A batch already read is still handed on unless the
+// pipeline failed (sendCtx) or the source was stopped, since workers drain
+// on shutdown.
+func (p *Pipeline) readSource(rn *running, run *sourceRun) error {
+	var seq uint64
+	for {
+		if rn.stop.Err() != nil {
+			return nil
+		}
+		b, ack, err := run.src.ReadBatch(run.readCtx)
+		if errors.Is(err, io.EOF) {
+			p.log.Info("source finished", zap.String("source", run.cfg.Name))
+			return nil
+		}
+		if err != nil {
+			if run.readCtx.Err() != nil {
+				return nil
+			}
+			return fmt.Errorf("source %s: %w", run.cfg.Name, err)
+		}
+		pl, src := p.admit(run)
+		if src == nil {
+			// Stopped by a reload (or the shutdown) at the gate: unacked,
+			// so read again by whoever reads the source next.
+			ack(fmt.Errorf("source %s stopped before the batch was processed", run.cfg.Name))
+			return nil
+		}
+		if !p.send(rn, src, job{plan: pl, src: src, seq: seq, batch: b, ack: ack}) {
+			pl.inflight.Done()
+			return nil
+		}
+		seq++
+	}
+}
+
+// admit waits while a reload swaps plans, then returns the plan in force
+// and the source as it routes it, counting the batch in that plan's
+// in-flight batches. The source is nil when the plan no longer reads the
+// source, or its reads were stopped meanwhile.
+func (p *Pipeline) admit(run *sourceRun) (*plan, *sourceRT) {
+	for {
+		p.gateMu.Lock()
+		if p.paused == nil {
+			pl := p.cur.Load()
+			src := pl.byRun[run]
+			if src != nil {
+				pl.inflight.Add(1)
+			}
+			p.gateMu.Unlock()
+			return pl, src
+		}
+		wait := p.paused
+		p.gateMu.Unlock()
 		select {
-		case jobs <- j:
-			return true
-		case <-sendCtx.Done():
-			j.ack(sendCtx.Err())
-			return false
+		case <-wait:
+		case <-run.readCtx.Done():
+			return nil, nil
 		}
 	}
-	readOne := func(i int) error {
-		s := p.sources[i]
-		var seq uint64
-		for {
-			if stop.Err() != nil {
-				return nil
-			}
-			b, ack, err := s.src.ReadBatch(readCtx)
-			if errors.Is(err, io.EOF) {
-				p.log.Info("source finished", zap.String("source", s.cfg.Name))
-				return nil
-			}
-			if err != nil {
-				if readCtx.Err() != nil {
-					return nil
-				}
-				return fmt.Errorf("source %s: %w", s.cfg.Name, err)
-			}
-			if !send(s, job{seq: seq, src: i, batch: b, ack: ack}) {
-				return nil
-			}
-			seq++
-		}
+}
+
+// send hands a batch to the workers once the source has a slot: while the
+// source's sinks hold its batches, the source waits here, and only it.
+func (p *Pipeline) send(rn *running, src *sourceRT, j job) bool {
+	select {
+	case src.slots <- struct{}{}:
+	case <-rn.sendCtx.Done():
+		j.ack(rn.sendCtx.Err())
+		return false
 	}
-	var g errgroup.Group
-	for i := range p.sources {
-		g.Go(func() error { return readOne(i) })
+	select {
+	case rn.jobs <- j:
+		return true
+	case <-rn.sendCtx.Done():
+		<-src.slots
+		j.ack(rn.sendCtx.Err())
+		return false
 	}
-	return g.Wait()
 }
 
 // sequence appends a source's results to the sinks in read order, giving
-// the source's slot back for each batch appended.
-func (p *Pipeline) sequence(ctx context.Context, src *sourceRT) error {
+// the source's slot back for each batch appended. A result is appended to
+// the sinks of the plan it was processed under.
+func (p *Pipeline) sequence(ctx context.Context, run *sourceRun) error {
 	waiting := map[uint64]result{}
 	var next uint64
-	for r := range src.results {
+	for r := range run.results {
 		waiting[r.seq] = r
 		for {
 			r, ok := waiting[next]
@@ -633,35 +921,45 @@ func (p *Pipeline) sequence(ctx context.Context, src *sourceRT) error {
 			}
 			delete(waiting, next)
 			next++
-			if r.err != nil {
-				r.ack(r.err)
-				return r.err
+			if err := p.appendResult(ctx, r); err != nil {
+				return err
 			}
-			group := record.NewAckGroup(r.ack)
-			for i, pend := range r.pending {
-				if pend == nil {
-					continue
-				}
-				if err := p.sinks[i].Append(ctx, pend, group.Add()); err != nil {
-					group.Seal()
-					return fmt.Errorf("sink %s: %w", p.sinks[i].Name(), err)
-				}
-			}
-			group.Seal()
-			<-src.slots
+			<-run.slots
+		}
+	}
+	return nil
+}
+
+func (p *Pipeline) appendResult(ctx context.Context, r result) error {
+	defer r.plan.inflight.Done()
+	if r.err != nil {
+		r.ack(r.err)
+		return r.err
+	}
+	group := record.NewAckGroup(r.ack)
+	defer group.Seal()
+	for i, pend := range r.pending {
+		if pend == nil {
+			continue
+		}
+		if err := r.plan.sinks[i].Append(ctx, pend, group.Add()); err != nil {
+			return fmt.Errorf("sink %s: %w", r.plan.sinks[i].Name(), err)
 		}
 	}
 	return nil
 }
 
 // worker holds the per-goroutine state: decoders, parsers, arenas, sink
-// writers.
+// writers, made for the plan of the batch at hand.
 type worker struct {
 	p        *Pipeline
+	ctx      context.Context // ends the worker's jq evaluations
+	pl       *plan           // the plan the state below is for
 	decoders []*decode.Decoder
 	writers  []sinks.Writer
 	tctx     transforms.Context
 	jq       *jq.Env // bounds every jq evaluation of this worker
+	jqLim    config.JQLimits
 	reparse  fastjson.Parser
 	stamp    []uint64 // per sink: the record counter when last written
 	recNo    uint64
@@ -671,26 +969,35 @@ type worker struct {
 	sinkRecords []int64
 }
 
-func (p *Pipeline) newWorker(ctx context.Context) *worker {
-	w := &worker{p: p, stamp: make([]uint64, len(p.sinks)), sinkRecords: make([]int64, len(p.sinks))}
-	lim := p.cfg.Service.JQ
-	w.jq = jq.NewEnv(ctx, jq.Limits{Timeout: lim.Timeout.D(), MaxOutputs: lim.MaxOutputs, MaxOutputBytes: int64(lim.MaxOutputBytes)})
+// use makes the worker's state for pl, once per plan: a reload's first
+// batch finds the worker's writers empty (each batch takes what it wrote).
+func (w *worker) use(pl *plan) {
+	if w.pl == pl {
+		return
+	}
+	w.pl = pl
+	w.stamp, w.sinkRecords = make([]uint64, len(pl.sinks)), make([]int64, len(pl.sinks))
+	if lim := pl.cfg.Service.JQ; w.jq == nil || lim != w.jqLim {
+		w.jqLim = lim
+		w.jq = jq.NewEnv(w.ctx, jq.Limits{Timeout: lim.Timeout.D(), MaxOutputs: lim.MaxOutputs, MaxOutputBytes: int64(lim.MaxOutputBytes)})
+	}
 	w.tctx.JQ = w.jq
-	for _, s := range p.sources {
+	w.decoders = w.decoders[:0]
+	for _, s := range pl.sources {
 		d, err := decode.New(s.cfg.Name, s.cfg.Format, s.cfg.EventTime.Field, s.cfg.EventTime.Unit)
 		if err != nil {
 			panic(err) // formats are validated with the config
 		}
 		w.decoders = append(w.decoders, d)
 	}
-	for _, s := range p.sinks {
+	w.writers = w.writers[:0]
+	for _, s := range pl.sinks {
 		wr := s.NewWriter()
 		if jw, ok := wr.(sinks.JQWriter); ok {
 			jw.SetJQ(w.jq)
 		}
 		w.writers = append(w.writers, wr)
 	}
-	return w
 }
 
 type batchCounts struct {
@@ -698,12 +1005,13 @@ type batchCounts struct {
 }
 
 func (w *worker) process(j job) result {
-	src := w.p.sources[j.src]
-	w.src = j.src
+	w.use(j.plan)
+	src := j.src
+	w.src = src.idx
 	var bc batchCounts
 	routeCounts := make([]transforms.Stats, len(src.routes))
 	matched := make([]int64, len(src.routes))
-	dec := w.decoders[j.src]
+	dec := w.decoders[src.idx]
 	var cur *record.Message
 	metaPath := src.metaPath
 	emit := func(rec *record.Record) {
@@ -785,12 +1093,12 @@ func (w *worker) process(j job) result {
 		metrics.RouteFiltered.WithLabelValues(rt.name).Add(float64(rc.Filtered))
 		metrics.RouteFailed.WithLabelValues(rt.name).Add(float64(rc.Failed))
 	}
-	r := result{seq: j.seq, ack: j.ack, pending: make([]sinks.Pending, len(w.writers))}
+	r := result{plan: j.plan, seq: j.seq, ack: j.ack, pending: make([]sinks.Pending, len(w.writers))}
 	for i, wr := range w.writers {
 		r.pending[i] = wr.Take()
 		if n := w.sinkRecords[i]; n > 0 {
-			metrics.SinkRecords.WithLabelValues(w.p.sinks[i].Name()).Add(float64(n))
-			w.p.sinkStats[i].Received.Add(n)
+			metrics.SinkRecords.WithLabelValues(w.pl.sinks[i].Name()).Add(float64(n))
+			w.pl.sinkStats[i].Received.Add(n)
 			w.sinkRecords[i] = 0
 		}
 	}
@@ -807,7 +1115,7 @@ func (w *worker) abandon(j job) result {
 		wr.Take()
 	}
 	clear(w.sinkRecords)
-	return result{seq: j.seq, ack: j.ack, err: fmt.Errorf("batch abandoned, jq evaluations canceled: %w", context.Canceled)}
+	return result{plan: j.plan, seq: j.seq, ack: j.ack, err: fmt.Errorf("batch abandoned, jq evaluations canceled: %w", context.Canceled)}
 }
 
 func messageOf(b record.Batch, pos record.Position) *record.Message {
@@ -835,7 +1143,7 @@ func (w *worker) claim(i int, route string, pos record.Position) record.Position
 // deliver sends a transformed record to the route's sinks.
 func (w *worker) deliver(rec *record.Record) {
 	rt := w.route
-	w.p.tap.Publish(rt.name, w.p.cfg.Routes[rt.idx].To, rec) // one atomic load when nobody taps
+	w.p.tap.Publish(rt.name, w.pl.cfg.Routes[rt.idx].To, rec) // one atomic load when nobody taps
 	orig := rec.Pos
 	for _, si := range rt.to {
 		rec.Pos = w.claim(si, rt.name, orig)
@@ -843,15 +1151,15 @@ func (w *worker) deliver(rec *record.Record) {
 		if f := w.writers[si].Write(rec); f != nil {
 			f.Route = rt.name
 			metrics.SinkFailed.WithLabelValues(f.Sink, f.Type).Inc()
-			w.p.sinkStats[si].Failed.Add(1)
-			w.writeFailure(w.sinkIndex(w.p.sinks[si].ErrorSink()), rt.name, f)
+			w.pl.sinkStats[si].Failed.Add(1)
+			w.writeFailure(w.sinkIndex(w.pl.sinks[si].ErrorSink()), rt.name, f)
 		}
 	}
 	rec.Pos = orig
 }
 
 func (w *worker) sinkIndex(name string) int {
-	for i, s := range w.p.sinks {
+	for i, s := range w.pl.sinks {
 		if s.Name() == name {
 			return i
 		}

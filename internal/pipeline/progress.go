@@ -17,7 +17,7 @@ const ProgressEvery = 10 * time.Second
 // Finite reports whether every source ends by itself (file, archive, or
 // any source in a replay), so a progress line means something.
 func (p *Pipeline) Finite() bool {
-	for _, s := range p.sources {
+	for _, s := range p.cur.Load().sources {
 		if (s.cfg.Type == "kafka" || s.cfg.Type == "kinesis" || s.cfg.Type == "firehose_http") && !p.replay {
 			return false
 		}
@@ -68,7 +68,7 @@ func (p *Pipeline) ProgressLine(label string, elapsed time.Duration) string {
 	rate := float64(read) / elapsed.Seconds()
 	if len(parts) == 0 {
 		var per []string
-		for _, src := range p.sources {
+		for _, src := range p.cur.Load().sources {
 			per = append(per, fmt.Sprintf("%s %d", src.cfg.Name, src.stats.Messages.Load()))
 		}
 		if len(per) > 8 {

@@ -44,29 +44,42 @@ type SinkSummary struct {
 	Skipped int64
 }
 
-// Summary reports the counts so far.
+// Summary reports the counts so far: of every source, route and sink the
+// run has had, by name, reloads included (a component a reload replaced
+// counts on where its predecessor stopped; one it removed keeps its counts).
 func (p *Pipeline) Summary() Summary {
 	var s Summary
-	for _, src := range p.sources {
-		ss := SourceSummary{Name: src.cfg.Name, Messages: src.stats.Messages.Load(), Records: src.stats.Records.Load(),
-			DecodeFailed: src.stats.DecodeFailed.Load(), Unmatched: src.stats.Unmatched.Load(), Routed: src.stats.Routed.Load()}
-		if src.checkpointer != nil {
-			ss.Checkpoints = src.checkpointer.Checkpoints()
+	p.statsMu.Lock()
+	defer p.statsMu.Unlock()
+	for _, name := range p.srcNames {
+		st := p.srcStats[name]
+		ss := SourceSummary{Name: name, Messages: st.Messages.Load(), Records: st.Records.Load(),
+			DecodeFailed: st.DecodeFailed.Load(), Unmatched: st.Unmatched.Load(), Routed: st.Routed.Load()}
+		if run := p.srcLatest[name]; run != nil && run.checkpointer != nil {
+			ss.Checkpoints = run.checkpointer.Checkpoints()
 		}
 		s.Sources = append(s.Sources, ss)
 	}
-	for _, r := range p.routes {
-		s.Routes = append(s.Routes, RouteSummary{Name: r.name, Matched: r.stats.Matched.Load(), Out: r.stats.Out.Load(),
-			Filtered: r.stats.Filtered.Load(), Failed: r.stats.Failed.Load()})
+	for _, name := range p.routeNames {
+		st := p.routeStats[name]
+		s.Routes = append(s.Routes, RouteSummary{Name: name, Matched: st.Matched.Load(), Out: st.Out.Load(),
+			Filtered: st.Filtered.Load(), Failed: st.Failed.Load()})
 	}
 	s.ErrorsByType = map[string]int64{}
-	for i, sk := range p.sinks {
-		st := sk.Stats()
-		for typ, n := range st.ErrorsByType {
-			s.ErrorsByType[typ] += n
+	for _, name := range p.sinkNames {
+		ss := SinkSummary{Name: name, Received: p.sinkStats[name].Received.Load(), Failed: p.sinkStats[name].Failed.Load()}
+		for _, sk := range p.sinkInst[name] {
+			st := sk.Stats()
+			for typ, n := range st.ErrorsByType {
+				s.ErrorsByType[typ] += n
+			}
+			ss.Written += st.Records
+			ss.ErrorRecords += st.ErrorRecords
+			ss.Objects += st.Objects
+			ss.Bytes += st.Bytes
+			ss.Skipped += st.Skipped
 		}
-		s.Sinks = append(s.Sinks, SinkSummary{Name: sk.Name(), Received: p.sinkStats[i].Received.Load(), Failed: p.sinkStats[i].Failed.Load(),
-			Written: st.Records, ErrorRecords: st.ErrorRecords, Objects: st.Objects, Bytes: st.Bytes, Skipped: st.Skipped})
+		s.Sinks = append(s.Sinks, ss)
 	}
 	return s
 }
@@ -169,7 +182,7 @@ func (s Summary) Print(w io.Writer) {
 // ReplayProgress reports records read so far and, for sources reading a
 // range that can say how far they are (Kafka), each partition's progress.
 func (p *Pipeline) ReplayProgress() (records int64, parts []sources.PartitionProgress) {
-	for _, src := range p.sources {
+	for _, src := range p.cur.Load().sources {
 		records += src.stats.Messages.Load()
 		if src.progress != nil {
 			parts = append(parts, src.progress.Progress()...)
