@@ -164,6 +164,14 @@ func (p *Pipeline) apply(rn *running, cfg *config.Config) (_ Changes, _ error, f
 		rn.g.Go(func() error { return p.sequence(rn.sendCtx, run) })
 		rn.startReader(src)
 	}
+	var routes, sinkNames []string
+	for _, r := range cfg.Routes {
+		routes = append(routes, r.Name)
+	}
+	for _, s := range cfg.Sinks {
+		sinkNames = append(sinkNames, s.Name)
+	}
+	p.tap.SetNames(routes, sinkNames)
 	p.log.Info("reload applied at a batch boundary", zap.Duration("paused", time.Since(start)), zap.Stringer("changes", ch))
 	return ch, nil, false
 }

@@ -243,3 +243,74 @@ func TestReloadUnderLoad(t *testing.T) {
 	}
 	t.Logf("%d records, %d versions, %d in high, %d in extra", n, len(versions), len(high), len(extra))
 }
+
+// TestReloadThatCannotOpenKeepsRunning: a new configuration whose new
+// source cannot be opened is refused with the reason, and the running
+// configuration reads and writes on as before.
+func TestReloadThatCannotOpenKeepsRunning(t *testing.T) {
+	c, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(1, "logs"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	broker := c.ListenAddrs()[0]
+	dir := t.TempDir()
+	parse := func(v int) *config.Config {
+		cfg, err := config.Parse(fmt.Sprintf("v%d.yaml", v), []byte(reloadConfig(broker, dir, v)), func(string) (string, bool) { return "", false })
+		if err != nil {
+			t.Fatal(err)
+		}
+		return cfg
+	}
+	p, err := New(parse(0), zap.NewNop())
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, stop := context.WithCancel(context.Background())
+	defer stop()
+	done := make(chan error, 1)
+	go func() { done <- p.Run(ctx) }()
+	// A new source whose CA file holds no certificate passes validation
+	// and cannot be opened.
+	ca := filepath.Join(t.TempDir(), "ca.pem")
+	if err := os.WriteFile(ca, []byte("not a certificate"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	y := strings.Replace(reloadConfig(broker, dir, 1), "routes:\n", fmt.Sprintf(
+		"  - {name: other, type: kafka, kafka: {brokers: [%q], topics: [logs], group: o, tls: {enabled: true, ca_file: %q}}}\nroutes:\n  - {name: o, from: [other], to: [all]}\n", broker, ca), 1)
+	bad, err := config.Parse("bad.yaml", []byte(y), func(string) (string, bool) { return "", false })
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := p.Reload(context.Background(), bad); err == nil || !strings.Contains(err.Error(), "source other") {
+		t.Fatalf("reload with a source that cannot open: %v, want an error naming it", err)
+	}
+	if got := p.Config().File; got != "v0.yaml" {
+		t.Fatalf("after a refused reload the pipeline runs %s", got)
+	}
+	cl, err := kgo.NewClient(kgo.SeedBrokers(broker))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	if err := cl.ProduceSync(context.Background(), &kgo.Record{Topic: "logs", Value: []byte(`{"id":"r0","sev":9,"p":"P0"}`)}).FirstErr(); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		if all, where := idsUnder(t, filepath.Join(dir, "all")); all["r0"] == 1 {
+			if where["r0"] != "v00" {
+				t.Errorf("r0 written under %s, want v00", where["r0"])
+			}
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the running configuration wrote nothing after the refused reload")
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	stop()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+}
