@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -96,6 +97,46 @@ func readReloadLake(t *testing.T, dir string) (map[string]int, map[string]string
 	return counts, where, recs
 }
 
+// reloading is a pipeline running version 0 of reloadConfig, reading a
+// kfake topic "logs".
+type reloading struct {
+	broker, dir string
+	parse       func(v int) *config.Config // version v of reloadConfig
+	p           *Pipeline
+	stop        func() error // ends Run and returns its error
+}
+
+func startReloading(t *testing.T, partitions int32) *reloading {
+	t.Helper()
+	c, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(partitions, "logs"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(c.Close)
+	r := &reloading{broker: c.ListenAddrs()[0], dir: t.TempDir()}
+	r.parse = func(v int) *config.Config {
+		cfg, err := config.Parse(fmt.Sprintf("v%d.yaml", v), []byte(reloadConfig(r.broker, r.dir, v)), func(string) (string, bool) { return "", false })
+		if err != nil {
+			t.Fatal(err)
+		}
+		return cfg
+	}
+	if r.p, err = New(r.parse(0), zap.NewNop()); err != nil {
+		t.Fatal(err)
+	}
+	ctx, stop := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- r.p.Run(ctx) }()
+	var once sync.Once
+	var runErr error
+	r.stop = func() error {
+		once.Do(func() { stop(); runErr = <-done })
+		return runErr
+	}
+	t.Cleanup(func() { r.stop() })
+	return r
+}
+
 // TestReloadUnderLoad: while a producer writes to a Kafka topic, the
 // pipeline is reloaded 20 times (routes to other prefixes, a changed
 // threshold, a changed partition key, a sink added and removed, the
@@ -108,28 +149,8 @@ func TestReloadUnderLoad(t *testing.T) {
 	if testing.Short() {
 		t.Skip("produces for several seconds")
 	}
-	c, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(3, "logs"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	broker := c.ListenAddrs()[0]
-	dir := t.TempDir()
-	parse := func(v int) *config.Config {
-		cfg, err := config.Parse(fmt.Sprintf("v%d.yaml", v), []byte(reloadConfig(broker, dir, v)), func(string) (string, bool) { return "", false })
-		if err != nil {
-			t.Fatal(err)
-		}
-		return cfg
-	}
-	p, err := New(parse(0), zap.NewNop())
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, stop := context.WithCancel(context.Background())
-	defer stop()
-	done := make(chan error, 1)
-	go func() { done <- p.Run(ctx) }()
+	r := startReloading(t, 3)
+	broker, dir, parse, p := r.broker, r.dir, r.parse, r.p
 
 	cl, err := kgo.NewClient(kgo.SeedBrokers(broker), kgo.RecordPartitioner(kgo.RoundRobinPartitioner()))
 	if err != nil {
@@ -186,8 +207,7 @@ func TestReloadUnderLoad(t *testing.T) {
 		}
 		time.Sleep(200 * time.Millisecond)
 	}
-	stop()
-	if err := <-done; err != nil {
+	if err := r.stop(); err != nil {
 		t.Fatal(err)
 	}
 	all, where, recs := readReloadLake(t, filepath.Join(dir, "all"))
@@ -248,28 +268,8 @@ func TestReloadUnderLoad(t *testing.T) {
 // source cannot be opened is refused with the reason, and the running
 // configuration reads and writes on as before.
 func TestReloadThatCannotOpenKeepsRunning(t *testing.T) {
-	c, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(1, "logs"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	broker := c.ListenAddrs()[0]
-	dir := t.TempDir()
-	parse := func(v int) *config.Config {
-		cfg, err := config.Parse(fmt.Sprintf("v%d.yaml", v), []byte(reloadConfig(broker, dir, v)), func(string) (string, bool) { return "", false })
-		if err != nil {
-			t.Fatal(err)
-		}
-		return cfg
-	}
-	p, err := New(parse(0), zap.NewNop())
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, stop := context.WithCancel(context.Background())
-	defer stop()
-	done := make(chan error, 1)
-	go func() { done <- p.Run(ctx) }()
+	r := startReloading(t, 1)
+	broker, dir, p := r.broker, r.dir, r.p
 	// A new source whose CA file holds no certificate passes validation
 	// and cannot be opened.
 	ca := filepath.Join(t.TempDir(), "ca.pem")
@@ -309,8 +309,7 @@ func TestReloadThatCannotOpenKeepsRunning(t *testing.T) {
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
-	stop()
-	if err := <-done; err != nil {
+	if err := r.stop(); err != nil {
 		t.Fatal(err)
 	}
 }
