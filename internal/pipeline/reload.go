@@ -137,6 +137,9 @@ func (p *Pipeline) apply(rn *running, cfg *config.Config) (_ Changes, _ error, f
 		// fatal: nothing of the old plan is left to lose.
 		p.log.Warn("reload: closing replaced components", zap.Error(err))
 	}
+	for _, up := range pl.updates {
+		up.u.Update(up.cfg)
+	}
 	// Changed sources reopen now that their predecessors are closed.
 	for _, src := range pl.pending {
 		run, r, err := p.openSource(&cfg.Sources[src.idx])

@@ -313,3 +313,52 @@ func TestReloadThatCannotOpenKeepsRunning(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// TestReloadRotatesFirehoseKeysInPlace: a reload that changes only a
+// firehose_http source's access keys keeps the source (and its listener)
+// and swaps the keys; one that changes its path reopens it.
+func TestReloadRotatesFirehoseKeysInPlace(t *testing.T) {
+	dir := t.TempDir()
+	y := func(keys, path string) *config.Config {
+		cfg, err := config.Parse("f.yaml", []byte(fmt.Sprintf(`
+service: {http_listen: "", error_sink: lake}
+sources:
+  - {name: fh, type: firehose_http, firehose_http: {listen: "127.0.0.1:0", path: %s, access_keys: [%s]}}
+routes: [{name: all, from: [fh], to: [lake]}]
+sinks: [{name: lake, type: s3, url: "file:%s/", format: ndjson}]
+`, path, keys, dir)), func(string) (string, bool) { return "", false })
+		if err != nil {
+			t.Fatal(err)
+		}
+		return cfg
+	}
+	p, err := New(y("k1", "/firehose"), zap.NewNop())
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, stop := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- p.Run(ctx) }()
+	src := func() any { return p.cur.Load().sources[0].src }
+	before := src()
+	ch, err := p.Reload(context.Background(), y("k1, k2", "/firehose"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := ch.String(); got != "sources: ~fh; routes: unchanged; sinks: unchanged" {
+		t.Errorf("changes: %s", got)
+	}
+	if src() != before {
+		t.Error("a change of access keys alone reopened the source")
+	}
+	if _, err := p.Reload(context.Background(), y("k1, k2", "/other")); err != nil {
+		t.Fatal(err)
+	}
+	if src() == before {
+		t.Error("a change of path did not reopen the source")
+	}
+	stop()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+}
