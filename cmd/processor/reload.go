@@ -267,41 +267,51 @@ func (r *reloader) triggers(ctx context.Context, s config.Reload) {
 		errs    <-chan error
 	)
 	settled.Stop()
-	stopAll := func() {
+	stopWatch := func() {
 		if watch != nil {
 			watch.close()
 			watch, events, errs = nil, nil, nil
+			settled.Stop()
 		}
+	}
+	stopPoll := func() {
 		if ticker != nil {
 			ticker.Stop()
 			ticker, tick = nil, nil
 		}
-		settled.Stop()
 	}
-	defer stopAll()
+	defer stopWatch()
+	defer stopPoll()
+	var cur config.Reload // nothing set up yet
+	ref := r.fetcher.Ref()
 	apply := func(s config.Reload) {
-		stopAll()
-		ref := r.fetcher.Ref()
-		switch {
-		case s.Watch && ref.Remote():
-			r.log.Warn("service.reload.watch has no effect on a configuration fetched from "+kindName(ref)+"; set service.reload.poll to re-read it", zap.String("config", ref.Raw))
-		case s.Watch:
-			var err error
-			if watch, err = newFileWatch(ref.Path); err != nil {
-				r.log.Warn("service.reload.watch: cannot watch the configuration file; SIGHUP still reloads", zap.String("config", ref.Raw), zap.Error(err))
-			} else {
-				events, errs = watch.w.Events, watch.w.Errors
-				r.log.Info("watching the configuration file", zap.String("config", ref.Raw), zap.String("directory", watch.dir))
+		if s.Watch != cur.Watch {
+			stopWatch()
+			switch {
+			case s.Watch && ref.Remote():
+				r.log.Warn("service.reload.watch has no effect on a configuration fetched from "+kindName(ref)+"; set service.reload.poll to re-read it", zap.String("config", ref.Raw))
+			case s.Watch:
+				var err error
+				if watch, err = newFileWatch(ref.Path); err != nil {
+					r.log.Warn("service.reload.watch: cannot watch the configuration file; SIGHUP still reloads", zap.String("config", ref.Raw), zap.Error(err))
+				} else {
+					events, errs = watch.w.Events, watch.w.Errors
+					r.log.Info("watching the configuration file", zap.String("config", ref.Raw), zap.String("directory", watch.dir))
+				}
 			}
 		}
-		switch p := s.Poll.D(); {
-		case p > 0 && !ref.Remote():
-			r.log.Warn("service.reload.poll has no effect on a local file; set service.reload.watch to reload when it changes", zap.String("config", ref.Raw))
-		case p > 0:
-			ticker = time.NewTicker(p)
-			tick = ticker.C
-			r.log.Info("polling the configuration", zap.String("config", ref.Raw), zap.Duration("every", p))
+		if s.Poll != cur.Poll {
+			stopPoll()
+			switch p := s.Poll.D(); {
+			case p > 0 && !ref.Remote():
+				r.log.Warn("service.reload.poll has no effect on a local file; set service.reload.watch to reload when it changes", zap.String("config", ref.Raw))
+			case p > 0:
+				ticker = time.NewTicker(p)
+				tick = ticker.C
+				r.log.Info("polling the configuration", zap.String("config", ref.Raw), zap.Duration("every", p))
+			}
 		}
+		cur = s
 	}
 	apply(s)
 	close(r.ready)

@@ -398,12 +398,19 @@ func TestReloadTurnsWatchOn(t *testing.T) {
 	h.hup <- syscall.SIGHUP
 	h.waitCount(t, reloadApplied, 1)
 	waitUntil(t, "watch started", func() bool { return h.logs.FilterMessage("watching the configuration file").Len() == 1 })
-	v3 := reloadConfig("  reload: {watch: true}", "audit")
+	v3 := reloadConfig("  reload: {watch: true, poll: 2s}", "audit")
 	writeFile(t, path, v3)
 	h.waitCount(t, reloadApplied, 2)
 	if calls := h.fake.Calls(); len(calls) != 2 || len(calls[1].Sinks) != 2 {
 		t.Errorf("Reload calls %d, want 2, the second with the audit sink", len(calls))
 	}
+	// Only poll changed: the watch goes on as it was.
+	h.barrier(t)
+	if n := h.logs.FilterMessage("watching the configuration file").Len(); n != 1 {
+		t.Errorf("the watch was set up %d times, want once", n)
+	}
+	writeFile(t, path, reloadConfig("  reload: {watch: true, poll: 2s}", "search"))
+	h.waitCount(t, reloadApplied, 3)
 }
 
 // TestReloadCoalesces: triggers during a reload make one more reload, and
@@ -518,4 +525,17 @@ func TestReloadFetchFails(t *testing.T) {
 	if len(e) != 1 || !strings.Contains(fmt.Sprint(e[0].ContextMap()["error"]), "no such file") {
 		t.Errorf("failure lines %v, want one with the not-exist error", e)
 	}
+}
+
+// TestReloadPollSSM polls a SecureString parameter: a new version with
+// other bytes is applied.
+func TestReloadPollSSM(t *testing.T) {
+	awsEnv(t)
+	fake := testutil.NewSSMFake(t)
+	fake.Put("/sluice/prod", "SecureString", reloadConfig("  reload: {poll: 1s}", ""))
+	h := startReloader(t, "ssm:/sluice/prod", configsrc.Options{SSMEndpoint: fake.Server.URL}, nil)
+	waitUntil(t, "polling started", func() bool { return h.logs.FilterMessage("polling the configuration").Len() == 1 })
+	v2 := reloadConfig("  reload: {poll: 1s}", "audit")
+	fake.Put("/sluice/prod", "SecureString", v2)
+	h.wantApplied(t, v2, "audit")
 }
