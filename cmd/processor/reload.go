@@ -70,12 +70,11 @@ func (n noSwap) Config() *config.Config { return n.cfg }
 // new, valid one to the pipeline. Reloads run one at a time; triggers
 // that arrive during one make one more after it.
 type reloader struct {
-	fetcher  *configsrc.Fetcher
-	target   Reloader
-	log      *zap.Logger
-	lookup   func(string) (string, bool)
-	hup      <-chan os.Signal
-	debounce time.Duration
+	fetcher *configsrc.Fetcher
+	target  Reloader
+	log     *zap.Logger
+	lookup  func(string) (string, bool)
+	hup     <-chan os.Signal
 
 	// hash is the SHA-256 of the running document, rejected that of the
 	// last document found invalid. Only Run's goroutine uses them.
@@ -103,7 +102,6 @@ func newReloader(fetcher *configsrc.Fetcher, hash string, target Reloader, hup <
 		log:      log,
 		lookup:   os.LookupEnv,
 		hup:      hup,
-		debounce: watchDebounce,
 		hash:     hash,
 		kick:     make(chan struct{}, 1),
 		settings: make(chan config.Reload, 1),
@@ -329,7 +327,7 @@ func (r *reloader) triggers(ctx context.Context, s config.Reload) {
 				continue
 			}
 			if watch.concerns(ev) {
-				settled.Reset(r.debounce)
+				settled.Reset(watchDebounce)
 			}
 		case err, ok := <-errs:
 			if !ok {
