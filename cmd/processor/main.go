@@ -350,7 +350,7 @@ func runPipeline(ctx context.Context, cfg *config.Config, src configSource, stdo
 		stopProgress = func() { cancel(); <-shown } // the summary follows the last line
 	}
 	stopEMF := startEMF(cfg, log)
-	stopReload := startReload(ctx, p, cfg, src, hup, log)
+	stopReload := startReload(ctx, p, src, hup, log)
 	err = p.Run(ctx)
 	stopReload()
 	stopProgress()

@@ -50,21 +50,6 @@ const (
 // events, and they make one reload.
 const watchDebounce = 200 * time.Millisecond
 
-// errNoSwap is what a reload of a valid configuration fails with while
-// the pipeline cannot swap configurations.
-var errNoSwap = errors.New("this build cannot swap a running configuration; restart to apply it")
-
-// noSwap is the Reloader of a pipeline that cannot swap its configuration:
-// triggers, fetching, validation and metrics work, and a valid new
-// configuration fails with errNoSwap.
-type noSwap struct{ cfg *config.Config }
-
-func (n noSwap) Reload(context.Context, *config.Config) (pipeline.Changes, error) {
-	return pipeline.Changes{}, errNoSwap
-}
-
-func (n noSwap) Config() *config.Config { return n.cfg }
-
 // reloader reads the configuration again when a trigger asks (SIGHUP,
 // a change of the watched file, a poll of a remote document) and hands a
 // new, valid one to the pipeline. Reloads run one at a time; triggers
@@ -227,7 +212,7 @@ func (r *reloader) attempt(ctx context.Context, reasons []string, log *zap.Logge
 	previous := r.hash
 	r.hash, r.rejected = hash, ""
 	setConfigInfo(hash)
-	log.Info("configuration reloaded", append(fields, zap.String("previous_hash", shortHash(previous)), zap.String("changes", changes.String()))...)
+	log.Info("configuration reloaded", append(fields, zap.String("previous_hash", shortHash(previous)), zap.String("changes", changes.String()), zap.Duration("paused", changes.Paused))...)
 	for _, key := range changes.Restart {
 		log.Warn("setting changed; it takes effect at the next start", zap.String("key", key))
 	}
@@ -410,20 +395,14 @@ func ignoreHUP(ctx context.Context, hup <-chan os.Signal, log *zap.Logger) {
 // startReload serves reload triggers for processor run, or for replay
 // keeps SIGHUP from ending the process. stop returns once the reload
 // under way, if any, has returned: call it when the pipeline's Run has.
-func startReload(ctx context.Context, p *pipeline.Pipeline, cfg *config.Config, src configSource, hup <-chan os.Signal, log *zap.Logger) (stop func()) {
+func startReload(ctx context.Context, p *pipeline.Pipeline, src configSource, hup <-chan os.Signal, log *zap.Logger) (stop func()) {
 	ctx, cancel := context.WithCancel(ctx)
 	done := make(chan struct{})
 	if !src.reload {
 		go func() { defer close(done); ignoreHUP(ctx, hup, log) }()
 		return func() { cancel(); <-done }
 	}
-	// The pipeline swaps configurations once it has Reload and Config;
-	// until then a valid new configuration is logged as failed.
-	var target Reloader = noSwap{cfg}
-	if r, ok := any(p).(Reloader); ok {
-		target = r
-	}
-	rl := newReloader(src.fetcher, src.hash, target, hup, log)
+	rl := newReloader(src.fetcher, src.hash, p, hup, log)
 	go func() { defer close(done); _ = rl.Run(ctx) }()
 	return func() { cancel(); <-done }
 }

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"os/signal"
@@ -27,7 +28,10 @@ import (
 	"github.com/sluice-data/sluice/internal/testutil"
 )
 
-var _ Reloader = noSwap{}
+var _ Reloader = (*pipeline.Pipeline)(nil)
+
+// errNoSwap is a swap that fails.
+var errNoSwap = errors.New("cannot swap")
 
 // fakePipeline is a Reloader that records the configurations it is given.
 // block, when set, holds every Reload until it is closed.

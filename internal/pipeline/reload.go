@@ -60,11 +60,11 @@ func (p *Pipeline) Reload(ctx context.Context, cfg *config.Config) (Changes, err
 func (p *Pipeline) apply(rn *running, cfg *config.Config) (_ Changes, _ error, fatal bool) {
 	old := p.cur.Load()
 	ch := Diff(old.cfg, cfg)
-	start := time.Now()
 	pl, err := p.build(cfg, old)
 	if err != nil {
 		return ch, err, false
 	}
+	start := time.Now()
 	// Hold new batches back until pl is in place.
 	p.gateMu.Lock()
 	p.paused = make(chan struct{})
@@ -175,6 +175,7 @@ func (p *Pipeline) apply(rn *running, cfg *config.Config) (_ Changes, _ error, f
 		sinkNames = append(sinkNames, s.Name)
 	}
 	p.tap.SetNames(routes, sinkNames)
-	p.log.Info("reload applied at a batch boundary", zap.Duration("paused", time.Since(start)), zap.Stringer("changes", ch))
+	ch.Paused = time.Since(start)
+	p.log.Debug("reload applied at a batch boundary", zap.Duration("paused", ch.Paused), zap.Stringer("changes", ch))
 	return ch, nil, false
 }
