@@ -1,0 +1,79 @@
+package objstore
+
+import (
+	"bufio"
+	"bytes"
+	"encoding/binary"
+	"io"
+	"strconv"
+	"strings"
+	"testing"
+
+	"github.com/valyala/fastjson"
+
+	"github.com/sluice-data/sluice/internal/testutil"
+)
+
+// benchSchema is test/bench/bench.yaml's sink: the seed's columns, the
+// rest of each app log in _extra.
+const benchSchema = `    format: parquet
+    schema:
+      - {name: project_id, type: string}
+      - {name: plan_ver, type: string}
+      - {name: event_timestamp, type: int64}
+      - {name: level, type: string}
+      - {name: message, type: string}
+`
+
+// appLogRows returns n buffered rows (as a sink's buffer holds them) of
+// the bench's app logs of one project, as one lake partition gets them.
+func appLogRows(tb testing.TB, l *parquetLayout, n int) []byte {
+	tb.Helper()
+	var buf bytes.Buffer
+	if err := testutil.WriteAppLogs(&buf, n*20); err != nil {
+		tb.Fatal(err)
+	}
+	var data, row []byte
+	var p fastjson.Parser
+	sc := bufio.NewScanner(&buf)
+	for rows := 0; rows < n && sc.Scan(); {
+		if !strings.Contains(sc.Text(), `"project_id":"P-003"`) {
+			continue
+		}
+		v, err := p.ParseBytes(sc.Bytes())
+		if err != nil {
+			tb.Fatal(err)
+		}
+		if row, _, err = l.encodeRow(row[:0], v); err != nil {
+			tb.Fatal(err)
+		}
+		data = binary.AppendUvarint(data, uint64(len(row)))
+		data = append(data, row...)
+		rows++
+	}
+	return data
+}
+
+// BenchmarkParquetEncode measures a flush worker turning buffered rows
+// into one Parquet object (Snappy) for the bench's columns: objects of
+// the bench's average size (about 700 rows) and of 64 Ki rows.
+func BenchmarkParquetEncode(b *testing.B) {
+	for _, rows := range []int{700, 65536} {
+		b.Run(strconv.Itoa(rows), func(b *testing.B) {
+			s, _ := newSink(b, benchSchema, &blockingStore{release: make(chan struct{})})
+			data := appLogRows(b, s.layout, rows)
+			pf := s.layout.newFileWriter()
+			out := countingWriter{w: io.Discard}
+			b.SetBytes(int64(len(data)))
+			b.ReportAllocs()
+			for b.Loop() {
+				out.n = 0
+				if err := pf.encodeTo(&out, data); err != nil {
+					b.Fatal(err)
+				}
+			}
+			b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*rows), "ns/record")
+			b.ReportMetric(float64(out.n)/float64(rows), "out-B/record")
+		})
+	}
+}
