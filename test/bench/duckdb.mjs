@@ -39,20 +39,37 @@ async function projection(conn, spec, input) {
   const described = await rows(conn, `DESCRIBE SELECT * FROM ${readJSON(input)}`);
   const fields = described.map((r) => r.column_name);
   const have = new Set(fields);
+  // A nested field (a.b) is a struct member; the extra column then leaves
+  // out its parent, which every member of must be a column.
+  const nested = new Map();
+  for (const c of spec.columns) {
+    const [top, ...rest] = c.field.split('.');
+    if (rest.length > 1) throw new Error(`column ${c.name}: ${c.field} is nested too deep for this script`);
+    if (rest.length === 1) nested.set(top, [...(nested.get(top) || []), rest[0]]);
+  }
+  for (const [top, used] of nested) {
+    if (!have.has(top)) continue;
+    const members = (await rows(conn, `DESCRIBE SELECT ${ident(top)}.* FROM ${readJSON(input)}`)).map((r) => r.column_name);
+    const left = members.filter((m) => !used.includes(m));
+    if (left.length) throw new Error(`field ${top}: members ${left.join(', ')} are not columns; this script cannot split a struct`);
+  }
   const data = [];
   for (const c of spec.columns) {
+    const parts = c.field.split('.');
+    const ref = parts.map(ident).join('.');
+    const present = have.has(parts[0]);
     let expr;
     if (c.type === 'json') {
-      expr = have.has(c.field) ? `CAST(to_json(${ident(c.field)}) AS VARCHAR)` : 'NULL::VARCHAR';
+      expr = present ? `CAST(to_json(${ref}) AS VARCHAR)` : 'NULL::VARCHAR';
     } else if (sqlTypes[c.type]) {
-      expr = have.has(c.field) ? `CAST(${ident(c.field)} AS ${sqlTypes[c.type]})` : `NULL::${sqlTypes[c.type]}`;
+      expr = present ? `CAST(${ref} AS ${sqlTypes[c.type]})` : `NULL::${sqlTypes[c.type]}`;
     } else {
       throw new Error(`column ${c.name}: type ${c.type} is not supported here`);
     }
     data.push({ name: c.name, expr });
   }
   if (spec.extra) {
-    const used = new Set(spec.columns.map((c) => c.field));
+    const used = new Set([...spec.columns.map((c) => c.field), ...nested.keys()]);
     const rest = fields.filter((f) => !used.has(f));
     const expr = rest.length === 0 ? 'NULL::VARCHAR'
       : `CAST(to_json(struct_pack(${rest.map((f) => `${ident(f)} := ${ident(f)}`).join(', ')})) AS VARCHAR)`;
