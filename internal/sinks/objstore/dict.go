@@ -115,6 +115,11 @@ func (f *parquetFile) chooseDictionaries(data []byte) error {
 		sampling++
 	}
 	for len(data) > 0 {
+		if sampling == 0 && (!f.anyDict() || f.maxRow > 0 && f.maxRow <= dictMaxValue) {
+			// Every column is PLAIN whatever the rest holds, or the rest
+			// is known to hold no value over dictMaxValue.
+			break
+		}
 		n, k := binary.Uvarint(data)
 		if k <= 0 || int(n) > len(data)-k {
 			return errors.New("corrupt row buffer")
@@ -122,7 +127,10 @@ func (f *parquetFile) chooseDictionaries(data []byte) error {
 		row := data[k : k+int(n)]
 		data = data[k+int(n):]
 		if sampling == 0 && len(row) <= dictMaxValue {
-			continue // past the samples, only a value over dictMaxValue matters
+			// Past the samples, only a value over dictMaxValue matters.
+			// (Walking the rest costs a cache miss per row; the sink's
+			// buffers know their longest row, which spares it.)
+			continue
 		}
 		for i := range l.cols {
 			if len(row) == 0 {
@@ -172,9 +180,6 @@ func (f *parquetFile) chooseDictionaries(data []byte) error {
 					sampling--
 				}
 			}
-		}
-		if sampling == 0 && !f.anyDict() {
-			break // every column is PLAIN, whatever the rest holds
 		}
 	}
 	for i := range f.samples {

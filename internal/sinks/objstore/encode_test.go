@@ -26,14 +26,14 @@ const benchSchema = `    format: parquet
 
 // appLogRows returns n buffered rows (as a sink's buffer holds them) of
 // the bench's app logs, all of one project and plan version, as one lake
-// partition gets them.
-func appLogRows(tb testing.TB, l *parquetLayout, n int) []byte {
+// partition gets them, and the length of the longest.
+func appLogRows(tb testing.TB, l *parquetLayout, n int) (data []byte, maxRow int) {
 	tb.Helper()
 	var buf bytes.Buffer
 	if err := testutil.WriteAppLogs(&buf, n); err != nil {
 		tb.Fatal(err)
 	}
-	var data, row []byte
+	var row []byte
 	var p fastjson.Parser
 	var a fastjson.Arena
 	project, version := a.NewString("P-003"), a.NewString("v2024.11.4")
@@ -50,8 +50,9 @@ func appLogRows(tb testing.TB, l *parquetLayout, n int) []byte {
 		}
 		data = binary.AppendUvarint(data, uint64(len(row)))
 		data = append(data, row...)
+		maxRow = max(maxRow, len(row))
 	}
-	return data
+	return data, maxRow
 }
 
 // BenchmarkParquetEncode measures a flush worker turning buffered rows
@@ -63,7 +64,7 @@ func BenchmarkParquetEncode(b *testing.B) {
 	for _, rows := range []int{700, 65536} {
 		b.Run(strconv.Itoa(rows), func(b *testing.B) {
 			s, _ := newSink(b, benchSchema, &blockingStore{release: make(chan struct{})})
-			data := appLogRows(b, s.layout, rows)
+			data, maxRow := appLogRows(b, s.layout, rows)
 			pf := s.layout.newFileWriter()
 			out := countingWriter{w: io.Discard}
 			b.SetBytes(int64(len(data)))
@@ -71,6 +72,7 @@ func BenchmarkParquetEncode(b *testing.B) {
 			cpu := cpuTime()
 			for b.Loop() {
 				out.n = 0
+				pf.maxRow = maxRow // as the sink's buffer tells it
 				if err := pf.encodeTo(&out, data); err != nil {
 					b.Fatal(err)
 				}

@@ -450,6 +450,9 @@ type parquetFile struct {
 	// schemas holds a schema per set of dictionary columns seen.
 	schemas map[string]*parquet.Schema
 	key     []byte
+	// maxRow is the longest row of the next object when its caller knows
+	// it (the sink's buffers do), else 0.
+	maxRow int
 	// rowGroupBytes is rowGroupInput; tests lower it.
 	rowGroupBytes int
 }
