@@ -41,6 +41,11 @@ type ParquetFile struct {
 	// PageKinds lists, sorted, each distinct "page type/encoding" found by
 	// reading every page header, e.g. "DATA_PAGE/PLAIN".
 	PageKinds []string
+	// ColumnPageKinds is PageKinds per column path, over its chunks in every
+	// row group, e.g. "DICTIONARY_PAGE/PLAIN", "DATA_PAGE/RLE_DICTIONARY".
+	ColumnPageKinds map[string][]string
+	// MaxDictionaryBytes is the largest dictionary page, uncompressed.
+	MaxDictionaryBytes int
 	// Stats holds each column chunk's min and max as the footer has them,
 	// row group by row group.
 	Stats []ChunkStats
@@ -56,6 +61,9 @@ type ChunkStats struct {
 	// HasMinMax is false where the writer left min and max out.
 	HasMinMax bool
 	Min, Max  []byte // PLAIN-encoded, without a length prefix for byte arrays
+	// HasNullCount is false where the writer left the null count out.
+	HasNullCount bool
+	NullCount    int64
 }
 
 // ReadParquet reads a whole file.
@@ -85,7 +93,7 @@ func ReadParquetBytes(path string, data []byte) (*ParquetFile, error) {
 	if pf.Pages, err = checkChunks(rdr); err != nil {
 		return nil, fmt.Errorf("%s: %w", path, err)
 	}
-	if pf.PageKinds, err = pageKinds(rdr, &pf.MaxStatBytes); err != nil {
+	if err := pageKinds(rdr, pf); err != nil {
 		return nil, fmt.Errorf("%s: %w", path, err)
 	}
 	if err := readStats(rdr, pf); err != nil {
@@ -211,6 +219,9 @@ func readStats(rdr *file.Reader, pf *ParquetFile) error {
 				cs.HasMinMax, cs.Min, cs.Max = true, st.EncodeMin(), st.EncodeMax()
 				pf.MaxStatBytes = max(pf.MaxStatBytes, len(cs.Min), len(cs.Max))
 			}
+			if st != nil && st.HasNullCount() {
+				cs.HasNullCount, cs.NullCount = true, st.NullCount()
+			}
 			pf.Stats = append(pf.Stats, cs)
 			if cc.GetColumnIndexLocation() == nil {
 				continue
@@ -234,32 +245,99 @@ func readStats(rdr *file.Reader, pf *ParquetFile) error {
 	return nil
 }
 
-// pageKinds reads every page header of every column chunk, and notes the
-// longest min or max of their statistics in maxStat.
-func pageKinds(rdr *file.Reader, maxStat *int) ([]string, error) {
+// pageKinds reads every page header of every column chunk, noting the
+// kinds of pages, the longest min or max of their statistics and the
+// largest dictionary page. It checks the dictionary pages against the
+// chunk's metadata, as readers that seek by it do: a chunk has a
+// dictionary page exactly when its metadata gives a dictionary page
+// offset, that page comes first (the offset index check has it end where
+// the data pages start), only then may data pages be dictionary-encoded,
+// and the chunk's encodings and encoding stats (which Spark and Trino read
+// to tell dictionary-only chunks) name exactly what the pages hold.
+func pageKinds(rdr *file.Reader, pf *ParquetFile) error {
 	seen := map[string]bool{}
+	perColumn := map[string]map[string]bool{}
+	md := rdr.MetaData()
 	for g := 0; g < rdr.NumRowGroups(); g++ {
 		rg := rdr.RowGroup(g)
 		for c := 0; c < rg.NumColumns(); c++ {
+			cc, err := md.RowGroup(g).ColumnChunk(c)
+			if err != nil {
+				return err
+			}
+			col := md.Schema.Column(c).ColumnPath().String()
+			where := fmt.Sprintf("row group %d column %s", g, col)
 			pr, err := rg.GetColumnPageReader(c)
 			if err != nil {
-				return nil, err
+				return err
 			}
+			chunk := map[string]bool{}
+			dictPages, pages := 0, 0
 			for pr.Next() {
 				p := pr.Page()
-				seen[p.Type().String()+"/"+p.Encoding().String()] = true
+				kind := p.Type().String() + "/" + p.Encoding().String()
+				chunk[kind] = true
+				switch {
+				case p.Type().String() == "DICTIONARY_PAGE":
+					if pages > 0 {
+						return fmt.Errorf("%s: dictionary page after %d data pages", where, pages)
+					}
+					dictPages++
+					pf.MaxDictionaryBytes = max(pf.MaxDictionaryBytes, len(p.Data()))
+				case isDictionaryEncoding(p.Encoding().String()) && dictPages == 0:
+					return fmt.Errorf("%s: %s page without a dictionary page", where, kind)
+				}
 				if dp, ok := p.(file.DataPage); ok {
 					st := dp.Statistics()
-					*maxStat = max(*maxStat, len(st.Min), len(st.Max))
+					pf.MaxStatBytes = max(pf.MaxStatBytes, len(st.Min), len(st.Max))
+				}
+				if p.Type().String() != "DICTIONARY_PAGE" {
+					pages++
 				}
 			}
 			if err := pr.Err(); err != nil {
-				return nil, err
+				return fmt.Errorf("%s: %w", where, err)
+			}
+			if dictPages > 1 || cc.HasDictionaryPage() != (dictPages == 1) {
+				return fmt.Errorf("%s: %d dictionary pages, metadata says dictionary page offset set: %v", where, dictPages, cc.HasDictionaryPage())
+			}
+			if cc.HasDictionaryPage() && (cc.DictionaryPageOffset() < 4 || cc.DictionaryPageOffset() >= cc.DataPageOffset()) {
+				return fmt.Errorf("%s: dictionary page at %d, data pages at %d", where, cc.DictionaryPageOffset(), cc.DataPageOffset())
+			}
+			encodings := map[string]bool{}
+			for _, e := range cc.Encodings() {
+				encodings[e.String()] = true
+			}
+			stats := map[string]bool{}
+			for _, st := range cc.EncodingStats() {
+				stats[st.PageType.String()+"/"+st.Encoding.String()] = true
+			}
+			for kind := range chunk {
+				if enc := kind[strings.IndexByte(kind, '/')+1:]; !encodings[enc] {
+					return fmt.Errorf("%s: a %s page, chunk encodings %v", where, kind, cc.Encodings())
+				}
+			}
+			if len(stats) > 0 && !maps.Equal(stats, chunk) {
+				return fmt.Errorf("%s: encoding stats %v, pages %v", where, slices.Sorted(maps.Keys(stats)), slices.Sorted(maps.Keys(chunk)))
+			}
+			if perColumn[col] == nil {
+				perColumn[col] = map[string]bool{}
+			}
+			for kind := range chunk {
+				seen[kind] = true
+				perColumn[col][kind] = true
 			}
 		}
 	}
-	return slices.Sorted(maps.Keys(seen)), nil
+	pf.PageKinds = slices.Sorted(maps.Keys(seen))
+	pf.ColumnPageKinds = map[string][]string{}
+	for col, kinds := range perColumn {
+		pf.ColumnPageKinds[col] = slices.Sorted(maps.Keys(kinds))
+	}
+	return nil
 }
+
+func isDictionaryEncoding(e string) bool { return e == "PLAIN_DICTIONARY" || e == "RLE_DICTIONARY" }
 
 // ReadGzip returns the decompressed content of a gzip file.
 func ReadGzip(path string) (string, error) {

@@ -2,6 +2,9 @@
 # Bench harness: generate N records (default 1,000,000) of a workload once,
 # run the processor over them into a partitioned Parquet lake, report
 # records/s, wall time, CPU time (and records per CPU-second) and peak RSS.
+# For app_logs, the first run's lake is then read back whole by DuckDB and
+# checked against the input (test/bench/lakecheck.sh; BENCH_LAKECHECK=0
+# skips it).
 # Usage: test/bench/run.sh [N] [runs] [app_logs|security|metrics]
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -33,5 +36,8 @@ for i in $(seq 1 "$runs"); do
   size=$(du -sm "$out" | cut -f1)
   awk -v n="$n" -v s="$start" -v e="$end" -v rss="$rss" -v u="$user" -v sy="$sys" -v f="$files" -v p="$parts" -v mb="$size" \
     'BEGIN { t = e - s; printf "run: %.2fs wall, %.0f records/s, cpu %.2fs (%.0f records per CPU-second), peak RSS %.0f MiB, %d objects in %d partitions, %d MiB\n", t, n / t, u + sy, n / (u + sy), rss / 1024, f, p, mb }'
+  if [ "$i" = 1 ] && [ "$workload" = app_logs ] && [ "${BENCH_LAKECHECK:-1}" = 1 ]; then
+    test/bench/lakecheck.sh "$out" "$input" "$conf"
+  fi
   rm -rf "$out"
 done

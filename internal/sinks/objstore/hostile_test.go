@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -47,21 +48,29 @@ func quote(s string) string {
 // and the object reads back in Arrow with every row; statistics stay
 // short and still bound the values. Before statistics were bounded, Arrow
 // failed every object with a 1 MiB string ("deserializing page header
-// failed"), losing the small rows beside it.
+// failed"), losing the small rows beside it. The columns are otherwise of
+// two values, which a dictionary would suit, but a large value keeps its
+// column chunk PLAIN: it must not become a dictionary entry.
 func TestParquetLargeValuesReadByArrow(t *testing.T) {
 	for _, size := range []int{100 << 10, 1 << 20, 4 << 20, 16 << 20} {
 		t.Run(strconv.Itoa(size>>10)+"KiB", func(t *testing.T) {
 			if testing.Short() && size > 1<<20 {
 				t.Skip("-short (the race run): 4 and 16 MiB take seconds")
 			}
-			s, dir := newSink(t, "    max_value_bytes: 64MiB\n"+largeSchema, nil)
+			s, dir := newSink(t, "    max_value_bytes: 64MiB\n    buffer: {max_bytes: 256MiB}\n"+largeSchema, nil)
 			str := bigText(size, "é")
 			js := bigText(size-2, "中") // its JSON text, quotes included, is size bytes
 			extra := bigText(size, "ü")
-			fails := feed(t, s, nil,
-				`{"s":"a","n":1}`,
-				fmt.Sprintf(`{"s":%s,"j":%s,"other":%s,"n":2,"d":1.5,"b":true,"t":1730617200000,"day":"2024-11-03T00:00:00Z"}`, quote(str), quote(js), quote(extra)),
-				`{"s":"zz","n":3}`)
+			const filler = 600
+			var lines []string
+			for i := range filler {
+				lines = append(lines, fmt.Sprintf(`{"s":"a","j":"x","other":"y","n":%d}`, i%2))
+			}
+			big := fmt.Sprintf(`{"s":%s,"j":%s,"other":%s,"n":2,"d":1.5,"b":true,"t":1730617200000,"day":"2024-11-03T00:00:00Z"}`, quote(str), quote(js), quote(extra))
+			// The large values come twice, so a dictionary of them would
+			// be smaller than PLAIN.
+			lines = append(lines, `{"s":"a","n":1}`, big, `{"s":"zz","n":3}`, big)
+			fails := feed(t, s, nil, lines...)
 			if len(fails) != 0 {
 				t.Fatalf("failures: %s", fails[0].Message)
 			}
@@ -76,20 +85,28 @@ func TestParquetLargeValuesReadByArrow(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if len(pf.Rows) != 3 {
-				t.Fatalf("rows = %d, want 3", len(pf.Rows))
+			if len(pf.Rows) != filler+4 {
+				t.Fatalf("rows = %d, want %d", len(pf.Rows), filler+4)
 			}
-			r := pf.Rows[1]
+			r := pf.Rows[filler+1]
 			if r["s"] != str || r["j"] != quote(js) || r["_extra"] != `{"other":`+quote(extra)+`}` {
 				t.Errorf("large values do not read back (s %d bytes, j %d, _extra %d)", len(fmt.Sprint(r["s"])), len(fmt.Sprint(r["j"])), len(fmt.Sprint(r["_extra"])))
 			}
-			if pf.Rows[0]["s"] != "a" || pf.Rows[2]["s"] != "zz" {
-				t.Errorf("small rows: %v, %v", pf.Rows[0]["s"], pf.Rows[2]["s"])
+			if pf.Rows[0]["s"] != "a" || pf.Rows[0]["_extra"] != `{"other":"y"}` || pf.Rows[filler]["s"] != "a" || pf.Rows[filler+2]["s"] != "zz" {
+				t.Errorf("small rows: %v, %v, %v", pf.Rows[0], pf.Rows[filler]["s"], pf.Rows[filler+2]["s"])
 			}
 			if pf.MaxStatBytes > statsTruncate {
 				t.Errorf("a statistic of %d bytes, want at most %d", pf.MaxStatBytes, statsTruncate)
 			}
-			values := map[string][]string{"s": {"a", str, "zz"}, "j": {quote(js)}, "_extra": {`{"other":` + quote(extra) + `}`}}
+			for _, col := range []string{"s", "j", "_extra"} {
+				if k := pf.ColumnPageKinds[col]; !slices.Equal(k, plainPages) {
+					t.Errorf("column %s: pages %v, want %v", col, k, plainPages)
+				}
+			}
+			if k := pf.ColumnPageKinds["n"]; !slices.Equal(k, dictPages) {
+				t.Errorf("column n: pages %v, want %v", k, dictPages)
+			}
+			values := map[string][]string{"s": {"a", str, "zz"}, "j": {`"x"`, quote(js)}, "_extra": {`{"other":"y"}`, `{"other":` + quote(extra) + `}`}}
 			for _, cs := range pf.Stats {
 				vs := values[cs.Column]
 				if vs == nil {

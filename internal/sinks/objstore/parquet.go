@@ -55,7 +55,6 @@ type parquetLayout struct {
 
 func newParquetLayout(s *config.Sink) (*parquetLayout, error) {
 	l := &parquetLayout{extra: s.ExtraColumn, trie: &trie{}, maxValue: int(s.MaxValueBytes)}
-	var fields []parquet.Field
 	for _, c := range s.Schema {
 		name := c.Column
 		if name == "" {
@@ -64,16 +63,14 @@ func newParquetLayout(s *config.Sink) (*parquetLayout, error) {
 		col := column{path: jsonx.ParsePath(c.Name), name: name, typ: c.Type, required: c.Required}
 		l.cols = append(l.cols, col)
 		l.trie.add(col.path)
-		fields = append(fields, field{Node: parquet.Optional(leafNode(c.Type)), name: name})
 		if c.Type == "string" || c.Type == "json" {
 			l.blobs = append(l.blobs, []string{name})
 		}
 	}
 	if l.extra != "" {
-		fields = append(fields, field{Node: parquet.Optional(parquet.String()), name: l.extra})
 		l.blobs = append(l.blobs, []string{l.extra})
 	}
-	l.schema = parquet.NewSchema("sluice", group(fields))
+	l.schema = l.newSchema(nil)
 	switch s.Compression {
 	case "snappy", "":
 		l.codec = &snappy.Codec{}
@@ -87,6 +84,25 @@ func newParquetLayout(s *config.Sink) (*parquetLayout, error) {
 		return nil, fmt.Errorf("unknown parquet compression %q", s.Compression)
 	}
 	return l, nil
+}
+
+// newSchema returns the Parquet schema of the layout's columns, with the
+// columns dict marks dictionary-encoded (see dict.go) and the others PLAIN.
+func (l *parquetLayout) newSchema(dict []bool) *parquet.Schema {
+	var fields []parquet.Field
+	node := func(i int, n parquet.Node) parquet.Node {
+		if i < len(dict) && dict[i] {
+			n = parquet.Encoded(n, &parquet.RLEDictionary)
+		}
+		return parquet.Optional(n)
+	}
+	for i, c := range l.cols {
+		fields = append(fields, field{Node: node(i, leafNode(c.typ)), name: c.name})
+	}
+	if l.extra != "" {
+		fields = append(fields, field{Node: node(len(l.cols), parquet.String()), name: l.extra})
+	}
+	return parquet.NewSchema("sluice", group(fields))
 }
 
 func leafNode(typ string) parquet.Node {
@@ -426,10 +442,23 @@ func hasExtra(obj *fastjson.Object, t *trie) bool {
 type parquetFile struct {
 	l    *parquetLayout
 	rows []parquet.Row
+	// Per object: the dictionary choice (dict.go) and, per dictionary
+	// column, the bytes of values written since its last page cut.
+	samples []colSample
+	dict    []bool
+	since   []int
+	// schemas holds a schema per set of dictionary columns seen.
+	schemas map[string]*parquet.Schema
+	key     []byte
+	// maxRow is the longest row of the next object when its caller knows
+	// it (the sink's buffers do), else 0.
+	maxRow int
+	// rowGroupBytes is rowGroupInput; tests lower it.
+	rowGroupBytes int
 }
 
 func (l *parquetLayout) newFileWriter() *parquetFile {
-	return &parquetFile{l: l}
+	return &parquetFile{l: l, schemas: map[string]*parquet.Schema{}, rowGroupBytes: rowGroupInput}
 }
 
 const rowsPerWrite = 512
@@ -437,7 +466,28 @@ const rowsPerWrite = 512
 // rowGroupInput is how many bytes of buffered rows go into one row group:
 // the Parquet writer holds a row group's pages in memory until it is
 // flushed, so this bounds the memory of encoding an object of any size.
+// On the bench's app logs that is about 150,000 rows and 15 MB of Snappy
+// Parquet per row group: few enough row groups that their metadata costs
+// nothing, many enough that engines can split and prune a large object.
 const rowGroupInput = 64 << 20
+
+// schema returns the schema with f.dict's dictionary columns.
+func (f *parquetFile) schema() *parquet.Schema {
+	f.key = f.key[:0]
+	for _, d := range f.dict {
+		if d {
+			f.key = append(f.key, 1)
+		} else {
+			f.key = append(f.key, 0)
+		}
+	}
+	sc := f.schemas[string(f.key)]
+	if sc == nil {
+		sc = f.l.newSchema(f.dict)
+		f.schemas[string(f.key)] = sc
+	}
+	return sc
+}
 
 // encodeTo writes one Parquet file to w from the buffered rows in data
 // (each row prefixed by its uvarint length).
@@ -447,10 +497,11 @@ func (f *parquetFile) encodeTo(w io.Writer, data []byte) error {
 	// has an empty path_in_schema, which Athena, Trino and Spark refuse
 	// (parquet-go/parquet-go#602).
 	//
-	// Version 1 data pages with PLAIN strings, as Firehose's Parquet SerDe
-	// writes by default (WriterVersion V1): every reader takes them, where
-	// parquet-go's defaults (V2 pages, DELTA_LENGTH_BYTE_ARRAY) fail in
-	// Snowflake and older Spark and Presto readers.
+	// Version 1 data pages, as Firehose's Parquet SerDe writes by default
+	// (WriterVersion V1): PLAIN, or RLE_DICTIONARY with a PLAIN dictionary
+	// page where that pays (dict.go), as DuckDB writes. Every reader takes
+	// them, where parquet-go's defaults (V2 pages, DELTA_LENGTH_BYTE_ARRAY)
+	// fail in Snowflake and older Spark and Presto readers.
 	//
 	// Statistics of strings are bounded (a 1 MiB value would otherwise be
 	// copied whole into its page header and the footer, and Arrow fails
@@ -458,28 +509,61 @@ func (f *parquetFile) encodeTo(w io.Writer, data []byte) error {
 	// page headers, their column index bounds are cut to statsTruncate bytes
 	// by parquet-go, and their footer statistics by footerWriter. Pages are
 	// cut at PageBufferSize, so only one value larger than that makes a
-	// larger page, and max_value_bytes bounds those.
+	// larger page, and max_value_bytes bounds those. Every column chunk has
+	// min, max (where a bound fits) and null count in the footer.
+	if err := f.chooseDictionaries(data); err != nil {
+		return err
+	}
 	fw := &footerWriter{w: w}
-	opts := []parquet.WriterOption{f.l.schema, parquet.Compression(f.l.codec),
+	opts := []parquet.WriterOption{f.schema(), parquet.Compression(f.l.codec),
 		parquet.CreatedBy(buildinfo.CreatedBy()), parquet.PageBufferSize(256 << 10),
 		parquet.DataPageVersion(1), parquet.DefaultEncodingFor(parquet.ByteArray, &parquet.Plain),
+		parquet.DictionaryMaxBytes(dictMaxBytes),
 		parquet.ColumnIndexSizeLimit(func([]string) int { return statsTruncate })}
 	for _, path := range f.l.blobs {
 		opts = append(opts, parquet.SkipPageStatistics(path...))
 	}
 	pw := parquet.NewWriter(fw, opts...)
-	ncols := len(f.l.cols)
-	if f.l.extra != "" {
-		ncols++
-	}
+	ncols := len(f.dict)
 	if cap(f.rows) < rowsPerWrite {
 		f.rows = make([]parquet.Row, rowsPerWrite)
 		for i := range f.rows {
 			f.rows[i] = make(parquet.Row, 0, ncols)
 		}
 	}
+	if len(f.since) != ncols {
+		f.since = make([]int, ncols)
+	}
+	clear(f.since)
 	batch := f.rows[:0]
 	group := 0
+	check := false // a dictionary column is due for a page cut
+	write := func() error {
+		if _, err := pw.WriteRows(batch); err != nil {
+			return err
+		}
+		batch = f.rows[:0]
+		if group >= f.rowGroupBytes {
+			clear(f.since)
+			check, group = false, 0
+			return pw.Flush()
+		}
+		if check {
+			// Cutting a page is when parquet-go weighs the dictionary
+			// against DictionaryMaxBytes.
+			cws := pw.ColumnWriters()
+			for c, n := range f.since {
+				if n >= dictCheckBytes {
+					if err := cws[c].Flush(); err != nil {
+						return err
+					}
+					f.since[c] = 0
+				}
+			}
+			check = false
+		}
+		return nil
+	}
 	for len(data) > 0 {
 		n, k := binary.Uvarint(data)
 		if k <= 0 || int(n) > len(data)-k {
@@ -492,16 +576,16 @@ func (f *parquetFile) encodeTo(w io.Writer, data []byte) error {
 		batch = append(batch, row)
 		data = data[k+int(n):]
 		group += k + int(n)
-		if len(batch) == rowsPerWrite {
-			if _, err := pw.WriteRows(batch); err != nil {
-				return err
-			}
-			batch = f.rows[:0]
-			if group >= rowGroupInput {
-				if err := pw.Flush(); err != nil {
-					return err
+		for c, d := range f.dict {
+			if d && !row[c].IsNull() {
+				if f.since[c] += valueSize(row[c]); f.since[c] >= dictCheckBytes {
+					check = true
 				}
-				group = 0
+			}
+		}
+		if len(batch) == rowsPerWrite || check || group >= f.rowGroupBytes {
+			if err := write(); err != nil {
+				return err
 			}
 		}
 	}
@@ -518,6 +602,17 @@ func (f *parquetFile) encodeTo(w io.Writer, data []byte) error {
 		return err
 	}
 	return fw.finish(statsTruncate)
+}
+
+// valueSize is the PLAIN size of a non-null value.
+func valueSize(v parquet.Value) int {
+	switch v.Kind() {
+	case parquet.ByteArray:
+		return 4 + len(v.ByteArray())
+	case parquet.Int32:
+		return 4
+	}
+	return 8
 }
 
 func (f *parquetFile) decodeRow(row parquet.Row, b []byte) (parquet.Row, error) {

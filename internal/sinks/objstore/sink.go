@@ -161,6 +161,7 @@ type buffer struct {
 	size        int64 // bytes of rows, without length prefixes
 	memRows     int   // rows in data
 	memSize     int64 // bytes of rows in data, without length prefixes
+	maxRow      int   // the longest row added, spilled ones included
 	spill       []extent
 	spillLen    int64 // bytes in the spill, with length prefixes
 	fly         int64 // memory charged to flying while it is written
@@ -552,6 +553,7 @@ func (s *Sink) add(b *buffer, group *record.AckGroup, row []byte) {
 	}
 	b.data = binary.AppendUvarint(b.data, uint64(len(row)))
 	b.data = append(b.data, row...)
+	b.maxRow = max(b.maxRow, len(row))
 	b.rows++
 	b.size += int64(len(row))
 	b.memRows++
@@ -1066,6 +1068,7 @@ func (s *Sink) objectKey(b *buffer) (key, format string) {
 // encodeTo writes a buffer's object to w in format.
 func (s *Sink) encodeTo(w io.Writer, b *buffer, format string, pf *parquetFile) error {
 	if format == "parquet" {
+		pf.maxRow = b.maxRow
 		return pf.encodeTo(w, b.data)
 	}
 	var zw *gzip.Writer
