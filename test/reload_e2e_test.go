@@ -26,13 +26,15 @@ type kafkaVersion struct {
 	extra     bool   // sink "extra" and route "extra" (sev = 0) exist
 	squares   bool   // route "all" transforms with jq, adding sq = sev*sev
 	batch     int    // source batch_size
+	linger    string // source batch_linger
+	pending   int    // source max_pending
 	watch     bool   // service.reload.watch
 }
 
 const kafkaReloadVersions = 20 // v0 runs first; v1..v20 are reloaded
 
 func kafkaReloadVersion(v int) kafkaVersion {
-	kv := kafkaVersion{v: v, key: ".p", threshold: 5 + v%4, mid: "east", batch: 256}
+	kv := kafkaVersion{v: v, key: ".p", threshold: 5 + v%4, mid: "east", batch: 256, linger: "50ms", pending: 20000}
 	if v%3 == 1 {
 		kv.key = ".sev" // a changed partition key
 	}
@@ -42,10 +44,28 @@ func kafkaReloadVersion(v int) kafkaVersion {
 	kv.extra = v >= 4 && v <= 8    // one sink added (v4) and removed (v9)
 	kv.squares = v >= 5 && v <= 14 // a changed transform
 	kv.watch = v >= 6 && v <= 8    // v7..v9 arrive through the file watch
+	// The source's settings change four times (it restarts each time),
+	// under load, so that some reload catches a batch in flight.
 	if v >= 13 {
-		kv.batch = 128 // the source's settings change once: it restarts
+		kv.batch = 128
+	}
+	if v >= 15 {
+		kv.linger = "30ms"
+	}
+	if v >= 17 {
+		kv.pending = 15000
+	}
+	if v >= 19 {
+		kv.batch = 200
 	}
 	return kv
+}
+
+// sourceChanged reports whether the version changes the source's
+// settings against the one before.
+func (kv kafkaVersion) sourceChanged() bool {
+	prev := kafkaReloadVersion(kv.v - 1)
+	return kv.batch != prev.batch || kv.linger != prev.linger || kv.pending != prev.pending
 }
 
 // viaWatch: versions the file watch reloads (written by rename, no
@@ -83,11 +103,11 @@ sources:
     type: kafka
     format: json
     batch_size: %d
-    batch_linger: 50ms
-    max_pending: 20000
+    batch_linger: %s
+    max_pending: %d
     kafka: {brokers: ["%s"], topics: [logs], group: reload-e2e, session_timeout: 3s, metadata_field: kafka}
 routes:
-`, kv.v, httpAddr, kv.watch, kv.batch, broker)
+`, kv.v, httpAddr, kv.watch, kv.batch, kv.linger, kv.pending, broker)
 	version := kv.v
 	if bad {
 		version = 99
@@ -125,11 +145,14 @@ routes:
 	return b.String()
 }
 
-// produced is where the producer's records landed in Kafka, by record
-// number (id "r<n>").
-type produced struct {
+// producer writes {"id","sev","p"} records to topic logs, numbered
+// r0, r1, ... in the order they were sent, and remembers where each
+// landed.
+type producer struct {
+	cl   *kgo.Client
+	send sync.Mutex // one send at a time, so that ids follow one another
 	mu   sync.Mutex
-	at   []kafkaPos
+	at   []kafkaPos // at[n]: where r<n> is
 	done chan struct{}
 }
 
@@ -138,39 +161,47 @@ type kafkaPos struct {
 	off  int64
 }
 
-func (p *produced) n() int {
+func (p *producer) n() int {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	return len(p.at)
 }
 
-// produceContinuously writes {"id","sev","p"} records to topic logs until
-// ctx ends.
-func produceContinuously(ctx context.Context, t *testing.T, cl *kgo.Client) *produced {
-	p := &produced{done: make(chan struct{})}
+// produce sends the next k records.
+func (p *producer) produce(k int) error {
+	p.send.Lock()
+	defer p.send.Unlock()
+	next := p.n()
+	recs := make([]*kgo.Record, k)
+	for j := range recs {
+		n := next + j
+		recs[j] = &kgo.Record{Topic: "logs", Value: fmt.Appendf(nil, `{"id":"r%d","sev":%d,"p":"P%d"}`, n, n%10, n%3)}
+	}
+	if err := p.cl.ProduceSync(context.Background(), recs...).FirstErr(); err != nil {
+		return err
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for _, r := range recs {
+		p.at = append(p.at, kafkaPos{r.Partition, r.Offset})
+	}
+	return nil
+}
+
+// produceContinuously produces 200 records every 10 ms or so until ctx
+// ends.
+func produceContinuously(ctx context.Context, t *testing.T, cl *kgo.Client) *producer {
+	p := &producer{cl: cl, done: make(chan struct{})}
 	go func() {
 		defer close(p.done)
 		for ctx.Err() == nil {
-			p.mu.Lock()
-			next := len(p.at)
-			p.mu.Unlock()
-			recs := make([]*kgo.Record, 60)
-			for j := range recs {
-				n := next + j
-				recs[j] = &kgo.Record{Topic: "logs", Value: fmt.Appendf(nil, `{"id":"r%d","sev":%d,"p":"P%d"}`, n, n%10, n%3)}
-			}
-			if err := cl.ProduceSync(context.Background(), recs...).FirstErr(); err != nil {
+			if err := p.produce(200); err != nil {
 				t.Errorf("produce: %v", err)
 				return
 			}
-			p.mu.Lock()
-			for _, r := range recs {
-				p.at = append(p.at, kafkaPos{r.Partition, r.Offset})
-			}
-			p.mu.Unlock()
 			select {
 			case <-ctx.Done():
-			case <-time.After(20 * time.Millisecond):
+			case <-time.After(10 * time.Millisecond):
 			}
 		}
 	}()
@@ -201,14 +232,14 @@ func groupMember(adm *kadm.Client, group string) string {
 // must change nothing. The versions move route "all" to a new prefix each
 // time, change its partition key and its transform, move route "mid" from
 // one sink to another, change route "high"'s threshold, add a sink and
-// remove it, and change the source's batch size once.
+// remove it, and change the source's settings (four times, under load).
 //
 // Afterwards, Apache Arrow reads the lake: every record is in route
 // "all"'s sink exactly once, under the prefix, partition and transform of
 // the version that read it, and that version never goes back within a
 // Kafka partition; every other route holds exactly the records that the
 // version that read them sends there, once. The Kafka consumer keeps its
-// group membership across every reload but the one that changed it;
+// group membership across every reload but those that change its source;
 // /readyz stays 200.
 func TestReloadKafkaE2E(t *testing.T) {
 	if testing.Short() {
@@ -249,6 +280,18 @@ func TestReloadKafkaE2E(t *testing.T) {
 	reload := func(v int) {
 		t.Helper()
 		kv := kafkaReloadVersion(v)
+		if kv.sourceChanged() {
+			// A backlog, so that the source is stopped with batches in
+			// flight: they must finish under the old version, and the
+			// source restart at their end, neither read twice nor lost.
+			for range 5 {
+				if err := prod.produce(2000); err != nil {
+					t.Fatal(err)
+				}
+			}
+			from := routed()
+			eventually(t, 30*time.Second, "the backlog being read", func() bool { return routed() >= from+1000 })
+		}
 		before := routed()
 		if kv.viaWatch() {
 			// The version before turned the watch on: wait until it is set.
@@ -265,7 +308,7 @@ func TestReloadKafkaE2E(t *testing.T) {
 			t.Errorf("version %d was reloaded by %q, want %q", v, trig, want)
 		}
 		// The consumer keeps its membership unless its source changed.
-		if kv.batch != kafkaReloadVersion(v-1).batch {
+		if kv.sourceChanged() {
 			old := member
 			eventually(t, 30*time.Second, "the restarted consumer back in the group", func() bool {
 				member = groupMember(adm, "reload-e2e")
@@ -361,10 +404,11 @@ func checkKafkaReloadLake(t *testing.T, out string, at []kafkaPos) {
 	version := make([]int, n)
 	allCount := make([]int, n)
 	seen := map[int]int{}
+	misplaced := &capped{t: t, what: "route all's records"}
 	for _, r := range lakeRows(t, filepath.Join(out, "all")) {
 		i := idNum(r.str("id"))
 		if i < 0 {
-			t.Errorf("all/%s: unknown id %q", r.rel, r.str("id"))
+			misplaced.errorf("all/%s: unknown id %q", r.rel, r.str("id"))
 			continue
 		}
 		allCount[i]++
@@ -373,7 +417,7 @@ func checkKafkaReloadLake(t *testing.T, out string, at []kafkaPos) {
 		version[i] = v
 		seen[v]++
 		if v < 0 || v > kafkaReloadVersions {
-			t.Errorf("all/%s: %s routed by version %d", r.rel, r.str("id"), v)
+			misplaced.errorf("all/%s: %s routed by version %d", r.rel, r.str("id"), v)
 			continue
 		}
 		kv := kafkaReloadVersion(v)
@@ -383,28 +427,28 @@ func checkKafkaReloadLake(t *testing.T, out string, at []kafkaPos) {
 			key = fmt.Sprint(sev)
 		}
 		if wantDir := fmt.Sprintf("v%02d/k=%s", v, key); filepath.Dir(r.rel) != wantDir {
-			t.Errorf("all/%s: %s (version %d) is not under %s/", r.rel, r.str("id"), v, wantDir)
+			misplaced.errorf("all/%s: %s (version %d) is not under %s/", r.rel, r.str("id"), v, wantDir)
 		}
 		sq, hasSq := r.num("sq")
 		if hasSq != kv.squares || (hasSq && sq != sev*sev) {
-			t.Errorf("all/%s: %s (version %d, sev %d) has sq %v (set: %t); version %d's transform adds it: %t", r.rel, r.str("id"), v, sev, sq, hasSq, v, kv.squares)
+			misplaced.errorf("all/%s: %s (version %d, sev %d) has sq %v (set: %t); version %d's transform adds it: %t", r.rel, r.str("id"), v, sev, sq, hasSq, v, kv.squares)
 		}
 		part, _ := r.num("kpart")
 		off, hasOff := r.num("koff")
 		if !hasOff || at[i] != (kafkaPos{int32(part), off}) {
-			t.Errorf("all/%s: %s has Kafka position %d/%d, was produced to %d/%d", r.rel, r.str("id"), part, off, at[i].part, at[i].off)
+			misplaced.errorf("all/%s: %s has Kafka position %d/%d, was produced to %d/%d", r.rel, r.str("id"), part, off, at[i].part, at[i].off)
 		}
 	}
-	bad := 0
+	misplaced.done()
+	once := &capped{t: t, what: "route all exactly once"}
 	for i, c := range allCount {
 		if c != 1 {
-			if bad++; bad <= 10 {
-				t.Errorf("r%d is in route all's sink %d times", i, c)
-			}
+			once.errorf("r%d is in route all's sink %d times", i, c)
 		}
 	}
-	if bad > 0 {
-		t.Fatalf("%d of %d records not exactly once in route all's sink", bad, n)
+	once.done()
+	if once.n > 0 {
+		t.FailNow() // what follows needs each record's version
 	}
 	for v := 0; v <= kafkaReloadVersions; v++ {
 		if seen[v] == 0 {
@@ -435,20 +479,20 @@ func checkKafkaReloadLake(t *testing.T, out string, at []kafkaPos) {
 		i    int
 	}
 	count := map[where]int{}
+	others := &capped{t: t, what: "the other routes"}
 	for _, sink := range []string{"high", "east", "west", "extra"} {
 		for _, r := range lakeRows(t, filepath.Join(out, sink)) {
 			i := idNum(r.str("id"))
 			if i < 0 {
-				t.Errorf("%s/%s: unknown id %q", sink, r.rel, r.str("id"))
+				others.errorf("%s/%s: unknown id %q", sink, r.rel, r.str("id"))
 				continue
 			}
 			count[where{sink, i}]++
 			if v, _ := r.num("version"); int(v) != version[i] {
-				t.Errorf("%s/%s: r%d routed by version %d there, by version %d in route all", sink, r.rel, i, v, version[i])
+				others.errorf("%s/%s: r%d routed by version %d there, by version %d in route all", sink, r.rel, i, v, version[i])
 			}
 		}
 	}
-	bad = 0
 	for i := range n {
 		kv := kafkaReloadVersion(version[i])
 		sev, p := i%10, fmt.Sprintf("P%d", i%3)
@@ -464,14 +508,10 @@ func checkKafkaReloadLake(t *testing.T, out string, at []kafkaPos) {
 				wantN = 1
 			}
 			if c := count[where{sink, i}]; c != wantN {
-				if bad++; bad <= 10 {
-					t.Errorf("r%d (sev %d, %s, read by version %d) is in sink %s %d times, want %d", i, sev, p, version[i], sink, c, wantN)
-				}
+				others.errorf("r%d (sev %d, %s, read by version %d) is in sink %s %d times, want %d", i, sev, p, version[i], sink, c, wantN)
 			}
 		}
 	}
-	if bad > 0 {
-		t.Errorf("%d misplaced (record, sink) pairs", bad)
-	}
+	others.done()
 	t.Logf("%d records in %d versions; %v per version", n, len(seen), seen)
 }

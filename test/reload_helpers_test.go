@@ -341,3 +341,26 @@ func noErrorOutput(t *testing.T, out string, sinkDirs ...string) {
 		}
 	}
 }
+
+// capped reports the first few of many similar failures and counts the
+// rest, so that one broken invariant does not bury the others.
+type capped struct {
+	t    *testing.T
+	what string
+	n    int
+}
+
+func (c *capped) errorf(format string, args ...any) {
+	c.t.Helper()
+	if c.n++; c.n <= 10 {
+		c.t.Errorf(format, args...)
+	}
+}
+
+// done reports how many failures there were in all.
+func (c *capped) done() {
+	c.t.Helper()
+	if c.n > 10 {
+		c.t.Errorf("%s: %d failures in all, the first 10 shown", c.what, c.n)
+	}
+}
