@@ -2,6 +2,8 @@ package test
 
 import (
 	"bytes"
+	"crypto/sha256"
+	"encoding/hex"
 	"fmt"
 	"io"
 	"net"
@@ -133,8 +135,10 @@ sinks:
 }
 
 // TestSIGHUPKeepsRunning: SIGHUP's default action would end the process
-// with nothing flushed; a run logs that reload is not built and goes on,
-// and SIGTERM then stops it cleanly with every line written.
+// with nothing flushed; a run reloads instead. An invalid configuration is
+// rejected with the file:line text validate prints, the run goes on with
+// the one it has, and SIGTERM then stops it cleanly with every line
+// written.
 func TestSIGHUPKeepsRunning(t *testing.T) {
 	dir := t.TempDir()
 	fifo := filepath.Join(dir, "in.fifo")
@@ -142,15 +146,16 @@ func TestSIGHUPKeepsRunning(t *testing.T) {
 		t.Skip("no FIFOs here:", err)
 	}
 	cfg := filepath.Join(dir, "c.yaml")
-	os.WriteFile(cfg, []byte(`
+	text := `
 service: {http_listen: "", error_sink: out, log_level: info}
 sources:
-  - {name: logs, type: file, format: json, batch_linger: 50ms, file: {paths: ["`+fifo+`"]}}
+  - {name: logs, type: file, format: json, batch_linger: 50ms, file: {paths: ["` + fifo + `"]}}
 routes:
   - {name: all, from: [logs], to: [out]}
 sinks:
-  - {name: out, type: s3, url: "file:`+dir+`/out/", format: ndjson, buffer: {interval: 100ms}}
-`), 0o644)
+  - {name: out, type: s3, url: "file:` + dir + `/out/", format: ndjson, buffer: {interval: 100ms}}
+`
+	os.WriteFile(cfg, []byte(text), 0o644)
 	cmd := exec.Command(processor, "run", "-c", cfg)
 	var stdout bytes.Buffer
 	var stderr lockedBuffer
@@ -164,9 +169,18 @@ sinks:
 	}
 	defer w.Close()
 	fmt.Fprintln(w, `{"a":1}`)
+	sum := sha256.Sum256([]byte(text))
+	hash := hex.EncodeToString(sum[:])[:12]
 	waitFor(t, func() bool { return strings.Contains(stderr.String(), "pipeline starting") })
+	if !strings.Contains(stderr.String(), `"hash":"`+hash+`"`) {
+		t.Errorf("pipeline starting does not log the config hash %s:\n%s", hash, stderr.String())
+	}
+	os.WriteFile(cfg, []byte(strings.Replace(text, "to: [out]", "to: [uot]", 1)), 0o644)
 	cmd.Process.Signal(syscall.SIGHUP)
-	waitFor(t, func() bool { return strings.Contains(stderr.String(), "reload is not built") })
+	want := cfg + `:6: routes[0].to[0]: unknown sink \"uot\"`
+	waitFor(t, func() bool {
+		return strings.Contains(stderr.String(), "configuration rejected") && strings.Contains(stderr.String(), want)
+	})
 	fmt.Fprintln(w, `{"a":2}`)
 	// Still running: the second line is read and written after SIGHUP.
 	waitFor(t, func() bool {

@@ -246,7 +246,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 			return cmdUsage("replay: --to must be after --from")
 		}
 	}
-	cfg, err := loadConfig(ctx, o.file)
+	cfg, src, err := fetchConfig(ctx, o.file)
 	if err != nil {
 		return &exitError{code: 1, err: err}
 	}
@@ -288,12 +288,18 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		if err := replayConfig(cfg, o.source, routes); err != nil {
 			return &exitError{code: 1, err: err}
 		}
-		return runPipeline(ctx, cfg, stdout, pipeline.Replay(from, to))
+		return runPipeline(ctx, cfg, src, stdout, pipeline.Replay(from, to))
 	}
-	return runPipeline(ctx, cfg, stdout)
+	src.reload = true
+	return runPipeline(ctx, cfg, src, stdout)
 }
 
-func runPipeline(ctx context.Context, cfg *config.Config, stdout io.Writer, opts ...pipeline.Option) error {
+func runPipeline(ctx context.Context, cfg *config.Config, src configSource, stdout io.Writer, opts ...pipeline.Option) error {
+	// SIGHUP means "reload" to operators: caught from here on, it never
+	// ends the process unflushed (its default action).
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
 	log, err := service.NewLogger(cfg.Service.LogLevel, cfg.Service.Name)
 	if err != nil {
 		return err
@@ -303,17 +309,6 @@ func runPipeline(ctx context.Context, cfg *config.Config, stdout io.Writer, opts
 	if err != nil {
 		return err
 	}
-	// SIGHUP means "reload" to operators; this build cannot reload yet, so
-	// it says so and keeps running rather than dying unflushed (SIGHUP's
-	// default action).
-	hup := make(chan os.Signal, 1)
-	signal.Notify(hup, syscall.SIGHUP)
-	defer signal.Stop(hup)
-	go func() {
-		for range hup {
-			log.Warn("SIGHUP: configuration reload is not built yet; the running configuration stays, restart the task to change it")
-		}
-	}()
 	if cfg.Service.HTTPListen != "" {
 		listenOpts := []service.ListenOption{service.WithFailingSinks(p.FailingSinks)}
 		if cfg.Service.Tap {
@@ -338,10 +333,9 @@ func runPipeline(ctx context.Context, cfg *config.Config, stdout io.Writer, opts
 	if err != nil && !errors.Is(err, memlimit.ErrNoLimit) {
 		log.Warn("could not read the container memory limit", zap.Error(err))
 	}
-	for _, w := range cfg.Warnings {
-		log.Warn("configuration warning", zap.String("file", w.File), zap.Int("line", w.Line), zap.String("key", w.Path), zap.String("problem", w.Msg))
-	}
-	log.Info("pipeline starting", zap.String("config", cfg.File), zap.String("version", versionString()), memoryLimitField(limit))
+	logWarnings(log, cfg)
+	setConfigInfo(src.hash)
+	log.Info("pipeline starting", zap.String("config", cfg.File), zap.String("hash", shortHash(src.hash)), zap.String("version", versionString()), memoryLimitField(limit))
 	start := time.Now()
 	stopProgress := func() {}
 	if p.Finite() {
@@ -356,7 +350,9 @@ func runPipeline(ctx context.Context, cfg *config.Config, stdout io.Writer, opts
 		stopProgress = func() { cancel(); <-shown } // the summary follows the last line
 	}
 	stopEMF := startEMF(cfg, log)
+	stopReload := startReload(ctx, p, src, hup, log)
 	err = p.Run(ctx)
+	stopReload()
 	stopProgress()
 	stopEMF()
 	sum := p.Summary()

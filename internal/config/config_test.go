@@ -72,6 +72,9 @@ func TestGoodConfig(t *testing.T) {
 	if j := c.Service.JQ; j.Timeout.D() != 100*time.Millisecond || j.MaxOutputs != 1000 || j.MaxOutputBytes != 16<<20 {
 		t.Errorf("service.jq defaults = %+v", j)
 	}
+	if r := c.Service.Reload; r.Watch || r.Poll != 0 {
+		t.Errorf("service.reload defaults = %+v, want watch false, poll 0s", r)
+	}
 	if len(s.PartitionKeys) != 2 || s.PartitionKeys[0].Key != "project_id" || s.PartitionKeys[1].Key != "year" {
 		t.Errorf("partition key order lost: %+v", s.PartitionKeys)
 	}

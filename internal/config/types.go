@@ -34,6 +34,16 @@ type Service struct {
 	CloudWatchEMF   bool     `yaml:"cloudwatch_emf" doc:"Log per-source lag, records in/out and error records as CloudWatch Embedded Metric Format lines every 60 s (namespace Sluice), for alarms and scaling with nothing but awslogs."`
 	JQ              JQLimits `yaml:"jq" doc:"Bounds on every jq evaluation (jq transform, partition_keys, opensearch id)."`
 	Tap             bool     `yaml:"tap" default:"false" doc:"Serve GET /tap on http_listen for processor tap: live records of one route or sink as NDJSON. Off by default: whoever reaches the port sees record contents."`
+	Reload          Reload   `yaml:"reload" doc:"When processor run reloads its configuration without a restart; SIGHUP always reloads."`
+}
+
+// Reload says what, besides SIGHUP, makes processor run read its
+// configuration again. A configuration does not know where it was read
+// from, so Validate checks only the values; run warns when a setting does
+// not fit the -c it was given (watch on s3:// or ssm:, poll on a file).
+type Reload struct {
+	Watch bool     `yaml:"watch" default:"false" doc:"Reload when the file given to -c changes: its directory is watched, so editors' write-then-rename and mounted ConfigMap symlink swaps count. Local files only."`
+	Poll  Duration `yaml:"poll" default:"0s" doc:"For -c s3://bucket/key or -c ssm:/name: fetch the document this often and reload when its bytes changed. 0s is off; else at least 1s."`
 }
 
 // JQLimits bound one jq evaluation on one record. A record whose

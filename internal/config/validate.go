@@ -98,6 +98,9 @@ func (c *Config) Validate() Errors {
 	if c.Service.JQ.MaxOutputBytes <= 0 {
 		v.errorf("service.jq.max_output_bytes", "must be greater than 0")
 	}
+	if p := c.Service.Reload.Poll.D(); p != 0 && p < time.Second {
+		v.errorf("service.reload.poll", "must be at least 1s, or 0s (off)")
+	}
 	if c.Service.Tap && c.Service.HTTPListen == "" {
 		v.errorf("service.tap", "needs service.http_listen: /tap is served there")
 	}

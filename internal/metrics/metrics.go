@@ -76,6 +76,14 @@ var (
 // limit is timeout, max_outputs or max_output_bytes.
 var JQLimitExceeded = counter("jq_limit_exceeded_total", "jq evaluations (transform, partition key, id) stopped at a service.jq bound; the record went to the error output.", "limit")
 
+// ConfigReloads counts configuration reloads by result: applied,
+// rejected, unchanged or failed.
+var ConfigReloads = counter("config_reloads_total", "Configuration reloads by result: applied; rejected (invalid, the running configuration stays); unchanged (the same bytes as the running one); failed (the document could not be fetched, or the swap failed).", "result")
+
+// ConfigInfo is 1 for the hash of the configuration running now, and
+// has no other series: whoever sets it resets it first.
+var ConfigInfo = gauge("config_info", "1 for the configuration running now, by hash: the first 12 hex digits of the SHA-256 of its document.", "hash")
+
 func init() {
 	Registry.MustRegister(FlushSeconds, SearchBulkSeconds, SearchBulkBytes)
 	Registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+	"time"
 
 	"github.com/sluice-data/sluice/internal/config"
 )
@@ -16,6 +17,9 @@ type Changes struct {
 	// Restart lists service settings that changed but take effect only at
 	// the next start (the HTTP listener, the log level, ...).
 	Restart []string
+	// Paused is how long a reload held new batches back: the flush of
+	// every sink and the swap (set by Reload, not by Diff).
+	Paused time.Duration
 }
 
 // Delta lists the components of one kind that a reload adds, removes or

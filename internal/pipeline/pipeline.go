@@ -137,9 +137,17 @@ type plan struct {
 	// pending are the sources whose settings changed: the reload opens
 	// them once their predecessors are closed.
 	pending []*sourceRT
+	// updates are the changed sources that take their new settings in
+	// place (sources.Updater), at the swap.
+	updates []sourceUpdate
 	// inflight counts the batches admitted under this plan and not yet
 	// appended to its sinks.
 	inflight sync.WaitGroup
+}
+
+type sourceUpdate struct {
+	u   sources.Updater
+	cfg *config.Source
 }
 
 // SetTap publishes every record a route hands to its sinks to h (for
@@ -361,6 +369,12 @@ func (p *Pipeline) build(cfg *config.Config, old *plan) (_ *plan, err error) {
 			prev := old.sources[slices.IndexFunc(old.sources, func(s *sourceRT) bool { return s.cfg.Name == sc.Name })]
 			rt.sourceRun = prev.sourceRun
 		case old != nil && slices.ContainsFunc(old.sources, func(s *sourceRT) bool { return s.cfg.Name == sc.Name }):
+			prev := old.sources[slices.IndexFunc(old.sources, func(s *sourceRT) bool { return s.cfg.Name == sc.Name })]
+			if u, ok := prev.src.(sources.Updater); ok && u.CanUpdate(sc) {
+				rt.sourceRun = prev.sourceRun // changed in place by apply
+				pl.updates = append(pl.updates, sourceUpdate{u, sc})
+				break
+			}
 			pl.pending = append(pl.pending, rt) // changed: opened by apply
 			continue
 		default:

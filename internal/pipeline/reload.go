@@ -60,11 +60,11 @@ func (p *Pipeline) Reload(ctx context.Context, cfg *config.Config) (Changes, err
 func (p *Pipeline) apply(rn *running, cfg *config.Config) (_ Changes, _ error, fatal bool) {
 	old := p.cur.Load()
 	ch := Diff(old.cfg, cfg)
-	start := time.Now()
 	pl, err := p.build(cfg, old)
 	if err != nil {
 		return ch, err, false
 	}
+	start := time.Now()
 	// Hold new batches back until pl is in place.
 	p.gateMu.Lock()
 	p.paused = make(chan struct{})
@@ -137,6 +137,9 @@ func (p *Pipeline) apply(rn *running, cfg *config.Config) (_ Changes, _ error, f
 		// fatal: nothing of the old plan is left to lose.
 		p.log.Warn("reload: closing replaced components", zap.Error(err))
 	}
+	for _, up := range pl.updates {
+		up.u.Update(up.cfg)
+	}
 	// Changed sources reopen now that their predecessors are closed.
 	for _, src := range pl.pending {
 		run, r, err := p.openSource(&cfg.Sources[src.idx])
@@ -164,6 +167,15 @@ func (p *Pipeline) apply(rn *running, cfg *config.Config) (_ Changes, _ error, f
 		rn.g.Go(func() error { return p.sequence(rn.sendCtx, run) })
 		rn.startReader(src)
 	}
-	p.log.Info("reload applied at a batch boundary", zap.Duration("paused", time.Since(start)), zap.Stringer("changes", ch))
+	var routes, sinkNames []string
+	for _, r := range cfg.Routes {
+		routes = append(routes, r.Name)
+	}
+	for _, s := range cfg.Sinks {
+		sinkNames = append(sinkNames, s.Name)
+	}
+	p.tap.SetNames(routes, sinkNames)
+	ch.Paused = time.Since(start)
+	p.log.Debug("reload applied at a batch boundary", zap.Duration("paused", ch.Paused), zap.Stringer("changes", ch))
 	return ch, nil, false
 }

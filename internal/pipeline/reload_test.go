@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -96,6 +97,46 @@ func readReloadLake(t *testing.T, dir string) (map[string]int, map[string]string
 	return counts, where, recs
 }
 
+// reloading is a pipeline running version 0 of reloadConfig, reading a
+// kfake topic "logs".
+type reloading struct {
+	broker, dir string
+	parse       func(v int) *config.Config // version v of reloadConfig
+	p           *Pipeline
+	stop        func() error // ends Run and returns its error
+}
+
+func startReloading(t *testing.T, partitions int32) *reloading {
+	t.Helper()
+	c, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(partitions, "logs"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(c.Close)
+	r := &reloading{broker: c.ListenAddrs()[0], dir: t.TempDir()}
+	r.parse = func(v int) *config.Config {
+		cfg, err := config.Parse(fmt.Sprintf("v%d.yaml", v), []byte(reloadConfig(r.broker, r.dir, v)), func(string) (string, bool) { return "", false })
+		if err != nil {
+			t.Fatal(err)
+		}
+		return cfg
+	}
+	if r.p, err = New(r.parse(0), zap.NewNop()); err != nil {
+		t.Fatal(err)
+	}
+	ctx, stop := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- r.p.Run(ctx) }()
+	var once sync.Once
+	var runErr error
+	r.stop = func() error {
+		once.Do(func() { stop(); runErr = <-done })
+		return runErr
+	}
+	t.Cleanup(func() { r.stop() })
+	return r
+}
+
 // TestReloadUnderLoad: while a producer writes to a Kafka topic, the
 // pipeline is reloaded 20 times (routes to other prefixes, a changed
 // threshold, a changed partition key, a sink added and removed, the
@@ -108,28 +149,8 @@ func TestReloadUnderLoad(t *testing.T) {
 	if testing.Short() {
 		t.Skip("produces for several seconds")
 	}
-	c, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(3, "logs"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	broker := c.ListenAddrs()[0]
-	dir := t.TempDir()
-	parse := func(v int) *config.Config {
-		cfg, err := config.Parse(fmt.Sprintf("v%d.yaml", v), []byte(reloadConfig(broker, dir, v)), func(string) (string, bool) { return "", false })
-		if err != nil {
-			t.Fatal(err)
-		}
-		return cfg
-	}
-	p, err := New(parse(0), zap.NewNop())
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, stop := context.WithCancel(context.Background())
-	defer stop()
-	done := make(chan error, 1)
-	go func() { done <- p.Run(ctx) }()
+	r := startReloading(t, 3)
+	broker, dir, parse, p := r.broker, r.dir, r.parse, r.p
 
 	cl, err := kgo.NewClient(kgo.SeedBrokers(broker), kgo.RecordPartitioner(kgo.RoundRobinPartitioner()))
 	if err != nil {
@@ -186,8 +207,7 @@ func TestReloadUnderLoad(t *testing.T) {
 		}
 		time.Sleep(200 * time.Millisecond)
 	}
-	stop()
-	if err := <-done; err != nil {
+	if err := r.stop(); err != nil {
 		t.Fatal(err)
 	}
 	all, where, recs := readReloadLake(t, filepath.Join(dir, "all"))
@@ -242,4 +262,103 @@ func TestReloadUnderLoad(t *testing.T) {
 		t.Errorf("accounting across reloads: %d in, %d out", in, out)
 	}
 	t.Logf("%d records, %d versions, %d in high, %d in extra", n, len(versions), len(high), len(extra))
+}
+
+// TestReloadThatCannotOpenKeepsRunning: a new configuration whose new
+// source cannot be opened is refused with the reason, and the running
+// configuration reads and writes on as before.
+func TestReloadThatCannotOpenKeepsRunning(t *testing.T) {
+	r := startReloading(t, 1)
+	broker, dir, p := r.broker, r.dir, r.p
+	// A new source whose CA file holds no certificate passes validation
+	// and cannot be opened.
+	ca := filepath.Join(t.TempDir(), "ca.pem")
+	if err := os.WriteFile(ca, []byte("not a certificate"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	y := strings.Replace(reloadConfig(broker, dir, 1), "routes:\n", fmt.Sprintf(
+		"  - {name: other, type: kafka, kafka: {brokers: [%q], topics: [logs], group: o, tls: {enabled: true, ca_file: %q}}}\nroutes:\n  - {name: o, from: [other], to: [all]}\n", broker, ca), 1)
+	bad, err := config.Parse("bad.yaml", []byte(y), func(string) (string, bool) { return "", false })
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := p.Reload(context.Background(), bad); err == nil || !strings.Contains(err.Error(), "source other") {
+		t.Fatalf("reload with a source that cannot open: %v, want an error naming it", err)
+	}
+	if got := p.Config().File; got != "v0.yaml" {
+		t.Fatalf("after a refused reload the pipeline runs %s", got)
+	}
+	cl, err := kgo.NewClient(kgo.SeedBrokers(broker))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	if err := cl.ProduceSync(context.Background(), &kgo.Record{Topic: "logs", Value: []byte(`{"id":"r0","sev":9,"p":"P0"}`)}).FirstErr(); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		if all, where := idsUnder(t, filepath.Join(dir, "all")); all["r0"] == 1 {
+			if where["r0"] != "v00" {
+				t.Errorf("r0 written under %s, want v00", where["r0"])
+			}
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the running configuration wrote nothing after the refused reload")
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if err := r.stop(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestReloadRotatesFirehoseKeysInPlace: a reload that changes only a
+// firehose_http source's access keys keeps the source (and its listener)
+// and swaps the keys; one that changes its path reopens it.
+func TestReloadRotatesFirehoseKeysInPlace(t *testing.T) {
+	dir := t.TempDir()
+	y := func(keys, path string) *config.Config {
+		cfg, err := config.Parse("f.yaml", []byte(fmt.Sprintf(`
+service: {http_listen: "", error_sink: lake}
+sources:
+  - {name: fh, type: firehose_http, firehose_http: {listen: "127.0.0.1:0", path: %s, access_keys: [%s]}}
+routes: [{name: all, from: [fh], to: [lake]}]
+sinks: [{name: lake, type: s3, url: "file:%s/", format: ndjson}]
+`, path, keys, dir)), func(string) (string, bool) { return "", false })
+		if err != nil {
+			t.Fatal(err)
+		}
+		return cfg
+	}
+	p, err := New(y("k1", "/firehose"), zap.NewNop())
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, stop := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- p.Run(ctx) }()
+	src := func() any { return p.cur.Load().sources[0].src }
+	before := src()
+	ch, err := p.Reload(context.Background(), y("k1, k2", "/firehose"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := ch.String(); got != "sources: ~fh; routes: unchanged; sinks: unchanged" {
+		t.Errorf("changes: %s", got)
+	}
+	if src() != before {
+		t.Error("a change of access keys alone reopened the source")
+	}
+	if _, err := p.Reload(context.Background(), y("k1, k2", "/other")); err != nil {
+		t.Fatal(err)
+	}
+	if src() == before {
+		t.Error("a change of path did not reopen the source")
+	}
+	stop()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
 }

@@ -79,3 +79,14 @@ type ProgressReporter interface {
 type ErrReporter interface {
 	Err() error
 }
+
+// Updater is a source that can take some changes of its settings in
+// place, at a reload, instead of being closed and opened again (which
+// would drop its connections, group membership or leases).
+type Updater interface {
+	// CanUpdate reports whether the source can take cfg in place.
+	CanUpdate(cfg *config.Source) bool
+	// Update applies cfg. The pipeline calls it at a batch boundary, and
+	// only after CanUpdate said yes.
+	Update(cfg *config.Source)
+}

@@ -77,6 +77,18 @@ func NewHub(routes, sinks []string) *Hub {
 	return &Hub{routes: slices.Clone(routes), sinks: slices.Clone(sinks), subs: map[*Subscription]struct{}{}}
 }
 
+// SetNames replaces the routes and sinks a Filter may name (after a
+// reload). Subscribers to names that are gone stay subscribed and get
+// nothing until the names come back.
+func (h *Hub) SetNames(routes, sinks []string) {
+	if h == nil {
+		return
+	}
+	h.mu.Lock()
+	h.routes, h.sinks = slices.Clone(routes), slices.Clone(sinks)
+	h.mu.Unlock()
+}
+
 // Subscription is one subscriber's stream of lines.
 type Subscription struct {
 	h       *Hub
@@ -89,13 +101,16 @@ type Subscription struct {
 // Subscribe registers a subscriber with room for buffer waiting lines
 // (DefaultBuffer when buffer <= 0). The caller must Close it.
 func (h *Hub) Subscribe(f Filter, buffer int) (*Subscription, error) {
+	h.mu.RLock()
+	routes, sinks := h.routes, h.sinks
+	h.mu.RUnlock()
 	switch {
 	case (f.Route == "") == (f.Sink == ""):
 		return nil, errors.New("tap: give exactly one of route and sink")
-	case f.Route != "" && !slices.Contains(h.routes, f.Route):
-		return nil, fmt.Errorf("tap: route %q: %w (routes: %v)", f.Route, ErrUnknown, h.routes)
-	case f.Sink != "" && !slices.Contains(h.sinks, f.Sink):
-		return nil, fmt.Errorf("tap: sink %q: %w (sinks: %v)", f.Sink, ErrUnknown, h.sinks)
+	case f.Route != "" && !slices.Contains(routes, f.Route):
+		return nil, fmt.Errorf("tap: route %q: %w (routes: %v)", f.Route, ErrUnknown, routes)
+	case f.Sink != "" && !slices.Contains(sinks, f.Sink):
+		return nil, fmt.Errorf("tap: sink %q: %w (sinks: %v)", f.Sink, ErrUnknown, sinks)
 	}
 	if buffer <= 0 {
 		buffer = DefaultBuffer

@@ -327,3 +327,21 @@ func TestHandlerReportsDrops(t *testing.T) {
 		t.Error("handler left its subscription behind")
 	}
 }
+
+// TestSetNames: after a reload renames routes, a tap may name the new
+// route and no longer the old one.
+func TestSetNames(t *testing.T) {
+	h := NewHub([]string{"old"}, []string{"lake"})
+	if _, err := h.Subscribe(Filter{Route: "new"}, 1); !errors.Is(err, ErrUnknown) {
+		t.Fatalf("route new before the reload: %v", err)
+	}
+	h.SetNames([]string{"new"}, []string{"lake"})
+	s, err := h.Subscribe(Filter{Route: "new"}, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.Close()
+	if _, err := h.Subscribe(Filter{Route: "old"}, 1); !errors.Is(err, ErrUnknown) {
+		t.Fatalf("route old after the reload: %v", err)
+	}
+}

@@ -75,7 +75,8 @@ type Source struct {
 	name    string
 	cfg     config.FirehoseHTTP
 	maxPend int64
-	keys    [][]byte
+	keys    atomic.Pointer[[][]byte] // accepted access keys; Update swaps them
+	opened  config.Source            // the settings it was opened with
 	log     *zap.Logger
 	onWait  func()
 
@@ -121,9 +122,8 @@ func New(cfg *config.Source, log *zap.Logger) (*Source, error) {
 		batches: make(chan *call), stopping: make(chan struct{}), hard: make(chan struct{}), served: make(chan struct{}),
 		ready: make(chan struct{}), inflight: map[string]*call{}, done: map[string]time.Time{},
 	}
-	for _, k := range cfg.Firehose.AccessKeys {
-		s.keys = append(s.keys, []byte(k))
-	}
+	s.setKeys(cfg.Firehose.AccessKeys)
+	s.opened = *cfg
 	if s.maxPend <= 0 {
 		s.maxPend = 1 << 62
 	}
@@ -282,10 +282,35 @@ func (s *Source) accepting() bool {
 	}
 }
 
+func (s *Source) setKeys(keys []string) {
+	bs := make([][]byte, 0, len(keys))
+	for _, k := range keys {
+		bs = append(bs, []byte(k))
+	}
+	s.keys.Store(&bs)
+}
+
+// CanUpdate reports whether cfg differs from the source's settings in its
+// access keys only, which Update applies without closing the listener:
+// rotating a key drops no connection and refuses no delivery.
+func (s *Source) CanUpdate(cfg *config.Source) bool {
+	a, b := s.opened, *cfg
+	a.Firehose.AccessKeys, b.Firehose.AccessKeys = nil, nil
+	return config.Same(a, b)
+}
+
+// Update takes cfg's access keys; requests from then on are checked
+// against them.
+func (s *Source) Update(cfg *config.Source) {
+	s.setKeys(cfg.Firehose.AccessKeys)
+	s.opened = *cfg
+	s.log.Info("firehose access keys updated", zap.Int("keys", len(cfg.Firehose.AccessKeys)))
+}
+
 // authorized compares key with every configured key in constant time.
 func (s *Source) authorized(key string) bool {
 	ok := 0
-	for _, k := range s.keys {
+	for _, k := range *s.keys.Load() {
 		ok |= subtle.ConstantTimeCompare([]byte(key), k)
 	}
 	return ok == 1

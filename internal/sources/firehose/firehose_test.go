@@ -434,3 +434,34 @@ func TestDedupMemoryIsBounded(t *testing.T) {
 		t.Error("an id older than dedup_window still counts")
 	}
 }
+
+// TestUpdateRotatesKeys: a change of access keys alone is taken in place
+// (the listener stays, so no delivery is refused), and requests are
+// checked against the new keys from then on; any other change is not.
+func TestUpdateRotatesKeys(t *testing.T) {
+	h := newHarness(t, nil)
+	cfg := h.src.opened
+	if r := h.post("r1", key1, body("r1", "x")); r.status != 200 {
+		t.Fatalf("key1 before the rotation: %d %s", r.status, r.body.ErrorMessage)
+	}
+	next := cfg
+	next.Firehose.AccessKeys = []string{key2, "key-3"}
+	if !h.src.CanUpdate(&next) {
+		t.Fatal("a change of access keys alone cannot be taken in place")
+	}
+	other := next
+	other.Firehose.MaxBody = 1 << 20
+	if h.src.CanUpdate(&other) {
+		t.Error("a change of max_body was taken in place")
+	}
+	h.src.Update(&next)
+	if r := h.post("r2", key1, body("r2", "x")); r.status != 403 {
+		t.Errorf("key1 after it was rotated out: %d, want 403", r.status)
+	}
+	if r := h.post("r3", "key-3", body("r3", "x")); r.status != 200 {
+		t.Errorf("key-3 after it was rotated in: %d %s", r.status, r.body.ErrorMessage)
+	}
+	if !h.src.CanUpdate(&cfg) {
+		t.Error("rotating back cannot be taken in place")
+	}
+}
