@@ -264,7 +264,7 @@ func TestReloadKafkaE2E(t *testing.T) {
 	prod := produceContinuously(ctx, t, cl)
 
 	svc := startService(t, "processor", cfgPath, httpAddr)
-	svc.waitLog(t, "pipeline starting", func(map[string]any) bool { return true })
+	svc.waitLog(t, `"pipeline starting"`, logged("pipeline starting"))
 	eventually(t, 30*time.Second, "/readyz 200 and the consumer in the group", func() bool {
 		_, ok := svc.metric(`sluice_config_info{hash="` + configHash(doc(0)) + `"}`)
 		return ok && groupMember(adm, "reload-e2e") != ""
@@ -295,7 +295,7 @@ func TestReloadKafkaE2E(t *testing.T) {
 		before := routed()
 		if kv.viaWatch() {
 			// The version before turned the watch on: wait until it is set.
-			svc.waitLog(t, "watching the configuration file", func(map[string]any) bool { return true })
+			svc.waitLog(t, `"watching the configuration file"`, logged("watching the configuration file"))
 		}
 		replaceFile(t, cfgPath, doc(v))
 		want := "file change"
@@ -303,7 +303,7 @@ func TestReloadKafkaE2E(t *testing.T) {
 			want = "SIGHUP"
 			svc.cmd.Process.Signal(syscall.SIGHUP)
 		}
-		line := svc.waitReloaded(t, doc(v))
+		line := svc.waitReloaded(t, fmt.Sprintf("version %d", v), doc(v))
 		if trig, _ := line["trigger"].(string); !strings.Contains(trig, want) {
 			t.Errorf("version %d was reloaded by %q, want %q", v, trig, want)
 		}
@@ -334,9 +334,9 @@ func TestReloadKafkaE2E(t *testing.T) {
 		return v == 1
 	})
 	wantAt, wantWhat := fmt.Sprintf("%s:%d: ", cfgPath, badLine), `unknown sink "nowhere"`
-	svc.waitLog(t, "configuration error", func(l map[string]any) bool {
+	svc.waitLog(t, fmt.Sprintf(`"configuration error" with problem %s...%s`, wantAt, wantWhat), func(l map[string]any) bool {
 		p, _ := l["problem"].(string)
-		return strings.HasPrefix(p, wantAt) && strings.Contains(p, wantWhat)
+		return l["msg"] == "configuration error" && strings.HasPrefix(p, wantAt) && strings.Contains(p, wantWhat)
 	})
 	before := routed()
 	eventually(t, 30*time.Second, "records routed after the rejected reload", func() bool { return routed() >= before+perVersion })

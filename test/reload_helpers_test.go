@@ -148,33 +148,41 @@ func (s *service) countLogs(msgs ...string) int {
 	return n
 }
 
-// waitLog waits up to 30 s for a log line with message msg for which
-// match holds, and returns it. The process ending first fails the test.
-func (s *service) waitLog(t *testing.T, msg string, match func(map[string]any) bool) map[string]any {
+// waitLog waits up to 30 s for a log line for which match holds, and
+// returns it; what names the line in a failure. The process ending first
+// fails the test.
+func (s *service) waitLog(t *testing.T, what string, match func(map[string]any) bool) map[string]any {
 	t.Helper()
 	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(25 * time.Millisecond) {
 		for _, l := range s.logs() {
-			if l["msg"] == msg && match(l) {
+			if match(l) {
 				return l
 			}
 		}
 		select {
 		case <-s.done:
-			t.Fatalf("%s ended (%v) before it logged %q", s.name, s.err, msg)
+			t.Fatalf("%s ended (%v) before it logged %s", s.name, s.err, what)
 		default:
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("%s: no log line %q that fits within 30 s", s.name, msg)
+			t.Fatalf("%s: no log line %s within 30 s", s.name, what)
 		}
 	}
 }
 
-// waitReloaded waits for the log line that says the document doc runs,
-// and returns it.
-func (s *service) waitReloaded(t *testing.T, doc string) map[string]any {
+// logged matches the log lines with message msg.
+func logged(msg string) func(map[string]any) bool {
+	return func(l map[string]any) bool { return l["msg"] == msg }
+}
+
+// waitReloaded waits for the log line that says the document doc (which
+// the test calls what) runs, and returns it.
+func (s *service) waitReloaded(t *testing.T, what, doc string) map[string]any {
 	t.Helper()
 	h := configHash(doc)
-	return s.waitLog(t, "configuration reloaded", func(l map[string]any) bool { return l["hash"] == h })
+	return s.waitLog(t, fmt.Sprintf("configuration reloaded (%s, hash %s)", what, h), func(l map[string]any) bool {
+		return l["msg"] == "configuration reloaded" && l["hash"] == h
+	})
 }
 
 // metrics returns the /metrics text; "" when it cannot be read.

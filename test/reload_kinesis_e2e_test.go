@@ -266,7 +266,7 @@ func TestReloadKinesisE2E(t *testing.T) {
 			s.cmd.Process.Signal(syscall.SIGHUP)
 		}
 		for i, s := range svcs {
-			line := s.waitReloaded(t, doc(v))
+			line := s.waitReloaded(t, fmt.Sprintf("version %d", v), doc(v))
 			if ch, _ := line["changes"].(string); !strings.HasPrefix(ch, "sources: unchanged;") {
 				t.Errorf("%s: reload %d changed a source: %q", s.name, v, ch)
 			}
