@@ -105,7 +105,7 @@ sources:
     batch_size: %d
     batch_linger: %s
     max_pending: %d
-    kafka: {brokers: ["%s"], topics: [logs], group: reload-e2e, session_timeout: 3s, metadata_field: kafka}
+    kafka: {brokers: ["%s"], topics: [logs], group: reload-e2e, session_timeout: 10s, metadata_field: kafka}
 routes:
 `, kv.v, httpAddr, kv.watch, kv.batch, kv.linger, kv.pending, broker)
 	version := kv.v
@@ -266,9 +266,11 @@ func TestReloadKafkaE2E(t *testing.T) {
 	svc := startService(t, "processor", cfgPath, httpAddr)
 	svc.waitLog(t, `"pipeline starting"`, logged("pipeline starting"))
 	eventually(t, 30*time.Second, "/readyz 200 and the consumer in the group", func() bool {
-		_, ok := svc.metric(`sluice_config_info{hash="` + configHash(doc(0)) + `"}`)
-		return ok && groupMember(adm, "reload-e2e") != ""
+		return svc.ready() && groupMember(adm, "reload-e2e") != ""
 	})
+	if info := series(svc.metrics(), "sluice_config_info"); len(info) != 1 || !strings.Contains(info[0], configHash(doc(0))) {
+		t.Errorf("at the start sluice_config_info is %q, want version 0's hash %s only", info, configHash(doc(0)))
+	}
 	stopReady := svc.readiness()
 	routed := func() float64 { v, _ := svc.metric(`sluice_source_messages_total{source="app"}`); return v }
 	// Each version must route records of its own: wait until this many
@@ -292,7 +294,6 @@ func TestReloadKafkaE2E(t *testing.T) {
 			from := routed()
 			eventually(t, 30*time.Second, "the backlog being read", func() bool { return routed() >= from+1000 })
 		}
-		before := routed()
 		if kv.viaWatch() {
 			// The version before turned the watch on: wait until it is set.
 			svc.waitLog(t, `"watching the configuration file"`, logged("watching the configuration file"))
@@ -304,6 +305,9 @@ func TestReloadKafkaE2E(t *testing.T) {
 			svc.cmd.Process.Signal(syscall.SIGHUP)
 		}
 		line := svc.waitReloaded(t, fmt.Sprintf("version %d", v), doc(v))
+		// Every batch of the version before was processed before the swap:
+		// what is counted from here on, this version routed.
+		routedBefore := routed()
 		if trig, _ := line["trigger"].(string); !strings.Contains(trig, want) {
 			t.Errorf("version %d was reloaded by %q, want %q", v, trig, want)
 		}
@@ -318,7 +322,7 @@ func TestReloadKafkaE2E(t *testing.T) {
 			t.Errorf("reload %d changed no source, but the group member went from %q to %q", v, member, got)
 			member = got
 		}
-		eventually(t, 30*time.Second, fmt.Sprintf("records routed under version %d", v), func() bool { return routed() >= before+perVersion })
+		eventually(t, 30*time.Second, fmt.Sprintf("records routed under version %d", v), func() bool { return routed() >= routedBefore+perVersion })
 	}
 	for v := 1; v <= 10; v++ {
 		reload(v)

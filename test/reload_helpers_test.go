@@ -242,6 +242,17 @@ func (s *service) stop(t *testing.T) {
 	}
 }
 
+// ready reports whether /readyz answers 200.
+func (s *service) ready() bool {
+	c := http.Client{Timeout: 5 * time.Second}
+	resp, err := c.Get("http://" + s.http + "/readyz")
+	if err != nil {
+		return false
+	}
+	resp.Body.Close()
+	return resp.StatusCode == http.StatusOK
+}
+
 // readiness polls /readyz until stop is called, and says how often it was
 // not 200 and what the first such answer was.
 func (s *service) readiness() (stop func() (bad, polls int, first string)) {

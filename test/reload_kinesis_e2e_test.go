@@ -256,21 +256,23 @@ func TestReloadKinesisE2E(t *testing.T) {
 		return v
 	}
 	const perVersion = 150
+	var stopReady []func() (int, int, string)
+	for _, s := range svcs {
+		stopReady = append(stopReady, s.readiness())
+	}
 	for v := 1; v <= kinesisReloadVersions; v++ {
-		before := make([]float64, len(svcs))
-		for i, s := range svcs {
-			before[i] = routed(s)
-		}
 		replaceFile(t, cfgPath, doc(v))
 		for _, s := range svcs {
 			s.cmd.Process.Signal(syscall.SIGHUP)
 		}
-		for i, s := range svcs {
+		for _, s := range svcs {
 			line := s.waitReloaded(t, fmt.Sprintf("version %d", v), doc(v))
+			// Counted from here on: batches this version routed.
+			before := routed(s)
 			if ch, _ := line["changes"].(string); !strings.HasPrefix(ch, "sources: unchanged;") {
 				t.Errorf("%s: reload %d changed a source: %q", s.name, v, ch)
 			}
-			eventually(t, 30*time.Second, fmt.Sprintf("%s routing under version %d", s.name, v), func() bool { return routed(s) >= before[i]+perVersion })
+			eventually(t, 30*time.Second, fmt.Sprintf("%s routing under version %d", s.name, v), func() bool { return routed(s) >= before+perVersion })
 		}
 		if ls := scanLeases(t, ddb, table); !maps.Equal(ls.owner, owners) {
 			t.Errorf("after reload %d the leases are %v, were %v", v, ls.owner, owners)
@@ -280,6 +282,12 @@ func TestReloadKinesisE2E(t *testing.T) {
 				t.Errorf("%s: %d lease moves logged by reload %d", s.name, got-moves[i], v)
 				moves[i] = got
 			}
+		}
+	}
+
+	for i, stop := range stopReady {
+		if bad, polls, first := stop(); bad > 0 {
+			t.Errorf("%s: /readyz was not 200 in %d of %d polls during the reloads; first: %s", svcs[i].name, bad, polls, first)
 		}
 	}
 
