@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"maps"
+	"runtime"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -90,9 +91,12 @@ type Sink struct {
 	endpoint string        // the sink's URL (and S3 endpoint), for the warning
 
 	jobs     chan *buffer
+	lim      *limiter // how many workers write at once
 	inflight sync.WaitGroup
-	// flying is the memory (buffer capacity) of objects handed to the
-	// workers and not yet written; with the open buffers it is held under
+	// flying is the memory of objects handed to the workers and not yet
+	// written: their buffers' capacity and, as they are encoded, their
+	// encoded bytes, which a store may hold until the write ends (an S3
+	// PUT sends its body at once). With the open buffers it is held under
 	// max_buffered_bytes. freed wakes an append waiting for it to drop.
 	flying atomic.Int64
 	freed  chan struct{}
@@ -119,6 +123,7 @@ type Sink struct {
 	lists        prometheus.Counter
 	retries      prometheus.Counter
 	smallObjects prometheus.Counter
+	writing      prometheus.Gauge
 }
 
 // lakePart is what the sink knows about one lake partition (or error
@@ -255,6 +260,11 @@ func New(cfg *config.Sink, st Stores, log *zap.Logger) (*Sink, error) {
 		}
 	}
 	s.jobs = make(chan *buffer)
+	limitGauge := metrics.SinkWriteLimit.WithLabelValues(cfg.Name)
+	s.lim = newLimiter(cfg.Concurrency, runtime.GOMAXPROCS(0), func() bool { return s.flying.Load() < s.maxBytes },
+		func(n int) { limitGauge.Set(float64(n)) })
+	s.writing = metrics.SinkWriting.WithLabelValues(cfg.Name)
+	// One worker per slot the limiter may grant; those without one wait.
 	s.bg = sinks.Background{Name: s.name, Workers: cfg.Concurrency, Worker: s.flushWorker, Tick: s.ticker,
 		Health: s.health, Stopping: s.stop, GiveUp: func() { s.abort(); s.shutdown() }}
 	return s, nil
@@ -866,80 +876,104 @@ func (s *Sink) Close(ctx context.Context) error {
 	return err
 }
 
+// flushWorker writes objects while the limiter grants it a slot.
 func (s *Sink) flushWorker() {
 	var pf *parquetFile
 	if s.layout != nil {
 		pf = s.layout.newFileWriter()
 	}
-	for b := range s.jobs {
-		start := time.Now()
-		lp := b.st.lp
-		key, format := s.objectKey(b)
-		var size int64
-		err := s.unspill(b)
-		if err == nil {
-			err = s.put(lp.key[0], key, func(w io.Writer) error {
-				cw := &countingWriter{w: w}
-				err := s.encodeTo(cw, b, format, pf)
-				size = cw.n
-				return err
-			})
+	for {
+		s.lim.acquire()
+		b, ok := <-s.jobs
+		if !ok {
+			s.lim.cancel()
+			return
 		}
-		if err != nil {
-			s.log.Error("object write failed", zap.String("sink", s.name), zap.String("key", key), zap.Error(err))
-			s.errMu.Lock()
-			if s.err == nil {
-				s.err = fmt.Errorf("sink %s: %w", s.name, err)
-			}
-			s.errMu.Unlock()
-		} else {
-			s.flushTime.Observe(time.Since(start).Seconds())
-			s.objects.Inc()
-			s.bytesOut.Add(float64(size))
-			s.stats.objects.Add(1)
-			s.stats.bytes.Add(size)
-			if lp.key[0] == kindData {
-				s.written.Add(float64(b.rows))
-				s.stats.records.Add(int64(b.rows))
-				if size < s.smallBytes {
-					s.countSmall(size)
-				}
-				if s.catalog != nil {
-					if gerr := s.catalog.register(context.Background(), lp.key[1:]); gerr != nil {
-						// The object is durable; only its catalog entry is
-						// missing, and the next object of the partition
-						// tries again.
-						metrics.GlueErrors.WithLabelValues(s.name).Inc()
-						s.log.Error("glue partition registration failed", zap.String("sink", s.name), zap.Error(gerr))
-					}
-				}
-			} else {
-				s.errWritten.Add(float64(b.rows))
-				s.stats.errors.Add(int64(b.rows))
-				s.stats.typesMu.Lock()
-				for typ, n := range b.errTypes {
-					if s.stats.errTypes == nil {
-						s.stats.errTypes = map[string]int64{}
-					}
-					s.stats.errTypes[typ] += n
-					metrics.ErrorRecords.WithLabelValues(typ).Add(float64(n))
-				}
-				s.stats.typesMu.Unlock()
-			}
-			s.log.Debug("object written", zap.String("sink", s.name), zap.String("key", key), zap.Int("records", b.rows), zap.Int64("bytes", size))
-		}
-		for _, a := range b.acks {
-			a(err)
-		}
-		s.flying.Add(-b.fly)
-		b.data, b.acks = nil, nil
-		lp.inflight.Add(-1)
-		s.inflight.Done()
-		select {
-		case s.freed <- struct{}{}:
-		default:
-		}
+		s.lim.start()
+		s.writing.Inc()
+		work, wait := s.write(b, pf)
+		s.writing.Dec()
+		s.lim.release(work, wait)
 	}
+}
+
+// write encodes and stores one object, acks its records, and returns the
+// time spent working on it and waiting for the store to make it durable
+// (both 0 when it failed).
+func (s *Sink) write(b *buffer, pf *parquetFile) (work, wait time.Duration) {
+	start := time.Now()
+	lp := b.st.lp
+	key, format := s.objectKey(b)
+	var size, held int64
+	var encoded time.Time
+	err := s.unspill(b)
+	if err == nil {
+		err = s.put(lp.key[0], key, func(w io.Writer) error {
+			cw := &countingWriter{w: w, held: &s.flying}
+			err := s.encodeTo(cw, b, format, pf)
+			size = cw.n
+			held += cw.n
+			encoded = time.Now()
+			return err
+		})
+	}
+	if err != nil {
+		s.log.Error("object write failed", zap.String("sink", s.name), zap.String("key", key), zap.Error(err))
+		s.errMu.Lock()
+		if s.err == nil {
+			s.err = fmt.Errorf("sink %s: %w", s.name, err)
+		}
+		s.errMu.Unlock()
+	} else {
+		end := time.Now()
+		work, wait = encoded.Sub(start), end.Sub(encoded)
+		s.flushTime.Observe(end.Sub(start).Seconds())
+		s.objects.Inc()
+		s.bytesOut.Add(float64(size))
+		s.stats.objects.Add(1)
+		s.stats.bytes.Add(size)
+		if lp.key[0] == kindData {
+			s.written.Add(float64(b.rows))
+			s.stats.records.Add(int64(b.rows))
+			if size < s.smallBytes {
+				s.countSmall(size)
+			}
+			if s.catalog != nil {
+				if gerr := s.catalog.register(context.Background(), lp.key[1:]); gerr != nil {
+					// The object is durable; only its catalog entry is
+					// missing, and the next object of the partition
+					// tries again.
+					metrics.GlueErrors.WithLabelValues(s.name).Inc()
+					s.log.Error("glue partition registration failed", zap.String("sink", s.name), zap.Error(gerr))
+				}
+			}
+		} else {
+			s.errWritten.Add(float64(b.rows))
+			s.stats.errors.Add(int64(b.rows))
+			s.stats.typesMu.Lock()
+			for typ, n := range b.errTypes {
+				if s.stats.errTypes == nil {
+					s.stats.errTypes = map[string]int64{}
+				}
+				s.stats.errTypes[typ] += n
+				metrics.ErrorRecords.WithLabelValues(typ).Add(float64(n))
+			}
+			s.stats.typesMu.Unlock()
+		}
+		s.log.Debug("object written", zap.String("sink", s.name), zap.String("key", key), zap.Int("records", b.rows), zap.Int64("bytes", size))
+	}
+	for _, a := range b.acks {
+		a(err)
+	}
+	s.flying.Add(-b.fly - held)
+	b.data, b.acks = nil, nil
+	lp.inflight.Add(-1)
+	s.inflight.Done()
+	select {
+	case s.freed <- struct{}{}:
+	default:
+	}
+	return work, wait
 }
 
 // storeFor returns the store of a kind of object: data or error records.
@@ -1095,15 +1129,17 @@ func (s *Sink) encodeTo(w io.Writer, b *buffer, format string, pf *parquetFile) 
 	return nil
 }
 
-// countingWriter counts what passes through it.
+// countingWriter counts what passes through it, adding it to held too.
 type countingWriter struct {
-	w io.Writer
-	n int64
+	w    io.Writer
+	n    int64
+	held *atomic.Int64
 }
 
 func (c *countingWriter) Write(p []byte) (int, error) {
 	n, err := c.w.Write(p)
 	c.n += int64(n)
+	c.held.Add(int64(n))
 	return n, err
 }
 
@@ -1142,5 +1178,6 @@ func StoresFor(cfg *config.Sink) (Stores, error) {
 }
 
 func storeOptions(cfg *config.Sink) blob.S3Options {
-	return blob.S3Options{Region: cfg.Region, Endpoint: cfg.Endpoint, KMSKeyID: cfg.KMSKeyID, StorageClass: cfg.StorageClass}
+	// A PUT per object being written, and LISTs beside them.
+	return blob.S3Options{Region: cfg.Region, Endpoint: cfg.Endpoint, KMSKeyID: cfg.KMSKeyID, StorageClass: cfg.StorageClass, Conns: cfg.Concurrency + 16}
 }
