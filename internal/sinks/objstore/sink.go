@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"iter"
 	"maps"
 	"runtime"
 	"slices"
@@ -882,98 +883,109 @@ func (s *Sink) flushWorker() {
 	if s.layout != nil {
 		pf = s.layout.newFileWriter()
 	}
-	for {
-		s.lim.acquire()
-		b, ok := <-s.jobs
-		if !ok {
-			s.lim.cancel()
-			return
+	var work, wait time.Duration // the object's, for the limiter
+	for b := range s.slots(&work, &wait) {
+		start := time.Now()
+		lp := b.st.lp
+		key, format := s.objectKey(b)
+		var size, held int64
+		var encoded time.Time
+		err := s.unspill(b)
+		if err == nil {
+			err = s.put(lp.key[0], key, func(w io.Writer) error {
+				cw := &countingWriter{w: w, held: &s.flying}
+				err := s.encodeTo(cw, b, format, pf)
+				size = cw.n
+				held += cw.n
+				encoded = time.Now()
+				return err
+			})
 		}
-		s.lim.start()
-		s.writing.Inc()
-		work, wait := s.write(b, pf)
-		s.writing.Dec()
-		s.lim.release(work, wait)
+		if err != nil {
+			s.log.Error("object write failed", zap.String("sink", s.name), zap.String("key", key), zap.Error(err))
+			s.errMu.Lock()
+			if s.err == nil {
+				s.err = fmt.Errorf("sink %s: %w", s.name, err)
+			}
+			s.errMu.Unlock()
+		} else {
+			end := time.Now()
+			if encoded.IsZero() { // a store that took no body
+				encoded = end
+			}
+			work, wait = encoded.Sub(start), end.Sub(encoded)
+			s.flushTime.Observe(end.Sub(start).Seconds())
+			s.objects.Inc()
+			s.bytesOut.Add(float64(size))
+			s.stats.objects.Add(1)
+			s.stats.bytes.Add(size)
+			if lp.key[0] == kindData {
+				s.written.Add(float64(b.rows))
+				s.stats.records.Add(int64(b.rows))
+				if size < s.smallBytes {
+					s.countSmall(size)
+				}
+				if s.catalog != nil {
+					if gerr := s.catalog.register(context.Background(), lp.key[1:]); gerr != nil {
+						// The object is durable; only its catalog entry is
+						// missing, and the next object of the partition
+						// tries again.
+						metrics.GlueErrors.WithLabelValues(s.name).Inc()
+						s.log.Error("glue partition registration failed", zap.String("sink", s.name), zap.Error(gerr))
+					}
+				}
+			} else {
+				s.errWritten.Add(float64(b.rows))
+				s.stats.errors.Add(int64(b.rows))
+				s.stats.typesMu.Lock()
+				for typ, n := range b.errTypes {
+					if s.stats.errTypes == nil {
+						s.stats.errTypes = map[string]int64{}
+					}
+					s.stats.errTypes[typ] += n
+					metrics.ErrorRecords.WithLabelValues(typ).Add(float64(n))
+				}
+				s.stats.typesMu.Unlock()
+			}
+			s.log.Debug("object written", zap.String("sink", s.name), zap.String("key", key), zap.Int("records", b.rows), zap.Int64("bytes", size))
+		}
+		for _, a := range b.acks {
+			a(err)
+		}
+		s.flying.Add(-b.fly - held)
+		b.data, b.acks = nil, nil
+		lp.inflight.Add(-1)
+		s.inflight.Done()
+		select {
+		case s.freed <- struct{}{}:
+		default:
+		}
 	}
 }
 
-// write encodes and stores one object, acks its records, and returns the
-// time spent working on it and waiting for the store to make it durable
-// (both 0 when it failed).
-func (s *Sink) write(b *buffer, pf *parquetFile) (work, wait time.Duration) {
-	start := time.Now()
-	lp := b.st.lp
-	key, format := s.objectKey(b)
-	var size, held int64
-	var encoded time.Time
-	err := s.unspill(b)
-	if err == nil {
-		err = s.put(lp.key[0], key, func(w io.Writer) error {
-			cw := &countingWriter{w: w, held: &s.flying}
-			err := s.encodeTo(cw, b, format, pf)
-			size = cw.n
-			held += cw.n
-			encoded = time.Now()
-			return err
-		})
-	}
-	if err != nil {
-		s.log.Error("object write failed", zap.String("sink", s.name), zap.String("key", key), zap.Error(err))
-		s.errMu.Lock()
-		if s.err == nil {
-			s.err = fmt.Errorf("sink %s: %w", s.name, err)
+// slots yields the objects handed to the flush workers, each while the
+// limiter grants a slot for it; after each, it gives the slot back with
+// the object's work and wait (0 when it failed), then resets them.
+func (s *Sink) slots(work, wait *time.Duration) iter.Seq[*buffer] {
+	return func(yield func(*buffer) bool) {
+		for {
+			s.lim.acquire()
+			b, ok := <-s.jobs
+			if !ok {
+				s.lim.cancel()
+				return
+			}
+			s.lim.start()
+			s.writing.Inc()
+			more := yield(b)
+			s.writing.Dec()
+			s.lim.release(*work, *wait)
+			*work, *wait = 0, 0
+			if !more {
+				return
+			}
 		}
-		s.errMu.Unlock()
-	} else {
-		end := time.Now()
-		work, wait = encoded.Sub(start), end.Sub(encoded)
-		s.flushTime.Observe(end.Sub(start).Seconds())
-		s.objects.Inc()
-		s.bytesOut.Add(float64(size))
-		s.stats.objects.Add(1)
-		s.stats.bytes.Add(size)
-		if lp.key[0] == kindData {
-			s.written.Add(float64(b.rows))
-			s.stats.records.Add(int64(b.rows))
-			if size < s.smallBytes {
-				s.countSmall(size)
-			}
-			if s.catalog != nil {
-				if gerr := s.catalog.register(context.Background(), lp.key[1:]); gerr != nil {
-					// The object is durable; only its catalog entry is
-					// missing, and the next object of the partition
-					// tries again.
-					metrics.GlueErrors.WithLabelValues(s.name).Inc()
-					s.log.Error("glue partition registration failed", zap.String("sink", s.name), zap.Error(gerr))
-				}
-			}
-		} else {
-			s.errWritten.Add(float64(b.rows))
-			s.stats.errors.Add(int64(b.rows))
-			s.stats.typesMu.Lock()
-			for typ, n := range b.errTypes {
-				if s.stats.errTypes == nil {
-					s.stats.errTypes = map[string]int64{}
-				}
-				s.stats.errTypes[typ] += n
-				metrics.ErrorRecords.WithLabelValues(typ).Add(float64(n))
-			}
-			s.stats.typesMu.Unlock()
-		}
-		s.log.Debug("object written", zap.String("sink", s.name), zap.String("key", key), zap.Int("records", b.rows), zap.Int64("bytes", size))
 	}
-	for _, a := range b.acks {
-		a(err)
-	}
-	s.flying.Add(-b.fly - held)
-	b.data, b.acks = nil, nil
-	lp.inflight.Add(-1)
-	s.inflight.Done()
-	select {
-	case s.freed <- struct{}{}:
-	default:
-	}
-	return work, wait
 }
 
 // storeFor returns the store of a kind of object: data or error records.
