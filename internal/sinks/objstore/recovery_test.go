@@ -191,6 +191,7 @@ func (c *crashStore) Put(ctx context.Context, key string, body blob.Body) error 
 // die stops a sink as a crash would: buffered records are lost, and the
 // writes already handed to workers finish (failing, after the crash).
 func die(s *Sink) {
+	s.bg.Stop() // as shutdown does: a Run not yet started starts no workers, so Wait below cannot race its Add
 	s.mu.Lock()
 	if !s.closed {
 		s.closed = true
