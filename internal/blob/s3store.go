@@ -5,11 +5,13 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net/http"
 	"os"
 	"sort"
 	"strings"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
+	awshttp "github.com/aws/aws-sdk-go-v2/aws/transport/http"
 	awsconfig "github.com/aws/aws-sdk-go-v2/config"
 	"github.com/aws/aws-sdk-go-v2/feature/s3/transfermanager"
 	tmtypes "github.com/aws/aws-sdk-go-v2/feature/s3/transfermanager/types"
@@ -43,6 +45,11 @@ type S3Options struct {
 	// PartSize and MultipartThreshold tune multipart uploads (both 8 MiB by
 	// default; S3's minimum part is 5 MiB).
 	PartSize, MultipartThreshold int64
+	// Conns is how many requests the caller may have in flight at once:
+	// the client keeps that many idle connections, so a busy sink does
+	// not open (and handshake) a new one for every request past the SDK's
+	// default of 10. 0 keeps the default.
+	Conns int
 }
 
 // NewS3Store builds a store with the default credential chain (environment,
@@ -66,6 +73,14 @@ func NewS3Store(ctx context.Context, o S3Options) (*S3Store, error) {
 	if endpoint == "" {
 		endpoint = os.Getenv("AWS_ENDPOINT_URL_S3")
 	}
+	// The loaded client carries settings from the environment (a CA
+	// bundle): add to them rather than replace the client.
+	if bc, ok := cfg.HTTPClient.(*awshttp.BuildableClient); ok && o.Conns > awshttp.DefaultHTTPTransportMaxIdleConnsPerHost {
+		cfg.HTTPClient = bc.WithTransportOptions(func(t *http.Transport) {
+			t.MaxIdleConnsPerHost = o.Conns
+			t.MaxIdleConns = max(t.MaxIdleConns, o.Conns)
+		})
+	}
 	client := s3.NewFromConfig(cfg, func(so *s3.Options) {
 		// Sluice logs JSON through zap; the SDK's plain-text notices about
 		// skipped response checksums would break that.
@@ -88,9 +103,10 @@ func NewS3Store(ctx context.Context, o S3Options) (*S3Store, error) {
 	tm := transfermanager.New(client, func(to *transfermanager.Options) {
 		to.PartSizeBytes = part
 		to.MultipartUploadThreshold = threshold
-		// Two parts in flight per object: with up to `concurrency`
-		// objects at once, part buffers stay a bounded, small share of
-		// memory (threshold + (2+1) × part size per object).
+		// Two parts in flight per object: part buffers stay a bounded
+		// share of memory (threshold + (2+1) × part size per object), and
+		// the sink starts another object only while the bytes its writes
+		// hold fit its max_buffered_bytes.
 		to.Concurrency = 2
 	})
 	return &S3Store{client: client, tm: tm, bucket: o.Bucket, prefix: o.Prefix, kms: o.KMSKeyID, class: o.StorageClass}, nil

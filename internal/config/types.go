@@ -189,13 +189,13 @@ type Sink struct {
 	Buffer            Buffer   `yaml:"buffer" doc:"Per-partition buffering hints."`
 	MaxOpenPartitions int      `yaml:"max_open_partitions" default:"500" doc:"Partition buffers held in memory; one more moves the least recently used to the spill (or, with spilling off, flushes the oldest)."`
 	OnPartitionLimit  string   `yaml:"on_partition_limit" default:"flush_oldest" enum:"flush_oldest|error" doc:"At max_open_partitions: flush the oldest partition, or send the record to the error output as partition-limit."`
-	MaxBufferedBytes  Size     `yaml:"max_buffered_bytes" default:"256MiB" doc:"Memory for rows: open buffers plus objects being written. Past it the largest buffer is flushed, then appends wait for writes."`
+	MaxBufferedBytes  Size     `yaml:"max_buffered_bytes" default:"256MiB" doc:"Memory for rows: open buffers plus objects being written (their rows and encoded bytes). Past it the largest buffer is flushed, then appends wait for writes, and no further write starts."`
 	MaxBufferedRecs   int      `yaml:"max_buffered_records" default:"100000" doc:"Records held in memory across all partitions; past it the least recently used partitions are spilled (with spilling off, the oldest is flushed)."`
 	SpillDir          string   `yaml:"spill_dir" doc:"Directory for spilled rows (default: the system temp dir). Spill files are unlinked when created and never outlive the process."`
 	MaxSpillBytes     Size     `yaml:"max_spill_bytes" default:"2GiB" doc:"Local disk for rows of open partitions moved out of memory; past it the largest buffer is flushed. 0 turns spilling off."`
 	MaxSpillRecs      int      `yaml:"max_spill_records" default:"1000000" doc:"Records held in the spill (each still costs memory for its ack); past it the largest buffer is flushed. Keep it below the sources' max_pending so reading never waits for buffer.interval."`
 	SmallObjectBytes  Size     `yaml:"small_object_bytes" default:"1MiB" doc:"Data objects smaller than this are counted in sluice_sink_small_objects_total, with a warning at most once a minute."`
-	Concurrency       int      `yaml:"concurrency" default:"8" doc:"Objects encoded and written at once."`
+	Concurrency       int      `yaml:"concurrency" default:"64" doc:"Most objects encoded and written at once. Within it the sink keeps as many in flight as store latency calls for (cpus × (encode + store time) / encode time, averaged over recent objects: more when PUTs are slow, about the cpus when they are fast), and starts another only while max_buffered_bytes has room for the rows and encoded bytes of those in flight. Metric sluice_sink_write_limit."`
 	KMSKeyID          string   `yaml:"kms_key_id" doc:"SSE-KMS key for S3 objects."`
 	Region            string   `yaml:"region" doc:"AWS region."`
 	Endpoint          string   `yaml:"endpoint" doc:"Endpoint override for S3-compatible servers."`

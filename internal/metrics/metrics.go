@@ -67,6 +67,8 @@ var (
 	SinkOpen           = gauge("sink_open_partitions", "Open partition buffers.", "sink")
 	SinkSpillBytes     = gauge("sink_spill_bytes", "Local disk held by spilled rows of open partitions.", "sink")
 	SinkSmallObjects   = counter("sink_small_objects_total", "Data objects written smaller than small_object_bytes.", "sink")
+	SinkWriteLimit     = gauge("sink_write_limit", "Objects the sink may encode and write at once: follows store latency, up to concurrency.", "sink")
+	SinkWriting        = gauge("sink_writing_objects", "Objects being encoded and written.", "sink")
 	FlushSeconds       = prometheus.NewHistogramVec(prometheus.HistogramOpts{Namespace: "sluice", Name: "sink_flush_seconds", Help: "Time to encode and durably write one object.", Buckets: prometheus.ExponentialBuckets(0.001, 2, 16)}, []string{"sink"})
 	GlueErrors         = counter("sink_glue_errors_total", "Failed Glue partition registrations (retried on the partition's next object).", "sink")
 	Checkpoint         = gauge("source_checkpoint", "Highest position whose records are all durably written, per source partition.", "source", "partition")

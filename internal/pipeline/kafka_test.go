@@ -6,6 +6,9 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"runtime/pprof"
+	"slices"
+	"syscall"
 	"testing"
 	"time"
 
@@ -120,11 +123,99 @@ func benchKafka(b *testing.B, keyed bool) {
 	if err := testutil.WriteAppLogs(&buf, n); err != nil {
 		b.Fatal(err)
 	}
+	broker, at := benchTopic(b, buf.Bytes(), keyed)
+	dir := b.TempDir()
+	b.SetBytes(int64(buf.Len()))
+	for b.Loop() {
+		runYAML(b, benchKafkaConfig(broker, dir), Replay(at.Add(-time.Hour), at.Add(time.Hour)))
+	}
+	b.ReportMetric(float64(n)*float64(b.N)/b.Elapsed().Seconds(), "records/s")
+}
+
+// BenchmarkKafkaVsFile runs the BenchmarkStores workload (200,000 bench
+// records into the file-store lake) from a file and from a keyed 8-partition
+// kfake topic holding the same records, alternating the two in every
+// iteration so that both see the same machine load, and reports each rate
+// and kafka/file, the Kafka path's rate as a fraction of the file path's.
+func BenchmarkKafkaVsFile(b *testing.B) {
+	const n = 200000
+	var buf bytes.Buffer
+	if err := testutil.WriteAppLogs(&buf, n); err != nil {
+		b.Fatal(err)
+	}
+	dir := b.TempDir()
+	in := filepath.Join(dir, "in.ndjson")
+	if err := os.WriteFile(in, buf.Bytes(), 0o644); err != nil {
+		b.Fatal(err)
+	}
+	broker, at := benchTopic(b, buf.Bytes(), true)
+	var fileTime, kafkaTime, fileCPU, kafkaCPU time.Duration
+	var ratios []float64 // per iteration: kafka's rate over file's
+	runFile := func() {
+		start, cpu := time.Now(), processCPU()
+		// Labelled, so that a CPU profile (-cpuprofile) splits by path:
+		// pprof -tagfocus path=file; kfake's goroutines have no label.
+		pprof.Do(context.Background(), pprof.Labels("path", "file"), func(context.Context) {
+			runYAML(b, benchLakeConfig(fmt.Sprintf(`{name: app, type: file, format: app_log, file: {paths: ["%s"]}}`, in), dir))
+		})
+		fileTime += time.Since(start)
+		fileCPU += processCPU() - cpu
+	}
+	runKafka := func() {
+		start, cpu := time.Now(), processCPU()
+		pprof.Do(context.Background(), pprof.Labels("path", "kafka"), func(context.Context) {
+			runYAML(b, benchKafkaConfig(broker, dir), Replay(at.Add(-time.Hour), at.Add(time.Hour)))
+		})
+		kafkaTime += time.Since(start)
+		kafkaCPU += processCPU() - cpu
+	}
+	i := 0
+	for b.Loop() {
+		f, k := fileTime, kafkaTime
+		// Alternate which goes first, so that neither always follows the
+		// other's garbage.
+		if i%2 == 0 {
+			runFile()
+			runKafka()
+		} else {
+			runKafka()
+			runFile()
+		}
+		ratios = append(ratios, float64(fileTime-f)/float64(kafkaTime-k))
+		i++
+	}
+	fileRate := float64(n*i) / fileTime.Seconds()
+	kafkaRate := float64(n*i) / kafkaTime.Seconds()
+	b.ReportMetric(fileRate, "file-records/s")
+	b.ReportMetric(kafkaRate, "kafka-records/s")
+	b.ReportMetric(kafkaRate/fileRate, "kafka/file")
+	// The median of the pairs' ratios shrugs off a pair that met a burst
+	// of other load on the machine.
+	slices.Sort(ratios)
+	b.ReportMetric(ratios[len(ratios)/2], "kafka/file-median")
+	// CPU time of the whole process, kfake's broker included: less
+	// sensitive to other load on the machine than the rates.
+	b.ReportMetric(float64(kafkaCPU)/float64(fileCPU), "kafka/file-cpu")
+}
+
+// processCPU is the user and system CPU time this process has used.
+func processCPU() time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+// benchTopic fills an 8-partition kfake topic with the lines of data, all
+// stamped with the returned time, keyed by project_id or round-robin, and
+// returns the broker's address.
+func benchTopic(b *testing.B, data []byte, keyed bool) (string, time.Time) {
 	c, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(8, "logs"))
 	if err != nil {
 		b.Fatal(err)
 	}
-	defer c.Close()
+	b.Cleanup(c.Close)
 	part := kgo.StickyKeyPartitioner(nil)
 	if !keyed {
 		part = kgo.RoundRobinPartitioner()
@@ -133,9 +224,10 @@ func benchKafka(b *testing.B, keyed bool) {
 	if err != nil {
 		b.Fatal(err)
 	}
+	defer cl.Close()
 	at := time.Date(2024, 11, 3, 0, 0, 0, 0, time.UTC)
 	var recs []*kgo.Record
-	for _, line := range bytes.Split(bytes.TrimSpace(buf.Bytes()), []byte("\n")) {
+	for _, line := range bytes.Split(bytes.TrimSpace(data), []byte("\n")) {
 		r := &kgo.Record{Topic: "logs", Value: line, Timestamp: at}
 		if keyed {
 			r.Key = []byte(fastjson.GetString(line, "project_id"))
@@ -147,14 +239,20 @@ func benchKafka(b *testing.B, keyed bool) {
 			b.Fatal(err)
 		}
 	}
-	cl.Close()
-	dir := b.TempDir()
-	b.SetBytes(int64(buf.Len()))
-	for b.Loop() {
-		run := benchRuns.Add(1)
-		runYAML(b, fmt.Sprintf(`
+	return c.ListenAddrs()[0], at
+}
+
+func benchKafkaConfig(broker, dir string) string {
+	return benchLakeConfig(fmt.Sprintf(`{name: app, type: kafka, format: app_log, kafka: {brokers: ["%s"], topics: [logs], group: bench}}`, broker), dir)
+}
+
+// benchLakeConfig is the BenchmarkStores pipeline from source (a flow
+// mapping) into a fresh prefix under dir: a second run into the same
+// prefix would find every record written and skip it.
+func benchLakeConfig(source, dir string) string {
+	return fmt.Sprintf(`
 service: {http_listen: "", error_sink: lake}
-sources: [{name: app, type: kafka, format: app_log, kafka: {brokers: ["%s"], topics: [logs], group: bench}}]
+sources: [%s]
 routes: [{name: r, from: [app], to: [lake]}]
 sinks:
   - name: lake
@@ -165,9 +263,7 @@ sinks:
       - {name: event_timestamp, type: int64}
       - {name: level, type: string}
       - {name: message, type: string}
-`, c.ListenAddrs()[0], dir, run), Replay(at.Add(-time.Hour), at.Add(time.Hour)))
-	}
-	b.ReportMetric(float64(n)*float64(b.N)/b.Elapsed().Seconds(), "records/s")
+`, source, dir, benchRuns.Add(1))
 }
 
 // TestKafkaMetadata: with metadata_field set, the key, headers, topic,

@@ -5,7 +5,9 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"net/http"
 	"os"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -109,4 +111,96 @@ sinks:
 		}
 		b.ReportMetric(float64(n)*float64(b.N)/b.Elapsed().Seconds(), "records/s")
 	})
+}
+
+// BenchmarkKinesisToS3Latency reads 50,000 bench records from an 8-shard
+// kinesalite stream (partition keys spread, so every lake partition gets
+// an object per shard: about 11,000 small objects) into the seed-keyed
+// Parquet lake on S3 (gofakes3), with 25 ms added to every S3 request, as
+// a store in another region or a slow S3-compatible server would. It
+// reports records/s per shard and the most PUTs the store saw at once.
+func BenchmarkKinesisToS3Latency(b *testing.B) {
+	kin, ddb := os.Getenv("SLUICE_TEST_KINESIS_ENDPOINT"), os.Getenv("SLUICE_TEST_DYNAMODB_ENDPOINT")
+	if kin == "" {
+		b.Skip("SLUICE_TEST_KINESIS_ENDPOINT unset: run under test/run.sh's emulators")
+	}
+	const n, shards, latency = 50000, 8, 25 * time.Millisecond
+	s3 := testutil.NewS3Fake(b)
+	var puts, peak atomic.Int64
+	s3.Inject(func(r *http.Request) (int, bool) {
+		if r.Method == http.MethodPut {
+			for now, was := puts.Add(1), peak.Load(); now > was && !peak.CompareAndSwap(was, now); was = peak.Load() {
+			}
+			defer puts.Add(-1)
+		}
+		time.Sleep(latency)
+		return 0, false
+	})
+	stream, from, to := benchStream(b, kin, shards, n)
+	for b.Loop() {
+		run := benchRuns.Add(1)
+		sum := runYAML(b, fmt.Sprintf(`
+service: {http_listen: "", error_sink: lake}
+sources: [{name: app, type: kinesis, format: app_log, kinesis: {stream: %s, region: us-east-1, endpoint: "%s", dynamodb_endpoint: "%s", lease_table: %s}}]
+routes: [{name: r, from: [app], to: [lake]}]
+sinks:
+  - name: lake
+    type: s3
+    url: s3://lake/app/%d/
+    endpoint: %s
+    format: parquet
+`+seedKeys+`
+      - {name: event_timestamp, type: int64}
+      - {name: level, type: string}
+      - {name: message, type: string}
+`, stream, kin, ddb, stream, run, s3.URL), Replay(from, to))
+		if sum.Sinks[0].Written != n {
+			b.Fatalf("wrote %d records, want %d", sum.Sinks[0].Written, n)
+		}
+		b.ReportMetric(float64(sum.Sinks[0].Objects), "objects")
+	}
+	rate := float64(n) * float64(b.N) / b.Elapsed().Seconds()
+	b.ReportMetric(rate, "records/s")
+	b.ReportMetric(rate/shards, "records/s/shard")
+	b.ReportMetric(float64(peak.Load()), "max-puts-at-once")
+}
+
+// benchStream creates a stream of the given shards in kinesalite and puts
+// n bench records on it, partition keys spread over 97 values; it returns
+// the stream and a time range that holds every record.
+func benchStream(b *testing.B, endpoint string, shards int32, n int) (string, time.Time, time.Time) {
+	b.Setenv("AWS_ACCESS_KEY_ID", "test")
+	b.Setenv("AWS_SECRET_ACCESS_KEY", "test")
+	var buf bytes.Buffer
+	if err := testutil.WriteAppLogs(&buf, n); err != nil {
+		b.Fatal(err)
+	}
+	cfg, err := awsconfig.LoadDefaultConfig(context.Background(), awsconfig.WithRegion("us-east-1"))
+	if err != nil {
+		b.Fatal(err)
+	}
+	kc := kinesis.NewFromConfig(cfg, func(o *kinesis.Options) { o.BaseEndpoint = aws.String(endpoint) })
+	stream := fmt.Sprintf("bench-%d", time.Now().UnixNano())
+	if _, err := kc.CreateStream(context.Background(), &kinesis.CreateStreamInput{StreamName: aws.String(stream), ShardCount: aws.Int32(shards)}); err != nil {
+		b.Fatal(err)
+	}
+	for range 200 {
+		out, err := kc.DescribeStreamSummary(context.Background(), &kinesis.DescribeStreamSummaryInput{StreamName: aws.String(stream)})
+		if err == nil && out.StreamDescriptionSummary.StreamStatus == ktypes.StreamStatusActive {
+			break
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	from := time.Now().Add(-time.Minute)
+	lines := bytes.Split(bytes.TrimSpace(buf.Bytes()), []byte("\n"))
+	for i := 0; i < len(lines); i += 500 {
+		var entries []ktypes.PutRecordsRequestEntry
+		for j := i; j < min(i+500, len(lines)); j++ {
+			entries = append(entries, ktypes.PutRecordsRequestEntry{PartitionKey: aws.String(fmt.Sprint(j % 97)), Data: lines[j]})
+		}
+		if _, err := kc.PutRecords(context.Background(), &kinesis.PutRecordsInput{StreamName: aws.String(stream), Records: entries}); err != nil {
+			b.Fatal(err)
+		}
+	}
+	return stream, from, time.Now().Add(time.Minute)
 }

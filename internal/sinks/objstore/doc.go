@@ -57,6 +57,21 @@
 // on spilling. Data objects under small_object_bytes are counted in
 // sluice_sink_small_objects_total, with a warning at most once a minute.
 //
+// # Writing
+//
+// Objects are encoded and written by a pool of workers; how many at once
+// follows the store's latency (more while PUTs are slow, about the CPUs
+// when they are fast, never more than concurrency) and memory (an object
+// starts only while max_buffered_bytes has room for its rows and encoded
+// bytes, or when no other is being written). Objects may therefore become
+// durable in any order. Nothing below depends on that order: an object's
+// name comes from the places it holds, not from when it was written; each
+// object acks only its own records, once it is durable; and a source's
+// checkpoint moves only over the longest prefix of acked batches, so an
+// object written early never lets the checkpoint pass one still in flight.
+// A flush waits while every slot is taken, and that wait is what holds
+// appends (and so the sources) back.
+//
 // # Exactly once after a crash
 //
 // A source re-delivers everything after its last checkpoint, and a crashed

@@ -7,7 +7,9 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"iter"
 	"maps"
+	"runtime"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -90,9 +92,12 @@ type Sink struct {
 	endpoint string        // the sink's URL (and S3 endpoint), for the warning
 
 	jobs     chan *buffer
+	lim      *limiter // how many workers write at once
 	inflight sync.WaitGroup
-	// flying is the memory (buffer capacity) of objects handed to the
-	// workers and not yet written; with the open buffers it is held under
+	// flying is the memory of objects handed to the workers and not yet
+	// written: their buffers' capacity and, as they are encoded, their
+	// encoded bytes, which a store may hold until the write ends (an S3
+	// PUT sends its body at once). With the open buffers it is held under
 	// max_buffered_bytes. freed wakes an append waiting for it to drop.
 	flying atomic.Int64
 	freed  chan struct{}
@@ -119,6 +124,7 @@ type Sink struct {
 	lists        prometheus.Counter
 	retries      prometheus.Counter
 	smallObjects prometheus.Counter
+	writing      prometheus.Gauge
 }
 
 // lakePart is what the sink knows about one lake partition (or error
@@ -256,6 +262,11 @@ func New(cfg *config.Sink, st Stores, log *zap.Logger) (*Sink, error) {
 		}
 	}
 	s.jobs = make(chan *buffer)
+	limitGauge := metrics.SinkWriteLimit.WithLabelValues(cfg.Name)
+	s.lim = newLimiter(cfg.Concurrency, runtime.GOMAXPROCS(0), func() bool { return s.flying.Load() < s.maxBytes },
+		func(n int) { limitGauge.Set(float64(n)) })
+	s.writing = metrics.SinkWriting.WithLabelValues(cfg.Name)
+	// One worker per slot the limiter may grant; those without one wait.
 	s.bg = sinks.Background{Name: s.name, Workers: cfg.Concurrency, Worker: s.flushWorker, Tick: s.ticker,
 		Health: s.health, Stopping: s.stop, GiveUp: func() { s.abort(); s.shutdown() }}
 	return s, nil
@@ -868,22 +879,27 @@ func (s *Sink) Close(ctx context.Context) error {
 	return err
 }
 
+// flushWorker writes objects while the limiter grants it a slot.
 func (s *Sink) flushWorker() {
 	var pf *parquetFile
 	if s.layout != nil {
 		pf = s.layout.newFileWriter()
 	}
-	for b := range s.jobs {
+	var work, wait time.Duration // the object's, for the limiter
+	for b := range s.slots(&work, &wait) {
 		start := time.Now()
 		lp := b.st.lp
 		key, format := s.objectKey(b)
-		var size int64
+		var size, held int64
+		var encoded time.Time
 		err := s.unspill(b)
 		if err == nil {
 			err = s.put(lp.key[0], key, func(w io.Writer) error {
-				cw := &countingWriter{w: w}
+				cw := &countingWriter{w: w, held: &s.flying}
 				err := s.encodeTo(cw, b, format, pf)
 				size = cw.n
+				held += cw.n
+				encoded = time.Now()
 				return err
 			})
 		}
@@ -895,7 +911,12 @@ func (s *Sink) flushWorker() {
 			}
 			s.errMu.Unlock()
 		} else {
-			s.flushTime.Observe(time.Since(start).Seconds())
+			end := time.Now()
+			if encoded.IsZero() { // a store that took no body
+				encoded = end
+			}
+			work, wait = encoded.Sub(start), end.Sub(encoded)
+			s.flushTime.Observe(end.Sub(start).Seconds())
 			s.objects.Inc()
 			s.bytesOut.Add(float64(size))
 			s.stats.objects.Add(1)
@@ -933,13 +954,38 @@ func (s *Sink) flushWorker() {
 		for _, a := range b.acks {
 			a(err)
 		}
-		s.flying.Add(-b.fly)
+		s.flying.Add(-b.fly - held)
 		b.data, b.acks = nil, nil
 		lp.inflight.Add(-1)
 		s.inflight.Done()
 		select {
 		case s.freed <- struct{}{}:
 		default:
+		}
+	}
+}
+
+// slots yields the objects handed to the flush workers, each while the
+// limiter grants a slot for it; after each, it gives the slot back with
+// the object's work and wait (0 when it failed), then resets them.
+func (s *Sink) slots(work, wait *time.Duration) iter.Seq[*buffer] {
+	return func(yield func(*buffer) bool) {
+		for {
+			s.lim.acquire()
+			b, ok := <-s.jobs
+			if !ok {
+				s.lim.cancel()
+				return
+			}
+			s.lim.start()
+			s.writing.Inc()
+			more := yield(b)
+			s.writing.Dec()
+			s.lim.release(*work, *wait)
+			*work, *wait = 0, 0
+			if !more {
+				return
+			}
 		}
 	}
 }
@@ -1098,15 +1144,17 @@ func (s *Sink) encodeTo(w io.Writer, b *buffer, format string, pf *parquetFile) 
 	return nil
 }
 
-// countingWriter counts what passes through it.
+// countingWriter counts what passes through it, adding it to held too.
 type countingWriter struct {
-	w io.Writer
-	n int64
+	w    io.Writer
+	n    int64
+	held *atomic.Int64
 }
 
 func (c *countingWriter) Write(p []byte) (int, error) {
 	n, err := c.w.Write(p)
 	c.n += int64(n)
+	c.held.Add(int64(n))
 	return n, err
 }
 
@@ -1145,5 +1193,6 @@ func StoresFor(cfg *config.Sink) (Stores, error) {
 }
 
 func storeOptions(cfg *config.Sink) blob.S3Options {
-	return blob.S3Options{Region: cfg.Region, Endpoint: cfg.Endpoint, KMSKeyID: cfg.KMSKeyID, StorageClass: cfg.StorageClass}
+	// A PUT per object being written, and LISTs beside them.
+	return blob.S3Options{Region: cfg.Region, Endpoint: cfg.Endpoint, KMSKeyID: cfg.KMSKeyID, StorageClass: cfg.StorageClass, Conns: cfg.Concurrency + 16}
 }

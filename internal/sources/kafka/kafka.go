@@ -28,6 +28,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"slices"
 	"sort"
 	"strconv"
 	"sync"
@@ -68,6 +69,7 @@ func (tp topicPart) String() string { return tp.topic + "/" + strconv.Itoa(int(t
 // partState is one assigned partition.
 type partState struct {
 	tp      topicPart
+	name    string // tp.String(), the messages' partition
 	tracker *checkpoint.Tracker
 	epoch   int32
 	marked  int64 // last offset marked for commit, -1 none
@@ -90,7 +92,10 @@ type Source struct {
 
 	mu     sync.Mutex
 	parts  map[topicPart]*partState
-	replay bool // reading a range, not as a group member
+	replay bool          // reading a range, not as a group member
+	ahead  []*kgo.Record // polled, not yet handed out (see ReadBatch)
+	// interrupt ends ReadBatch's wait for a fetch, or is nil.
+	interrupt context.CancelFunc
 
 	lag        *metricsVec
 	commits    func()
@@ -231,15 +236,26 @@ func clientOpts(cfg *config.Source) ([]kgo.Opt, error) {
 func (s *Source) state(tp topicPart) *partState {
 	st := s.parts[tp]
 	if st == nil {
-		st = &partState{tp: tp, tracker: checkpoint.New(s.maxPend), marked: -1}
+		st = &partState{tp: tp, name: tp.String(), tracker: checkpoint.New(s.maxPend), marked: -1}
 		st.tracker.OnWait(s.relieve)
 		s.parts[tp] = st
 	}
 	return st
 }
 
-// ReadBatch polls up to batch_size records. It blocks while a partition in
-// the batch is at its pending cap.
+// ReadBatch hands out up to batch_size records. It blocks while a
+// partition in the batch is at its pending cap.
+//
+// It takes everything the client has buffered at once and hands it out
+// from its own queue, because franz-go fetches again from a broker only
+// once that broker's buffered fetch is drained: polling batch_size records
+// at a time would leave the next fetch (round trip and decompression)
+// unstarted until the pipeline had taken the last of the previous one,
+// with the pipeline's workers idle while it runs. So at most one fetch per
+// broker waits here while the next is fetched. Queued records of a
+// partition paused at its cap stay queued, in order, while other
+// partitions' records are handed out, as the client would leave them
+// unfetched.
 func (s *Source) ReadBatch(ctx context.Context) (record.Batch, record.AckFunc, error) {
 	ctx, stop := context.WithCancel(ctx)
 	defer stop()
@@ -251,31 +267,81 @@ func (s *Source) ReadBatch(ctx context.Context) (record.Batch, record.AckFunc, e
 		if s.replay && s.replayDone() {
 			return record.Batch{}, nil, io.EOF
 		}
-		fetches := s.cl.PollRecords(ctx, s.batch)
-		if fetches.IsClientClosed() {
-			return record.Batch{}, nil, io.EOF
-		}
-		if err := context.Cause(s.dead); err != nil {
-			return record.Batch{}, nil, err
-		}
-		if err := ctx.Err(); err != nil {
-			return record.Batch{}, nil, err
-		}
-		fetches.EachError(func(topic string, part int32, err error) {
-			if !errors.Is(err, context.Canceled) {
-				s.log.Warn("kafka fetch error", zap.String("source", s.name), zap.String("topic", topic), zap.Int32("partition", part), zap.Error(err))
-			}
-		})
-		fetches.EachPartition(func(p kgo.FetchTopicPartition) {
-			if n := len(p.Records); n > 0 {
-				s.lag.set(topicPart{p.Topic, p.Partition}, p.HighWatermark-p.Records[n-1].Offset-1)
-			}
-		})
-		b, ack, err := s.batchOf(ctx, fetches.Records())
+		b, ack, err := s.batchOf(ctx)
 		if err != nil || len(b.Messages) > 0 {
 			return b, ack, err
 		}
+		if err := s.poll(ctx); err != nil {
+			return record.Batch{}, nil, err
+		}
 	}
+}
+
+// poll waits for the client's buffered fetches and queues all their
+// records. A partition resuming while it waits ends the wait, so its
+// queued records go out without waiting for a fetch.
+func (s *Source) poll(ctx context.Context) error {
+	pctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	s.mu.Lock()
+	if s.takeable() {
+		s.mu.Unlock()
+		return nil // a partition resumed since batchOf looked
+	}
+	s.interrupt = cancel
+	s.mu.Unlock()
+	fetches := s.cl.PollFetches(pctx)
+	s.mu.Lock()
+	s.interrupt = nil
+	s.mu.Unlock()
+	if fetches.IsClientClosed() {
+		return io.EOF
+	}
+	if err := context.Cause(s.dead); err != nil {
+		return err
+	}
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	fetches.EachError(func(topic string, part int32, err error) {
+		if !errors.Is(err, context.Canceled) {
+			s.log.Warn("kafka fetch error", zap.String("source", s.name), zap.String("topic", topic), zap.Int32("partition", part), zap.Error(err))
+		}
+	})
+	fetches.EachPartition(func(p kgo.FetchTopicPartition) {
+		if n := len(p.Records); n > 0 {
+			s.lag.set(topicPart{p.Topic, p.Partition}, p.HighWatermark-p.Records[n-1].Offset-1)
+		}
+	})
+	recs := fetches.Records()
+	s.mu.Lock()
+	s.ahead = append(s.ahead, recs...)
+	s.mu.Unlock()
+	return nil
+}
+
+// takeable says whether a queued record belongs to a partition that is
+// not paused. s.mu is held.
+func (s *Source) takeable() bool {
+	var st *partState
+	for _, r := range s.ahead {
+		if st == nil || st.tp.part != r.Partition || st.tp.topic != r.Topic {
+			st = s.parts[topicPart{r.Topic, r.Partition}]
+		}
+		if st == nil || !st.paused {
+			return true
+		}
+	}
+	return false
+}
+
+// drop removes the queued records of partitions that left this process:
+// they were never tracked, and their next owner reads them from the
+// committed offset.
+func (s *Source) drop(parts map[string][]int32) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.ahead = slices.DeleteFunc(s.ahead, func(r *kgo.Record) bool { return slices.Contains(parts[r.Topic], r.Partition) })
 }
 
 type tracked struct {
@@ -283,18 +349,30 @@ type tracked struct {
 	rng *checkpoint.Range
 }
 
-func (s *Source) batchOf(ctx context.Context, recs []*kgo.Record) (record.Batch, record.AckFunc, error) {
-	b := record.Batch{Source: s.name, Messages: make([]record.Message, 0, len(recs))}
+// batchOf takes up to batch_size queued records, skipping paused
+// partitions', and tracks them.
+func (s *Source) batchOf(ctx context.Context) (record.Batch, record.AckFunc, error) {
 	type span struct {
 		last  *kgo.Record
 		n     int
 		order int
 	}
 	spans := map[topicPart]*span{}
+	b := record.Batch{Source: s.name}
 	s.mu.Lock()
-	for _, r := range recs {
+	var st *partState
+	i, kept := 0, 0 // s.ahead[:kept] are skipped records, s.ahead[i:] not looked at
+	for ; i < len(s.ahead) && (s.batch <= 0 || len(b.Messages) < s.batch); i++ {
+		r := s.ahead[i]
 		tp := topicPart{r.Topic, r.Partition}
-		st := s.state(tp)
+		if st == nil || st.tp != tp { // records come partition by partition
+			st = s.state(tp)
+		}
+		if st.paused {
+			s.ahead[kept] = r
+			kept++
+			continue
+		}
 		if s.replay {
 			if st.done || r.Offset >= st.end {
 				st.done = true
@@ -312,7 +390,10 @@ func (s *Source) batchOf(ctx context.Context, recs []*kgo.Record) (record.Batch,
 		}
 		sp.last = r
 		sp.n++
-		m := record.Message{Data: r.Value, Pos: record.Position{Partition: tp.String(), Offset: r.Offset}, Arrival: r.Timestamp.UTC()}
+		if b.Messages == nil {
+			b.Messages = make([]record.Message, 0, min(len(s.ahead), max(s.batch, 1)))
+		}
+		m := record.Message{Data: r.Value, Pos: record.Position{Partition: st.name, Offset: r.Offset}, Arrival: r.Timestamp.UTC()}
 		if s.cfg.MetadataField != "" {
 			meta := &record.Meta{Topic: r.Topic, Partition: r.Partition, Offset: r.Offset, Timestamp: r.Timestamp.UTC(), Key: r.Key}
 			for _, h := range r.Headers {
@@ -321,6 +402,20 @@ func (s *Source) batchOf(ctx context.Context, recs []*kgo.Record) (record.Batch,
 			m.Meta = meta
 		}
 		b.Messages = append(b.Messages, m)
+	}
+	// Close the gap between the skipped records and the rest, and let go
+	// of the records handed out: their values live only as long as the
+	// batch does.
+	if kept == 0 {
+		clear(s.ahead[:i])
+		s.ahead = s.ahead[i:]
+	} else if kept < i {
+		n := copy(s.ahead[kept:], s.ahead[i:])
+		clear(s.ahead[kept+n:])
+		s.ahead = s.ahead[:kept+n]
+	}
+	if len(s.ahead) == 0 {
+		s.ahead = nil
 	}
 	s.mu.Unlock()
 	if len(b.Messages) == 0 {
@@ -378,6 +473,9 @@ func (s *Source) mark(st *partState) {
 	resume := st.paused && st.tracker.Pending() <= s.maxPend/2
 	if resume {
 		st.paused = false
+		if s.interrupt != nil {
+			s.interrupt() // ReadBatch waits for a fetch: its queued records can go
+		}
 	}
 	epoch := st.epoch
 	s.mu.Unlock()
@@ -413,6 +511,7 @@ func (s *Source) assigned(_ context.Context, _ *kgo.Client, parts map[string][]i
 // the next owner starts right after what this process wrote.
 func (s *Source) revoked(ctx context.Context, cl *kgo.Client, parts map[string][]int32) {
 	s.rebalances()
+	s.drop(parts)
 	wctx, cancel := context.WithTimeout(ctx, revokeWait)
 	defer cancel()
 	var states []*partState
@@ -469,6 +568,7 @@ func (s *Source) forgetLag(tp topicPart) {
 // lost drops partitions taken away without a chance to commit.
 func (s *Source) lost(_ context.Context, _ *kgo.Client, parts map[string][]int32) {
 	s.rebalances()
+	s.drop(parts)
 	s.mu.Lock()
 	for topic, ps := range parts {
 		for _, p := range ps {
