@@ -460,14 +460,7 @@ func (f *parquetFile) encodeTo(w io.Writer, data []byte) error {
 	// cut at PageBufferSize, so only one value larger than that makes a
 	// larger page, and max_value_bytes bounds those.
 	fw := &footerWriter{w: w}
-	opts := []parquet.WriterOption{f.l.schema, parquet.Compression(f.l.codec),
-		parquet.CreatedBy(buildinfo.CreatedBy()), parquet.PageBufferSize(256 << 10),
-		parquet.DataPageVersion(1), parquet.DefaultEncodingFor(parquet.ByteArray, &parquet.Plain),
-		parquet.ColumnIndexSizeLimit(func([]string) int { return statsTruncate })}
-	for _, path := range f.l.blobs {
-		opts = append(opts, parquet.SkipPageStatistics(path...))
-	}
-	pw := parquet.NewWriter(fw, opts...)
+	pw := parquet.NewWriter(fw, f.l.writerOptions()...)
 	ncols := len(f.l.cols)
 	if f.l.extra != "" {
 		ncols++
@@ -518,6 +511,20 @@ func (f *parquetFile) encodeTo(w io.Writer, data []byte) error {
 		return err
 	}
 	return fw.finish(statsTruncate)
+}
+
+// writerOptions are the parquet-go options of every object of the sink
+// (see encodeTo for why each is there). The bench floor (test/bench/floor)
+// writes with the same ones, through ParquetWriterOptions.
+func (l *parquetLayout) writerOptions() []parquet.WriterOption {
+	opts := []parquet.WriterOption{l.schema, parquet.Compression(l.codec),
+		parquet.CreatedBy(buildinfo.CreatedBy()), parquet.PageBufferSize(256 << 10),
+		parquet.DataPageVersion(1), parquet.DefaultEncodingFor(parquet.ByteArray, &parquet.Plain),
+		parquet.ColumnIndexSizeLimit(func([]string) int { return statsTruncate })}
+	for _, path := range l.blobs {
+		opts = append(opts, parquet.SkipPageStatistics(path...))
+	}
+	return opts
 }
 
 func (f *parquetFile) decodeRow(row parquet.Row, b []byte) (parquet.Row, error) {

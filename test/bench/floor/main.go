@@ -1,0 +1,390 @@
+// Command floor is the bench harness's lower bound: the bench workload's
+// job (test/bench/bench.yaml: app logs to Parquet partitioned by
+// project_id, plan_ver, year, month, day and hour) done as bare as it can
+// be, on one core. It parses each line with fastjson, computes the
+// partition natively, and writes the declared columns plus the unlisted
+// fields as JSON into one Parquet file per partition, with the very
+// writer options of Sluice's object store (objstore.ParquetWriterOptions).
+// No routing, no acks, no checkpoints, no fsync, no UTF-8 or number
+// checks, no recovery listing.
+//
+// The input is ordered by event time (test/bench/gen writes it so, with a
+// minute of jitter): a partition's file is closed once the input is two
+// hours past its hour, so each partition becomes one object, as in
+// Sluice's run, while only a few hours of partitions are open at a time.
+//
+// Usage: floor -c test/bench/bench.yaml -i INPUT -o OUTDIR
+//
+// It prints one line: records, objects, output bytes, and the CPU time of
+// the process.
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"runtime"
+	"runtime/pprof"
+	"strconv"
+	"syscall"
+	"time"
+
+	"github.com/parquet-go/parquet-go"
+	"github.com/valyala/fastjson"
+
+	"github.com/sluice-data/sluice/internal/config"
+	"github.com/sluice-data/sluice/internal/sinks/objstore"
+)
+
+func main() {
+	if err := run(); err != nil {
+		fmt.Fprintln(os.Stderr, "floor:", err)
+		os.Exit(1)
+	}
+}
+
+func run() error {
+	conf := flag.String("c", "test/bench/bench.yaml", "bench config: its sink's schema, compression and extra_column are used")
+	sinkName := flag.String("sink", "lake", "sink of the config to take the schema from")
+	in := flag.String("i", "", "input NDJSON")
+	out := flag.String("o", "", "output directory")
+	procs := flag.Int("procs", 1, "GOMAXPROCS")
+	cpuprofile := flag.String("cpuprofile", "", "write a CPU profile here")
+	flag.Parse()
+	if *in == "" || *out == "" {
+		return errors.New("-i and -o are required")
+	}
+	runtime.GOMAXPROCS(*procs)
+	// The config names its input and output through these; the floor
+	// reads only its sink's schema.
+	os.Setenv("BENCH_INPUT", *in)
+	os.Setenv("BENCH_OUT", *out)
+	cfg, err := config.Load(*conf)
+	if err != nil {
+		return err
+	}
+	var sink *config.Sink
+	for i := range cfg.Sinks {
+		if cfg.Sinks[i].Name == *sinkName {
+			sink = &cfg.Sinks[i]
+		}
+	}
+	if sink == nil || sink.Format != "parquet" {
+		return fmt.Errorf("%s: no parquet sink %q", *conf, *sinkName)
+	}
+	opts, err := objstore.ParquetWriterOptions(sink)
+	if err != nil {
+		return err
+	}
+	f, err := newFloor(sink, opts, *out)
+	if err != nil {
+		return err
+	}
+	src, err := os.Open(*in)
+	if err != nil {
+		return err
+	}
+	defer src.Close()
+	if *cpuprofile != "" {
+		pf, err := os.Create(*cpuprofile)
+		if err != nil {
+			return err
+		}
+		if err := pprof.StartCPUProfile(pf); err != nil {
+			return err
+		}
+		defer pprof.StopCPUProfile()
+	}
+	start := time.Now()
+	if err := f.copy(src); err != nil {
+		return err
+	}
+	var ru syscall.Rusage
+	syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
+	cpu := time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+	fmt.Printf("floor: records=%d objects=%d bytes=%d wall=%.2fs cpu=%.2fs\n",
+		f.records, f.objects, f.bytes, time.Since(start).Seconds(), cpu.Seconds())
+	return nil
+}
+
+// column is one declared column: a top-level field of the record.
+type column struct {
+	name string
+	typ  string
+}
+
+type partition struct {
+	hour  int64 // event hour, Unix hours
+	file  *os.File
+	buf   *bufio.Writer
+	w     *parquet.Writer
+	rows  []parquet.Row // written to w rowsPerWrite at a time
+	arena arena         // the bytes rows point to
+}
+
+// rowsPerWrite is how many rows go to the Parquet writer at once, as in
+// the object store's encoder: a call per row costs twice as much.
+const rowsPerWrite = 512
+
+// arena holds copies of values for a partition's pending rows in chunks
+// that never move, so a row can point into it until it is written.
+type arena struct {
+	chunks [][]byte
+	cur    int
+}
+
+func (a *arena) copy(b []byte) []byte {
+	for {
+		if a.cur < len(a.chunks) {
+			c := a.chunks[a.cur]
+			if len(c)+len(b) <= cap(c) {
+				n := len(c)
+				c = append(c, b...)
+				a.chunks[a.cur] = c
+				return c[n:len(c):len(c)]
+			}
+			a.cur++
+			continue
+		}
+		a.chunks = append(a.chunks, make([]byte, 0, max(64<<10, len(b))))
+	}
+}
+
+func (a *arena) reset() {
+	for i := range a.chunks {
+		a.chunks[i] = a.chunks[i][:0]
+	}
+	a.cur = 0
+}
+
+type floor struct {
+	dir     string
+	opts    []parquet.WriterOption
+	cols    []column
+	extra   bool
+	parser  fastjson.Parser
+	parts   map[string]*partition
+	key     []byte
+	extraB  []byte
+	num     []byte
+	latest  int64
+	records int
+	objects int
+	bytes   int64
+}
+
+func newFloor(s *config.Sink, opts []parquet.WriterOption, dir string) (*floor, error) {
+	f := &floor{dir: dir, opts: opts, parts: map[string]*partition{}, extra: s.ExtraColumn != ""}
+	for _, c := range s.Schema {
+		switch c.Type {
+		case "string", "int64":
+		default:
+			return nil, fmt.Errorf("column %s: the floor handles string and int64 columns, not %s", c.Name, c.Type)
+		}
+		if c.Column != "" && c.Column != c.Name {
+			return nil, fmt.Errorf("column %s: the floor takes columns named as their fields", c.Name)
+		}
+		f.cols = append(f.cols, column{name: c.Name, typ: c.Type})
+	}
+	return f, nil
+}
+
+// copy reads NDJSON lines from r and writes them to their partitions.
+func (f *floor) copy(r io.Reader) error {
+	br := bufio.NewReaderSize(r, 1<<20)
+	for {
+		line, err := br.ReadSlice('\n')
+		if errors.Is(err, bufio.ErrBufferFull) {
+			return errors.New("line over 1 MiB")
+		}
+		if len(bytes.TrimSpace(line)) > 0 {
+			if werr := f.write(line); werr != nil {
+				return werr
+			}
+		}
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			return err
+		}
+	}
+	for k, p := range f.parts {
+		if err := f.close(k, p); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (f *floor) write(line []byte) error {
+	v, err := f.parser.ParseBytes(line)
+	if err != nil {
+		return fmt.Errorf("record %d: %w", f.records+1, err)
+	}
+	o, err := v.Object()
+	if err != nil {
+		return fmt.Errorf("record %d: %w", f.records+1, err)
+	}
+	f.records++
+	// The partition: the seed's six keys, computed natively.
+	ts := v.GetInt64("event_timestamp")
+	t := time.Unix(ts, 0).UTC()
+	f.key = append(f.key[:0], "project_id="...)
+	f.key = append(f.key, v.GetStringBytes("project_id")...)
+	f.key = append(f.key, "/plan_ver="...)
+	f.key = append(f.key, v.GetStringBytes("plan_ver")...)
+	f.key = append(f.key, "/year="...)
+	f.key = strconv.AppendInt(f.key, int64(t.Year()), 10)
+	f.key = append(f.key, "/month="...)
+	f.key = appendTwo(f.key, int(t.Month()))
+	f.key = append(f.key, "/day="...)
+	f.key = appendTwo(f.key, t.Day())
+	f.key = append(f.key, "/hour="...)
+	f.key = appendTwo(f.key, t.Hour())
+	p := f.parts[string(f.key)]
+	if p == nil {
+		if p, err = f.open(string(f.key), ts/3600); err != nil {
+			return err
+		}
+	}
+	// The row: the declared columns, then the rest as one JSON object.
+	var row parquet.Row
+	if n := len(p.rows); n < cap(p.rows) {
+		row = p.rows[:n+1][n][:0]
+	} else {
+		row = make(parquet.Row, 0, len(f.cols)+1)
+	}
+	for i, c := range f.cols {
+		fv := o.Get(c.name)
+		if fv == nil || fv.Type() == fastjson.TypeNull {
+			row = append(row, parquet.NullValue().Level(0, 0, i))
+			continue
+		}
+		var pv parquet.Value
+		switch c.typ {
+		case "string":
+			if fv.Type() == fastjson.TypeString {
+				pv = parquet.ByteArrayValue(p.arena.copy(fv.GetStringBytes()))
+			} else {
+				f.num = fv.MarshalTo(f.num[:0])
+				pv = parquet.ByteArrayValue(p.arena.copy(f.num))
+			}
+		case "int64":
+			n, err := fv.Int64()
+			if err != nil {
+				return fmt.Errorf("record %d: column %s: %w", f.records, c.name, err)
+			}
+			pv = parquet.Int64Value(n)
+		}
+		row = append(row, pv.Level(0, 1, i))
+	}
+	if f.extra {
+		f.extraB = append(f.extraB[:0], '{')
+		o.Visit(func(k []byte, fv *fastjson.Value) {
+			for _, c := range f.cols {
+				if c.name == string(k) {
+					return
+				}
+			}
+			if len(f.extraB) > 1 {
+				f.extraB = append(f.extraB, ',')
+			}
+			f.extraB = appendKey(f.extraB, k)
+			f.extraB = append(f.extraB, ':')
+			f.extraB = fv.MarshalTo(f.extraB)
+		})
+		i := len(f.cols)
+		if len(f.extraB) == 1 {
+			row = append(row, parquet.NullValue().Level(0, 0, i))
+		} else {
+			f.extraB = append(f.extraB, '}')
+			row = append(row, parquet.ByteArrayValue(p.arena.copy(f.extraB)).Level(0, 1, i))
+		}
+	}
+	p.rows = append(p.rows, row)
+	if len(p.rows) == rowsPerWrite {
+		if err := p.writeRows(); err != nil {
+			return err
+		}
+	}
+	if h := ts / 3600; h > f.latest {
+		f.latest = h
+		for k, q := range f.parts {
+			if q.hour < h-1 {
+				if err := f.close(k, q); err != nil {
+					return err
+				}
+			}
+		}
+	}
+	return nil
+}
+
+func (p *partition) writeRows() error {
+	if _, err := p.w.WriteRows(p.rows); err != nil {
+		return err
+	}
+	p.rows = p.rows[:0]
+	p.arena.reset()
+	return nil
+}
+
+// appendKey appends k as a JSON string; keys needing no escapes, the
+// common case, are copied as they are.
+func appendKey(b, k []byte) []byte {
+	for _, c := range k {
+		if c < 0x20 || c == '"' || c == '\\' || c >= 0x80 {
+			q, _ := json.Marshal(string(k))
+			return append(b, q...)
+		}
+	}
+	b = append(b, '"')
+	b = append(b, k...)
+	return append(b, '"')
+}
+
+func appendTwo(b []byte, n int) []byte {
+	return append(b, byte('0'+n/10), byte('0'+n%10))
+}
+
+func (f *floor) open(key string, hour int64) (*partition, error) {
+	dir := filepath.Join(f.dir, key)
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return nil, err
+	}
+	file, err := os.Create(filepath.Join(dir, "part.parquet"))
+	if err != nil {
+		return nil, err
+	}
+	p := &partition{hour: hour, file: file, buf: bufio.NewWriterSize(file, 64<<10)}
+	p.w = parquet.NewWriter(p.buf, f.opts...)
+	f.parts[key] = p
+	return p, nil
+}
+
+func (f *floor) close(key string, p *partition) error {
+	delete(f.parts, key)
+	if err := p.writeRows(); err != nil {
+		return err
+	}
+	if err := p.w.Close(); err != nil {
+		return err
+	}
+	if err := p.buf.Flush(); err != nil {
+		return err
+	}
+	st, err := p.file.Stat()
+	if err != nil {
+		return err
+	}
+	f.objects++
+	f.bytes += st.Size()
+	return p.file.Close()
+}
