@@ -32,6 +32,7 @@ import (
 	"runtime"
 	"runtime/pprof"
 	"strconv"
+	"strings"
 	"syscall"
 	"time"
 
@@ -113,10 +114,32 @@ func run() error {
 	return nil
 }
 
-// column is one declared column: a top-level field of the record.
+// column is one declared column.
 type column struct {
-	name string
+	path []string // the field, "context.line" as ["context", "line"]
 	typ  string
+}
+
+// node marks the fields the columns take, so that the rest goes to the
+// extra column: a leaf is taken whole, an inner node only in part.
+type node struct {
+	leaf bool
+	kids map[string]*node
+}
+
+func (n *node) add(path []string) {
+	for _, k := range path {
+		if n.kids == nil {
+			n.kids = map[string]*node{}
+		}
+		c := n.kids[k]
+		if c == nil {
+			c = &node{}
+			n.kids[k] = c
+		}
+		n = c
+	}
+	n.leaf = true
 }
 
 type partition struct {
@@ -167,6 +190,7 @@ type floor struct {
 	dir     string
 	opts    []parquet.WriterOption
 	cols    []column
+	taken   node // the fields the columns take
 	extra   bool
 	parser  fastjson.Parser
 	parts   map[string]*partition
@@ -179,18 +203,29 @@ type floor struct {
 	bytes   int64
 }
 
+// seedKeys are the partition keys of the bench, the seed's Firehose keys.
+const seedKeys = `project_id: .project_id; plan_ver: .plan_ver; year: .event_timestamp| strftime("%Y"); ` +
+	`month: .event_timestamp| strftime("%m"); day: .event_timestamp| strftime("%d"); hour: .event_timestamp| strftime("%H")`
+
 func newFloor(s *config.Sink, opts []parquet.WriterOption, dir string) (*floor, error) {
 	f := &floor{dir: dir, opts: opts, parts: map[string]*partition{}, extra: s.ExtraColumn != ""}
+	// The floor computes these keys natively; any others are not its job.
+	var keys []string
+	for _, kv := range s.PartitionKeys {
+		keys = append(keys, kv.Key+": "+kv.Value)
+	}
+	if got := strings.Join(keys, "; "); got != seedKeys || s.Prefix != "" {
+		return nil, fmt.Errorf("partition keys %q (prefix %q): the floor computes only the default prefix of %q", got, s.Prefix, seedKeys)
+	}
 	for _, c := range s.Schema {
 		switch c.Type {
-		case "string", "int64":
+		case "string", "int64", "double", "json":
 		default:
-			return nil, fmt.Errorf("column %s: the floor handles string and int64 columns, not %s", c.Name, c.Type)
+			return nil, fmt.Errorf("column %s: the floor handles string, int64, double and json columns, not %s", c.Name, c.Type)
 		}
-		if c.Column != "" && c.Column != c.Name {
-			return nil, fmt.Errorf("column %s: the floor takes columns named as their fields", c.Name)
-		}
-		f.cols = append(f.cols, column{name: c.Name, typ: c.Type})
+		path := strings.Split(c.Name, ".")
+		f.cols = append(f.cols, column{path: path, typ: c.Type})
+		f.taken.add(path)
 	}
 	return f, nil
 }
@@ -262,7 +297,7 @@ func (f *floor) write(line []byte) error {
 		row = make(parquet.Row, 0, len(f.cols)+1)
 	}
 	for i, c := range f.cols {
-		fv := o.Get(c.name)
+		fv := v.Get(c.path...)
 		if fv == nil || fv.Type() == fastjson.TypeNull {
 			row = append(row, parquet.NullValue().Level(0, 0, i))
 			continue
@@ -272,40 +307,34 @@ func (f *floor) write(line []byte) error {
 		case "string":
 			if fv.Type() == fastjson.TypeString {
 				pv = parquet.ByteArrayValue(p.arena.copy(fv.GetStringBytes()))
-			} else {
-				f.num = fv.MarshalTo(f.num[:0])
-				pv = parquet.ByteArrayValue(p.arena.copy(f.num))
+				break
 			}
+			fallthrough
+		case "json":
+			f.num = fv.MarshalTo(f.num[:0])
+			pv = parquet.ByteArrayValue(p.arena.copy(f.num))
 		case "int64":
 			n, err := fv.Int64()
 			if err != nil {
-				return fmt.Errorf("record %d: column %s: %w", f.records, c.name, err)
+				return fmt.Errorf("record %d: column %s: %w", f.records, strings.Join(c.path, "."), err)
 			}
 			pv = parquet.Int64Value(n)
+		case "double":
+			x, err := fv.Float64()
+			if err != nil {
+				return fmt.Errorf("record %d: column %s: %w", f.records, strings.Join(c.path, "."), err)
+			}
+			pv = parquet.DoubleValue(x)
 		}
 		row = append(row, pv.Level(0, 1, i))
 	}
 	if f.extra {
-		f.extraB = append(f.extraB[:0], '{')
-		o.Visit(func(k []byte, fv *fastjson.Value) {
-			for _, c := range f.cols {
-				if c.name == string(k) {
-					return
-				}
-			}
-			if len(f.extraB) > 1 {
-				f.extraB = append(f.extraB, ',')
-			}
-			f.extraB = appendKey(f.extraB, k)
-			f.extraB = append(f.extraB, ':')
-			f.extraB = fv.MarshalTo(f.extraB)
-		})
 		i := len(f.cols)
-		if len(f.extraB) == 1 {
-			row = append(row, parquet.NullValue().Level(0, 0, i))
-		} else {
-			f.extraB = append(f.extraB, '}')
+		var any bool
+		if f.extraB, any = appendExtra(f.extraB[:0], o, &f.taken); any {
 			row = append(row, parquet.ByteArrayValue(p.arena.copy(f.extraB)).Level(0, 1, i))
+		} else {
+			row = append(row, parquet.NullValue().Level(0, 0, i))
 		}
 	}
 	p.rows = append(p.rows, row)
@@ -334,6 +363,38 @@ func (p *partition) writeRows() error {
 	p.rows = p.rows[:0]
 	p.arena.reset()
 	return nil
+}
+
+// appendExtra appends, as one JSON object, the fields of o the columns
+// do not take; any reports whether there was one.
+func appendExtra(dst []byte, o *fastjson.Object, taken *node) (out []byte, any bool) {
+	start := len(dst)
+	dst = append(dst, '{')
+	o.Visit(func(k []byte, v *fastjson.Value) {
+		t := taken.kids[string(k)]
+		if t != nil && t.leaf {
+			return
+		}
+		mark := len(dst)
+		if len(dst) > start+1 {
+			dst = append(dst, ',')
+		}
+		dst = appendKey(dst, k)
+		dst = append(dst, ':')
+		if t != nil && v.Type() == fastjson.TypeObject {
+			inner, _ := v.Object()
+			var some bool
+			if dst, some = appendExtra(dst, inner, t); !some {
+				dst = dst[:mark]
+			}
+			return
+		}
+		dst = v.MarshalTo(dst)
+	})
+	if len(dst) == start+1 {
+		return dst[:start], false
+	}
+	return append(dst, '}'), true
 }
 
 // appendKey appends k as a JSON string; keys needing no escapes, the
