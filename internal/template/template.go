@@ -367,6 +367,15 @@ func appendPadded(dst []byte, v, width int) []byte {
 	return append(dst, s...)
 }
 
+// hiveEscaped marks the bytes HiveEscape writes as %XX: control bytes,
+// DEL, and " # % ' * / : = ? \ { [ ] ^.
+var hiveEscaped = func() (t [256]bool) {
+	for c := range 256 {
+		t[c] = c < 0x20 || c == 0x7f || strings.IndexByte("\"#%'*/:=?\\{[]^", byte(c)) >= 0
+	}
+	return t
+}()
+
 // HiveEscape escapes a partition value the way Hive does for directory
 // names, so a value holding '/' or '=' cannot change the key layout. A
 // value made only of dots ("." or "..", or dots that would meet those of
@@ -375,12 +384,13 @@ func appendPadded(dst []byte, v, width int) []byte {
 // %2E like any other escape.
 func HiveEscape(dst []byte, s []byte) []byte {
 	dots := len(s) > 0 && len(bytes.Trim(s, ".")) == 0
-	for _, c := range s {
-		if c < 0x20 || c == 0x7f || dots || strings.IndexByte("\"#%'*/:=?\\{[]^", c) >= 0 {
+	from := 0
+	for i, c := range s {
+		if hiveEscaped[c] || dots {
+			dst = append(dst, s[from:i]...)
 			dst = append(dst, '%', "0123456789ABCDEF"[c>>4], "0123456789ABCDEF"[c&15])
-			continue
+			from = i + 1
 		}
-		dst = append(dst, c)
 	}
-	return dst
+	return append(dst, s[from:]...)
 }

@@ -2,6 +2,7 @@ package template
 
 import (
 	"errors"
+	"fmt"
 	"path"
 	"strings"
 	"testing"
@@ -47,6 +48,29 @@ func TestParseErrors(t *testing.T) {
 		_, err := Parse(tt.give)
 		if err == nil || err.Error() != tt.want {
 			t.Errorf("Parse(%q) = %v, want %q", tt.give, err, tt.want)
+		}
+	}
+}
+
+// TestHiveEscapeEveryByte: each byte alone, and between letters, is
+// escaped exactly when Hive's directory-name escaping (control bytes, DEL
+// and "#%'*/:=?\{[]^) or the dots rule says so.
+func TestHiveEscapeEveryByte(t *testing.T) {
+	for c := range 256 {
+		b := byte(c)
+		esc := b < 0x20 || b == 0x7f || strings.IndexByte("\"#%'*/:=?\\{[]^", b) >= 0 || b == '.'
+		want := string([]byte{b})
+		if esc {
+			want = fmt.Sprintf("%%%02X", b)
+		}
+		if got := string(HiveEscape(nil, []byte{b})); got != want {
+			t.Errorf("HiveEscape(%q) = %q, want %q", b, got, want)
+		}
+		if b == '.' {
+			want = "."
+		}
+		if got := string(HiveEscape([]byte("k="), []byte{'a', b, 'z'})); got != "k=a"+want+"z" {
+			t.Errorf("HiveEscape(%q) = %q, want %q", []byte{'a', b, 'z'}, got, "k=a"+want+"z")
 		}
 	}
 }
