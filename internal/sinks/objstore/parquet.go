@@ -140,23 +140,49 @@ type field struct {
 // trie marks which field paths the schema consumes, so the rest can be
 // collected into the extra column.
 type trie struct {
-	leaf     bool
-	children map[string]*trie
+	leaf bool
+	// The children: a schema has few at each level, and finding one of
+	// those is a few length checks, cheaper than hashing the key; past
+	// trieScan of them, a map.
+	names []string
+	kids  []*trie
+	index map[string]*trie
 }
+
+const trieScan = 16
 
 func (t *trie) add(p jsonx.Path) {
 	for _, k := range p {
-		if t.children == nil {
-			t.children = map[string]*trie{}
-		}
-		c := t.children[k]
+		c := t.child([]byte(k))
 		if c == nil {
 			c = &trie{}
-			t.children[k] = c
+			t.names, t.kids = append(t.names, k), append(t.kids, c)
+			if len(t.names) > trieScan {
+				if t.index == nil {
+					t.index = map[string]*trie{}
+					for i, n := range t.names {
+						t.index[n] = t.kids[i]
+					}
+				}
+				t.index[k] = c
+			}
 		}
 		t = c
 	}
 	t.leaf = true
+}
+
+// child returns the child at key k, or nil.
+func (t *trie) child(k []byte) *trie {
+	if t.index != nil {
+		return t.index[string(k)]
+	}
+	for i, n := range t.names {
+		if n == string(k) {
+			return t.kids[i]
+		}
+	}
+	return nil
 }
 
 // errMismatch marks a value that does not fit its column.
@@ -365,7 +391,7 @@ func appendExtra(dst []byte, obj *fastjson.Object, t *trie) ([]byte, bool) {
 	dst = append(dst, '{')
 	n := 0
 	obj.Visit(func(k []byte, v *fastjson.Value) {
-		c := t.children[string(k)]
+		c := t.child(k)
 		if c != nil && c.leaf {
 			return
 		}
@@ -406,7 +432,7 @@ func hasExtra(obj *fastjson.Object, t *trie) bool {
 		if found {
 			return
 		}
-		c := t.children[string(k)]
+		c := t.child(k)
 		switch {
 		case c == nil:
 			found = true
