@@ -669,10 +669,17 @@ type worker struct {
 	src      int
 	// sinkRecords counts records handed to each sink in the current batch.
 	sinkRecords []int64
+	// in is the copy of a record a route's chain works on, and deliverFn
+	// and failFn the chains' callbacks: kept here, so that routing a
+	// record allocates nothing.
+	in        record.Record
+	deliverFn transforms.Emit
+	failFn    transforms.Fail
 }
 
 func (p *Pipeline) newWorker(ctx context.Context) *worker {
 	w := &worker{p: p, stamp: make([]uint64, len(p.sinks)), sinkRecords: make([]int64, len(p.sinks))}
+	w.deliverFn, w.failFn = w.deliver, w.transformFailed
 	lim := p.cfg.Service.JQ
 	w.jq = jq.NewEnv(ctx, jq.Limits{Timeout: lim.Timeout.D(), MaxOutputs: lim.MaxOutputs, MaxOutputBytes: int64(lim.MaxOutputBytes)})
 	w.tctx.JQ = w.jq
@@ -731,8 +738,8 @@ func (w *worker) process(j job) result {
 			took = true
 			matched[i]++
 			w.route = rt
-			in := *rec
-			rt.chain.Run(&w.tctx, &in, &routeCounts[i], w.deliver, w.transformFailed)
+			w.in = *rec
+			rt.chain.Run(&w.tctx, &w.in, &routeCounts[i], w.deliverFn, w.failFn)
 			dirty = dirty || rt.chain.Mutates()
 		}
 		if took {
