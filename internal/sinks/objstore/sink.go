@@ -552,6 +552,7 @@ func (s *Sink) add(b *buffer, group *record.AckGroup, row []byte) {
 		b.acks = append(b.acks, group.Add())
 		b.lastAck = group
 	}
+	b.data = growRows(b.data, binary.MaxVarintLen64+len(row))
 	b.data = binary.AppendUvarint(b.data, uint64(len(row)))
 	b.data = append(b.data, row...)
 	b.rows++
@@ -653,6 +654,7 @@ func (s *Sink) spillBuffer(ctx context.Context, b *buffer) (bool, error) {
 	s.buffered -= b.memSize
 	s.bufRecs -= b.memRows
 	s.memOut(b.st.lp, b.memRows)
+	releaseRows(b.data) // the spill has copied them
 	b.memRows, b.memSize, b.data = 0, 0, nil
 	return true, nil
 }
@@ -950,6 +952,7 @@ func (s *Sink) flushWorker() {
 			a(err)
 		}
 		s.flying.Add(-b.fly)
+		releaseRows(b.data) // written: the encoders keep no reference
 		b.data, b.acks = nil, nil
 		lp.inflight.Add(-1)
 		s.inflight.Done()
@@ -980,7 +983,9 @@ func (s *Sink) unspill(b *buffer) error {
 	if err != nil {
 		return err
 	}
+	mem := b.data
 	b.data = append(data, b.data...)
+	releaseRows(mem)
 	return nil
 }
 
