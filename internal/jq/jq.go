@@ -304,6 +304,10 @@ const (
 type step struct {
 	kind   stepKind
 	format string
+	// simple is the letter of a strftime format that is one of %Y, %m,
+	// %d or %H alone (the Firehose partition keys), formatted without
+	// timefmt; 0 otherwise.
+	simple byte
 }
 
 var (
@@ -339,7 +343,12 @@ func compileFast(canon string) *fastExpr {
 			if err != nil {
 				return nil
 			}
-			f.steps = append(f.steps, step{kind: stepStrftime, format: fmtStr})
+			st := step{kind: stepStrftime, format: fmtStr}
+			switch fmtStr {
+			case "%Y", "%m", "%d", "%H":
+				st.simple = fmtStr[1]
+			}
+			f.steps = append(f.steps, st)
 		case s == "ascii_downcase":
 			f.steps = append(f.steps, step{kind: stepDowncase})
 		case s == "ascii_upcase":
@@ -367,6 +376,36 @@ type fastMemo struct {
 	res  resolved
 	t    time.Time
 	tok  int8 // 0: t not computed yet, 1: t holds s's time, -1: s is no time
+	// t's calendar fields, once a simple strftime needed them.
+	year, month, day, hour int
+	fields                 bool
+}
+
+// appendSimple formats t as the strftime format %Y, %m, %d or %H alone
+// does (timefmt: the year zero-padded to four digits, the others to two;
+// years are never negative here, see inYearRange), taking t's fields from
+// the memo when it has them.
+func appendSimple(dst []byte, letter byte, t time.Time, memo *fastMemo) []byte {
+	var m fastMemo
+	if memo == nil {
+		memo = &m
+	}
+	if !memo.fields {
+		y, mo, d := t.Date()
+		memo.year, memo.month, memo.day, memo.hour, memo.fields = y, int(mo), d, t.Hour(), true
+	}
+	switch letter {
+	case 'Y':
+		for n := 1000; n > 1 && memo.year < n; n /= 10 {
+			dst = append(dst, '0')
+		}
+		return strconv.AppendInt(dst, int64(memo.year), 10)
+	case 'm':
+		return append(dst, byte('0'+memo.month/10), byte('0'+memo.month%10))
+	case 'd':
+		return append(dst, byte('0'+memo.day/10), byte('0'+memo.day%10))
+	}
+	return append(dst, byte('0'+memo.hour/10), byte('0'+memo.hour%10))
 }
 
 // resolved says what resolving a path gave.
@@ -458,6 +497,12 @@ func (f *fastExpr) appendText(dst []byte, root *fastjson.Value, memo *fastMemo) 
 				return dst, false, nil
 			}
 			if i == len(f.steps)-1 {
+				if st.simple != 0 {
+					if i == 0 && shared {
+						return appendSimple(dst, st.simple, t, memo), true, nil
+					}
+					return appendSimple(dst, st.simple, t, nil), true, nil
+				}
 				return timefmt.AppendFormat(dst, t, st.format), true, nil
 			}
 			s = scalar{str: timefmt.AppendFormat(nil, t, st.format)}

@@ -19,6 +19,11 @@ var records = []string{
 	`{"project_id":"MiXeD","detail-type":"GuardDuty Finding","event_timestamp":1e9}`,
 	`[1,2,3]`,
 	`{"event_timestamp":1730617200,"n":"str"}`,
+	`{"event_timestamp":-62135596800}`,
+	`{"event_timestamp":-60000000000.5}`,
+	`{"event_timestamp":-30000000000}`,
+	`{"event_timestamp":1730617200000}`,
+	`{"event_timestamp":1704070861}`,
 }
 
 var exprs = []string{
@@ -27,6 +32,8 @@ var exprs = []string{
 	`.event_timestamp| strftime("%Y")`,
 	`.event_timestamp|strftime("%Y-%m-%d %H:%M:%S")`,
 	`.event_timestamp | strftime("%H")`,
+	`.event_timestamp|strftime("%m")`,
+	`.event_timestamp|strftime("%d")`,
 	`.time_utc | fromdateiso8601 | strftime("%Y")`,
 	`.time_utc|fromdate|strftime("%m/%d %H")`,
 	`.n.x.y`,
