@@ -253,3 +253,62 @@ func TestExpressionsParse(t *testing.T) {
 		}
 	}
 }
+
+// TestCheckKeyFindsTheFirstProblem: CheckKey, which searches with
+// IndexByte, reports what a scan from the start reports first, for every
+// key of up to six bytes over the bytes that matter, as string and []byte.
+func TestCheckKeyFindsTheFirstProblem(t *testing.T) {
+	scan := func(key string) error {
+		if len(key) == 0 {
+			return fmt.Errorf("%w: it is empty", ErrUnsafeKey)
+		}
+		if key[0] == '/' {
+			return fmt.Errorf("%w: it starts with /", ErrUnsafeKey)
+		}
+		seg := 0
+		for i := 0; i <= len(key); i++ {
+			if i < len(key) && key[i] == 0 {
+				return fmt.Errorf("%w: it holds a NUL byte", ErrUnsafeKey)
+			}
+			if i < len(key) && key[i] == '\\' {
+				return fmt.Errorf("%w: it holds a backslash, a separator on some file systems", ErrUnsafeKey)
+			}
+			if i < len(key) && key[i] != '/' {
+				continue
+			}
+			switch key[seg:i] {
+			case "":
+				return fmt.Errorf("%w: it has an empty segment (//)", ErrUnsafeKey)
+			case ".":
+				return fmt.Errorf("%w: it has a \".\" segment", ErrUnsafeKey)
+			case "..":
+				return fmt.Errorf("%w: it has a \"..\" segment", ErrUnsafeKey)
+			}
+			seg = i + 1
+		}
+		return nil
+	}
+	alphabet := []byte{'a', '/', '.', '\\', 0}
+	var gen func(prefix []byte)
+	gen = func(prefix []byte) {
+		key := string(prefix)
+		want := fmt.Sprint(scan(key))
+		if got := fmt.Sprint(CheckKey(key)); got != want {
+			t.Errorf("CheckKey(%q) = %s, want %s", key, got, want)
+		}
+		if got := fmt.Sprint(CheckKey([]byte(key))); got != want {
+			t.Errorf("CheckKey([]byte(%q)) = %s, want %s", key, got, want)
+		}
+		type named string
+		if got := fmt.Sprint(CheckKey(named(key))); got != want {
+			t.Errorf("CheckKey(named(%q)) = %s, want %s", key, got, want)
+		}
+		if len(prefix) == 6 {
+			return
+		}
+		for _, c := range alphabet {
+			gen(append(prefix, c))
+		}
+	}
+	gen(nil)
+}
