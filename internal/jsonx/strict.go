@@ -135,6 +135,7 @@ func (c *NumberChecker) settleObject(o *fastjson.Object) []byte {
 		seen = make(map[string]int, n)
 	}
 	var bad []byte
+	var bloom uint64 // keyBit of the keys so far: most keys need no compare
 	o.Visit(func(k []byte, e *fastjson.Value) {
 		if bad != nil {
 			return
@@ -151,14 +152,18 @@ func (c *NumberChecker) settleObject(o *fastjson.Object) []byte {
 			}
 			return
 		}
-		for _, prev := range keys {
-			if bytes.Equal(prev, k) {
-				if !slices.Contains(dups, string(k)) {
-					dups = append(dups, string(k))
+		bit := keyBit(k)
+		if bloom&bit != 0 {
+			for _, prev := range keys {
+				if bytes.Equal(prev, k) {
+					if !slices.Contains(dups, string(k)) {
+						dups = append(dups, string(k))
+					}
+					break
 				}
-				break
 			}
 		}
+		bloom |= bit
 		keys = append(keys, k)
 	})
 	if bad != nil {
@@ -170,6 +175,16 @@ func (c *NumberChecker) settleObject(o *fastjson.Object) []byte {
 		}
 	}
 	return nil
+}
+
+// keyBit hashes a key to one of 64 bits from its length and its first and
+// last bytes: two keys with different bits differ.
+func keyBit(k []byte) uint64 {
+	h := uint(len(k)) * 31
+	if len(k) > 0 {
+		h += uint(k[0])*7 + uint(k[len(k)-1])
+	}
+	return 1 << (h & 63)
 }
 
 // FiniteFloat parses a JSON number, refusing what does not fit a float64:
