@@ -609,7 +609,7 @@ func (s *Sink) spillLRU(ctx context.Context) (bool, error) {
 	if s.spill == nil || s.spillOff || lp == &s.lru {
 		return false, nil
 	}
-	if s.added-lp.lastAdd >= int64(s.maxRecs/2) {
+	if s.added-lp.lastAdd >= int64(max(s.maxRecs/2, 1)) {
 		return true, s.flushPart(ctx, lp)
 	}
 	for _, st := range lp.streams {
