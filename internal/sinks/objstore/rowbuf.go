@@ -14,7 +14,7 @@ import (
 // nothing: the bench run allocated 2 GB for 0.45 GB of rows. A slice's
 // capacity is at most twice its rows (or minRowBuf), as append's was.
 const (
-	minRowBufShift = 12 // 4 KiB
+	minRowBufShift = 8  // 256 B: small buffers stay small, as the memory caps count capacity
 	maxRowBufShift = 22 // 4 MiB; larger slices are allocated and dropped
 )
 
