@@ -49,6 +49,7 @@ type Decoder struct {
 	parser    fastjson.Parser
 	text      []byte // the message with invalid UTF-8 replaced
 	numbers   jsonx.NumberChecker
+	rec       record.Record // the record being emitted
 	badUTF8   prometheus.Counter
 }
 
@@ -144,12 +145,15 @@ func (d *Decoder) otlp(msg *record.Message, emit func(*record.Record), fail func
 }
 
 func (d *Decoder) one(msg *record.Message, data []byte, pos record.Position, emit func(*record.Record), fail func(*Error)) {
-	rec := record.Record{Source: d.source, Raw: data, Pos: pos, Arrival: msg.Arrival, EventTime: msg.Arrival}
+	// The record lives in the decoder, so that emitting it allocates
+	// nothing; it is valid only during emit.
+	d.rec = record.Record{Source: d.source, Raw: data, Pos: pos, Arrival: msg.Arrival, EventTime: msg.Arrival}
+	rec := &d.rec
 	if msg.Origin != "" {
 		rec.Source = msg.Origin
 	}
 	if d.format == "raw" {
-		emit(&rec)
+		emit(rec)
 		return
 	}
 	// Strings reach every later stage (partition keys, object keys,
@@ -166,12 +170,12 @@ func (d *Decoder) one(msg *record.Message, data []byte, pos record.Position, emi
 		fail(&Error{Pos: pos, Raw: data, Err: fmt.Errorf("invalid JSON: %w", err)})
 		return
 	}
-	if bad := d.numbers.Bad(v); bad != nil {
-		// fastjson takes NaN, inf, 01, .5 as numbers; JSON does not.
+	// One walk refuses what fastjson takes as numbers but JSON does not
+	// (NaN, inf, 01, .5) and keeps the last value of a duplicate key.
+	if bad := d.numbers.Settle(v); bad != nil {
 		fail(&Error{Pos: pos, Raw: data, Err: fmt.Errorf("invalid JSON: %q is not a number", shortText(bad))})
 		return
 	}
-	jsonx.Dedupe(v)
 	if err := d.check(v); err != nil {
 		fail(&Error{Pos: pos, Raw: data, Err: err})
 		return
@@ -187,7 +191,7 @@ func (d *Decoder) one(msg *record.Message, data []byte, pos record.Position, emi
 		}
 	}
 	rec.Value = v
-	emit(&rec)
+	emit(rec)
 }
 
 // shortText bounds the part of a reason that quotes the input.

@@ -34,6 +34,7 @@ import (
 	"math/big"
 	"reflect"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -210,9 +211,29 @@ func (env *Env) AppendText(x *Expr, dst []byte, v *fastjson.Value) ([]byte, erro
 	return x.appendText(env, dst, v)
 }
 
+// AppendTexts is AppendText for several expressions over one record,
+// such as a sink's partition keys: dst[i] gets xs[i]'s text (appended to
+// dst[i][:0]). Native expressions over the same field read it, and
+// convert it to a time for strftime, once. It stops at the first
+// expression that fails and returns its index and error; i is len(xs)
+// when all succeed.
+func (env *Env) AppendTexts(xs []*Expr, dst [][]byte, v *fastjson.Value) (i int, err error) {
+	var memo fastMemo
+	for i, x := range xs {
+		if dst[i], err = x.appendTextMemo(env, dst[i][:0], v, &memo); err != nil {
+			return i, err
+		}
+	}
+	return len(xs), nil
+}
+
 func (e *Expr) appendText(env *Env, dst []byte, v *fastjson.Value) ([]byte, error) {
+	return e.appendTextMemo(env, dst, v, nil)
+}
+
+func (e *Expr) appendTextMemo(env *Env, dst []byte, v *fastjson.Value, memo *fastMemo) ([]byte, error) {
 	if e.fast != nil {
-		if out, ok, err := e.fast.appendText(dst, v); ok {
+		if out, ok, err := e.fast.appendText(dst, v, memo); ok {
 			if err != nil {
 				return dst, fmt.Errorf("jq %s: %w", e.src, err)
 			}
@@ -283,6 +304,10 @@ const (
 type step struct {
 	kind   stepKind
 	format string
+	// simple is the letter of a strftime format that is one of %Y, %m,
+	// %d or %H alone (the Firehose partition keys), formatted without
+	// timefmt; 0 otherwise.
+	simple byte
 }
 
 var (
@@ -318,7 +343,12 @@ func compileFast(canon string) *fastExpr {
 			if err != nil {
 				return nil
 			}
-			f.steps = append(f.steps, step{kind: stepStrftime, format: fmtStr})
+			st := step{kind: stepStrftime, format: fmtStr}
+			switch fmtStr {
+			case "%Y", "%m", "%d", "%H":
+				st.simple = fmtStr[1]
+			}
+			f.steps = append(f.steps, st)
 		case s == "ascii_downcase":
 			f.steps = append(f.steps, step{kind: stepDowncase})
 		case s == "ascii_upcase":
@@ -338,9 +368,57 @@ type scalar struct {
 	v     *fastjson.Value // set while still a raw JSON value
 }
 
-// appendText evaluates natively. ok is false when the input needs gojq (a
-// type combination the native path does not mirror exactly).
-func (f *fastExpr) appendText(dst []byte, root *fastjson.Value) (out []byte, ok bool, err error) {
+// fastMemo is what native expressions evaluated over one record share:
+// the scalar at the last path resolved, and its time for strftime.
+type fastMemo struct {
+	path jsonx.Path // nil until a path is resolved
+	s    scalar
+	res  resolved
+	t    time.Time
+	tok  int8 // 0: t not computed yet, 1: t holds s's time, -1: s is no time
+	// t's calendar fields, once a simple strftime needed them.
+	year, month, day, hour int
+	fields                 bool
+}
+
+// appendSimple formats t as the strftime format %Y, %m, %d or %H alone
+// does (timefmt: the year zero-padded to four digits, the others to two;
+// years are never negative here, see inYearRange), taking t's fields from
+// the memo when it has them.
+func appendSimple(dst []byte, letter byte, t time.Time, memo *fastMemo) []byte {
+	var m fastMemo
+	if memo == nil {
+		memo = &m
+	}
+	if !memo.fields {
+		y, mo, d := t.Date()
+		memo.year, memo.month, memo.day, memo.hour, memo.fields = y, int(mo), d, t.Hour(), true
+	}
+	switch letter {
+	case 'Y':
+		for n := 1000; n > 1 && memo.year < n; n /= 10 {
+			dst = append(dst, '0')
+		}
+		return strconv.AppendInt(dst, int64(memo.year), 10)
+	case 'm':
+		return append(dst, byte('0'+memo.month/10), byte('0'+memo.month%10))
+	case 'd':
+		return append(dst, byte('0'+memo.day/10), byte('0'+memo.day%10))
+	}
+	return append(dst, byte('0'+memo.hour/10), byte('0'+memo.hour%10))
+}
+
+// resolved says what resolving a path gave.
+type resolved int8
+
+const (
+	resScalar resolved = iota // a string or a number, in the scalar
+	resNull                   // nothing or null
+	resGojq                   // a value the native path leaves to gojq
+)
+
+// resolve reads the scalar at the path.
+func (f *fastExpr) resolve(root *fastjson.Value) (scalar, resolved) {
 	v := root
 	for _, k := range f.path {
 		if v == nil || v.Type() == fastjson.TypeNull {
@@ -348,15 +426,12 @@ func (f *fastExpr) appendText(dst []byte, root *fastjson.Value) (out []byte, ok 
 			break
 		}
 		if v.Type() != fastjson.TypeObject {
-			return dst, false, nil // gojq words the error
+			return scalar{}, resGojq // gojq words the error
 		}
 		v = v.Get(k)
 	}
 	if v == nil || v.Type() == fastjson.TypeNull {
-		if len(f.steps) == 0 {
-			return dst, true, errors.New("produced null")
-		}
-		return dst, false, nil
+		return scalar{}, resNull
 	}
 	var s scalar
 	switch v.Type() {
@@ -365,23 +440,72 @@ func (f *fastExpr) appendText(dst []byte, root *fastjson.Value) (out []byte, ok 
 	case fastjson.TypeNumber:
 		n, err := v.Float64()
 		if err != nil {
-			return dst, false, nil
+			return scalar{}, resGojq
 		}
 		s.isNum, s.num, s.v = true, n, v
 	default:
+		return scalar{}, resGojq
+	}
+	return s, resScalar
+}
+
+// appendText evaluates natively. ok is false when the input needs gojq (a
+// type combination the native path does not mirror exactly). memo, when
+// not nil, holds what an earlier expression over the same record found.
+func (f *fastExpr) appendText(dst []byte, root *fastjson.Value, memo *fastMemo) (out []byte, ok bool, err error) {
+	var s scalar
+	var res resolved
+	shared := memo != nil && memo.path != nil && slices.Equal(memo.path, f.path)
+	if shared {
+		s, res = memo.s, memo.res
+	} else {
+		s, res = f.resolve(root)
+		if memo != nil {
+			*memo = fastMemo{path: f.path, s: s, res: res}
+			shared = true
+		}
+	}
+	switch res {
+	case resGojq:
+		return dst, false, nil
+	case resNull:
+		if len(f.steps) == 0 {
+			return dst, true, errors.New("produced null")
+		}
 		return dst, false, nil
 	}
-	for _, st := range f.steps {
+	for i, st := range f.steps {
 		switch st.kind {
 		case stepStrftime:
 			if !s.isNum {
 				return dst, false, nil
 			}
-			t, ok := epochToTime(s.num)
+			var t time.Time
+			var ok bool
+			if i == 0 && shared && memo.tok != 0 {
+				t, ok = memo.t, memo.tok > 0
+			} else {
+				t, ok = epochToTime(s.num)
+				if i == 0 && shared {
+					memo.t, memo.tok = t, -1
+					if ok {
+						memo.tok = 1
+					}
+				}
+			}
 			if !ok {
 				return dst, false, nil
 			}
-			s = scalar{str: []byte(timefmt.Format(t, st.format))}
+			if i == len(f.steps)-1 {
+				if st.simple != 0 {
+					if i == 0 && shared {
+						return appendSimple(dst, st.simple, t, memo), true, nil
+					}
+					return appendSimple(dst, st.simple, t, nil), true, nil
+				}
+				return timefmt.AppendFormat(dst, t, st.format), true, nil
+			}
+			s = scalar{str: timefmt.AppendFormat(nil, t, st.format)}
 		case stepFromISO:
 			if s.isNum {
 				return dst, false, nil

@@ -19,6 +19,11 @@ var records = []string{
 	`{"project_id":"MiXeD","detail-type":"GuardDuty Finding","event_timestamp":1e9}`,
 	`[1,2,3]`,
 	`{"event_timestamp":1730617200,"n":"str"}`,
+	`{"event_timestamp":-62135596800}`,
+	`{"event_timestamp":-60000000000.5}`,
+	`{"event_timestamp":-30000000000}`,
+	`{"event_timestamp":1730617200000}`,
+	`{"event_timestamp":1704070861}`,
 }
 
 var exprs = []string{
@@ -27,6 +32,8 @@ var exprs = []string{
 	`.event_timestamp| strftime("%Y")`,
 	`.event_timestamp|strftime("%Y-%m-%d %H:%M:%S")`,
 	`.event_timestamp | strftime("%H")`,
+	`.event_timestamp|strftime("%m")`,
+	`.event_timestamp|strftime("%d")`,
 	`.time_utc | fromdateiso8601 | strftime("%Y")`,
 	`.time_utc|fromdate|strftime("%m/%d %H")`,
 	`.n.x.y`,
@@ -62,6 +69,49 @@ func TestNativeMatchesGojq(t *testing.T) {
 	}
 	if native < 10 {
 		t.Errorf("only %d expressions compiled natively; the Firehose shapes should", native)
+	}
+}
+
+// TestAppendTextsMatchesOneByOne: evaluating expressions together (keys
+// over one field share its lookup and its time) gives each the text or
+// the failure it has alone.
+func TestAppendTextsMatchesOneByOne(t *testing.T) {
+	var xs []*Expr
+	for _, src := range append(exprs, `.event_timestamp | strftime("%d")`, `.time_utc | fromdateiso8601 | strftime("%H")`) {
+		e, err := Compile(src)
+		if err != nil {
+			t.Fatal(err)
+		}
+		xs = append(xs, e)
+	}
+	for _, rec := range records {
+		checkTexts(t, xs, fastjson.MustParse(rec))
+	}
+}
+
+// checkTexts compares Env.AppendTexts on xs with AppendText of each.
+func checkTexts(t *testing.T, xs []*Expr, v *fastjson.Value) {
+	t.Helper()
+	env := NewEnv(context.Background(), DefaultLimits)
+	for len(xs) > 0 {
+		dst := make([][]byte, len(xs))
+		for i := range dst {
+			dst[i] = []byte("stale")
+		}
+		bad, err := env.AppendTexts(xs, dst, v)
+		for i := range min(bad+1, len(xs)) {
+			want, werr := xs[i].AppendText(nil, v)
+			switch {
+			case i < bad && (werr != nil || string(dst[i]) != string(want)):
+				t.Errorf("%s on %s: together %q; alone %q, %v", xs[i].src, v, dst[i], want, werr)
+			case i == bad && (werr == nil || err.Error() != werr.Error()):
+				t.Errorf("%s on %s: together failed with %v; alone %q, %v", xs[i].src, v, err, want, werr)
+			}
+		}
+		if bad >= len(xs) {
+			return
+		}
+		xs = xs[bad+1:]
 	}
 }
 
@@ -141,6 +191,7 @@ func FuzzNativeMatchesGojq(f *testing.F) {
 			return
 		}
 		jsonx.Dedupe(v) // as the decoder does: one value per key, the last
+		checkTexts(t, compiled, v)
 		for _, e := range compiled {
 			slow := &Expr{src: e.src, code: e.code}
 			got, gerr := e.AppendText(nil, v)

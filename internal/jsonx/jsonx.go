@@ -8,6 +8,7 @@ package jsonx
 
 import (
 	"bytes"
+	"encoding/binary"
 	"math"
 	"math/big"
 	"slices"
@@ -231,6 +232,10 @@ func AppendString(dst, s []byte) []byte {
 	dst = append(dst, '"')
 	from := 0
 	for i := 0; i < len(s); {
+		if i+8 <= len(s) && !special8(binary.LittleEndian.Uint64(s[i:])) {
+			i += 8 // eight plain bytes at once: most strings are all plain
+			continue
+		}
 		c := s[i]
 		if !special[c] {
 			i++
@@ -258,6 +263,15 @@ func AppendString(dst, s []byte) []byte {
 	}
 	dst = append(dst, s[from:]...)
 	return append(dst, '"')
+}
+
+// special8 reports whether any of the eight bytes in x is special: below
+// 0x20, '"', '\\' or 0x80 and above (the classic SWAR tests for a byte
+// less than n and for a zero byte, exact for n <= 0x80).
+func special8(x uint64) bool {
+	const lsb, msb = 0x0101010101010101, 0x8080808080808080
+	quote, backslash := x^(lsb*'"'), x^(lsb*'\\')
+	return (x-lsb*0x20)&^x&msb|(quote-lsb)&^quote&msb|(backslash-lsb)&^backslash&msb|x&msb != 0
 }
 
 // special marks the bytes AppendString does not copy as they are: control

@@ -1,6 +1,8 @@
 package jsonx
 
 import (
+	"bytes"
+	"slices"
 	"strconv"
 	"unicode/utf8"
 
@@ -97,6 +99,94 @@ func (c *NumberChecker) Bad(v *fastjson.Value) []byte {
 	return nil
 }
 
+// Settle does what Bad and Dedupe do, in one walk of v: it returns the
+// text of the first number in v that is not a JSON number (v is then left
+// partly deduplicated, and the record is to be refused), or nil once every
+// object in v has one value per key. The decoder calls it once per record.
+func (c *NumberChecker) Settle(v *fastjson.Value) []byte {
+	switch v.Type() {
+	case fastjson.TypeNumber:
+		c.buf = v.MarshalTo(c.buf[:0])
+		if !ValidNumber(c.buf) {
+			return c.buf
+		}
+	case fastjson.TypeObject:
+		o, _ := v.Object()
+		return c.settleObject(o)
+	case fastjson.TypeArray:
+		arr, _ := v.Array()
+		for _, e := range arr {
+			if bad := c.Settle(e); bad != nil {
+				return bad
+			}
+		}
+	}
+	return nil
+}
+
+func (c *NumberChecker) settleObject(o *fastjson.Object) []byte {
+	// The duplicate search is dedupeObject's.
+	n := o.Len()
+	var small [smallObject][]byte
+	keys := small[:0]
+	var seen map[string]int
+	var dups []string
+	if n > smallObject {
+		seen = make(map[string]int, n)
+	}
+	var bad []byte
+	var bloom uint64 // keyBit of the keys so far: most keys need no compare
+	o.Visit(func(k []byte, e *fastjson.Value) {
+		if bad != nil {
+			return
+		}
+		switch e.Type() {
+		case fastjson.TypeNumber, fastjson.TypeObject, fastjson.TypeArray:
+			if bad = c.Settle(e); bad != nil {
+				return
+			}
+		}
+		if seen != nil {
+			if seen[string(k)]++; seen[string(k)] == 2 {
+				dups = append(dups, string(k))
+			}
+			return
+		}
+		bit := keyBit(k)
+		if bloom&bit != 0 {
+			for _, prev := range keys {
+				if bytes.Equal(prev, k) {
+					if !slices.Contains(dups, string(k)) {
+						dups = append(dups, string(k))
+					}
+					break
+				}
+			}
+		}
+		bloom |= bit
+		keys = append(keys, k)
+	})
+	if bad != nil {
+		return bad
+	}
+	for _, k := range dups {
+		for count(o, k) > 1 {
+			o.Del(k)
+		}
+	}
+	return nil
+}
+
+// keyBit hashes a key to one of 64 bits from its length and its first and
+// last bytes: two keys with different bits differ.
+func keyBit(k []byte) uint64 {
+	h := uint(len(k)) * 31
+	if len(k) > 0 {
+		h += uint(k[0])*7 + uint(k[len(k)-1])
+	}
+	return 1 << (h & 63)
+}
+
 // FiniteFloat parses a JSON number, refusing what does not fit a float64:
 // 1e400 is an error, not +Inf.
 func FiniteFloat(b []byte) (float64, error) {
@@ -177,15 +267,19 @@ func isLoneSurrogate(src []byte, i int) bool {
 }
 
 func hasLoneSurrogate(src []byte) bool {
-	for i := 0; i+1 < len(src); i++ {
-		if src[i] != '\\' {
-			continue
+	for i := 0; i+1 < len(src); {
+		j := bytes.IndexByte(src[i:], '\\')
+		if j < 0 {
+			return false
+		}
+		if i += j; i+1 >= len(src) {
+			return false
 		}
 		n := escapeLen(src, i)
 		if n == 6 && isLoneSurrogate(src, i) {
 			return true
 		}
-		i += n - 1
+		i += n
 	}
 	return false
 }

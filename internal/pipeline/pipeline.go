@@ -981,6 +981,12 @@ type worker struct {
 	src      int
 	// sinkRecords counts records handed to each sink in the current batch.
 	sinkRecords []int64
+	// in is the copy of a record a route's chain works on, and deliverFn
+	// and failFn the chains' callbacks: kept here, so that routing a
+	// record allocates nothing.
+	in        record.Record
+	deliverFn transforms.Emit
+	failFn    transforms.Fail
 }
 
 // use makes the worker's state for pl, once per plan: a reload's first
@@ -990,6 +996,7 @@ func (w *worker) use(pl *plan) {
 		return
 	}
 	w.pl = pl
+	w.deliverFn, w.failFn = w.deliver, w.transformFailed
 	w.stamp, w.sinkRecords = make([]uint64, len(pl.sinks)), make([]int64, len(pl.sinks))
 	if lim := pl.cfg.Service.JQ; w.jq == nil || lim != w.jqLim {
 		w.jqLim = lim
@@ -1053,8 +1060,8 @@ func (w *worker) process(j job) result {
 			took = true
 			matched[i]++
 			w.route = rt
-			in := *rec
-			rt.chain.Run(&w.tctx, &in, &routeCounts[i], w.deliver, w.transformFailed)
+			w.in = *rec
+			rt.chain.Run(&w.tctx, &w.in, &routeCounts[i], w.deliverFn, w.failFn)
 			dirty = dirty || rt.chain.Mutates()
 		}
 		if took {

@@ -243,32 +243,60 @@ func CheckPrefix[S ~string | ~[]byte](p S) error {
 // segments other than "." and "..", no leading or trailing '/', no NUL and
 // no backslash.
 func CheckKey[S ~string | ~[]byte](key S) error {
+	// Keys and prefixes are checked once per record: the common types go
+	// through the vectorised IndexByte instead of a loop over bytes.
+	switch k := any(key).(type) {
+	case []byte:
+		return checkKey(k, bytes.IndexByte)
+	case string:
+		return checkKey(k, strings.IndexByte)
+	}
+	return checkKey(key, func(s S, c byte) int {
+		for i := 0; i < len(s); i++ {
+			if s[i] == c {
+				return i
+			}
+		}
+		return -1
+	})
+}
+
+func checkKey[S ~string | ~[]byte](key S, index func(S, byte) int) error {
 	if len(key) == 0 {
 		return fmt.Errorf("%w: it is empty", ErrUnsafeKey)
 	}
 	if key[0] == '/' {
 		return fmt.Errorf("%w: it starts with /", ErrUnsafeKey)
 	}
-	seg := 0
-	for i := 0; i <= len(key); i++ {
-		if i < len(key) && key[i] == 0 {
-			return fmt.Errorf("%w: it holds a NUL byte", ErrUnsafeKey)
+	// The first problem in the key wins, as a scan from the start finds
+	// it: a NUL or a backslash where it is, a bad segment where it ends.
+	at, msg := len(key)+1, ""
+	if i := index(key, 0); i >= 0 {
+		at, msg = i, "it holds a NUL byte"
+	}
+	if i := index(key, '\\'); i >= 0 && i < at {
+		at, msg = i, "it holds a backslash, a separator on some file systems"
+	}
+	for start := 0; start <= len(key) && start < at; {
+		end := len(key)
+		if i := index(key[start:], '/'); i >= 0 {
+			end = start + i
 		}
-		if i < len(key) && key[i] == '\\' {
-			return fmt.Errorf("%w: it holds a backslash, a separator on some file systems", ErrUnsafeKey)
+		if end >= at {
+			break
 		}
-		if i < len(key) && key[i] != '/' {
-			continue
-		}
-		switch string(key[seg:i]) {
+		switch string(key[start:end]) {
 		case "":
-			return fmt.Errorf("%w: it has an empty segment (//)", ErrUnsafeKey)
+			at, msg = end, "it has an empty segment (//)"
 		case ".":
-			return fmt.Errorf("%w: it has a \".\" segment", ErrUnsafeKey)
+			at, msg = end, `it has a "." segment`
 		case "..":
-			return fmt.Errorf("%w: it has a \"..\" segment", ErrUnsafeKey)
+			at, msg = end, `it has a ".." segment`
 		}
-		seg = i + 1
+		start = end + 1
+	}
+	if msg != "" {
+		return fmt.Errorf("%w: %s", ErrUnsafeKey, msg)
 	}
 	return nil
 }
@@ -367,6 +395,15 @@ func appendPadded(dst []byte, v, width int) []byte {
 	return append(dst, s...)
 }
 
+// hiveEscaped marks the bytes HiveEscape writes as %XX: control bytes,
+// DEL, and " # % ' * / : = ? \ { [ ] ^.
+var hiveEscaped = func() (t [256]bool) {
+	for c := range 256 {
+		t[c] = c < 0x20 || c == 0x7f || strings.IndexByte("\"#%'*/:=?\\{[]^", byte(c)) >= 0
+	}
+	return t
+}()
+
 // HiveEscape escapes a partition value the way Hive does for directory
 // names, so a value holding '/' or '=' cannot change the key layout. A
 // value made only of dots ("." or "..", or dots that would meet those of
@@ -375,12 +412,13 @@ func appendPadded(dst []byte, v, width int) []byte {
 // %2E like any other escape.
 func HiveEscape(dst []byte, s []byte) []byte {
 	dots := len(s) > 0 && len(bytes.Trim(s, ".")) == 0
-	for _, c := range s {
-		if c < 0x20 || c == 0x7f || dots || strings.IndexByte("\"#%'*/:=?\\{[]^", c) >= 0 {
+	from := 0
+	for i, c := range s {
+		if hiveEscaped[c] || dots {
+			dst = append(dst, s[from:i]...)
 			dst = append(dst, '%', "0123456789ABCDEF"[c>>4], "0123456789ABCDEF"[c&15])
-			continue
+			from = i + 1
 		}
-		dst = append(dst, c)
 	}
-	return dst
+	return append(dst, s[from:]...)
 }

@@ -2,6 +2,7 @@ package template
 
 import (
 	"errors"
+	"fmt"
 	"path"
 	"strings"
 	"testing"
@@ -47,6 +48,29 @@ func TestParseErrors(t *testing.T) {
 		_, err := Parse(tt.give)
 		if err == nil || err.Error() != tt.want {
 			t.Errorf("Parse(%q) = %v, want %q", tt.give, err, tt.want)
+		}
+	}
+}
+
+// TestHiveEscapeEveryByte: each byte alone, and between letters, is
+// escaped exactly when Hive's directory-name escaping (control bytes, DEL
+// and "#%'*/:=?\{[]^) or the dots rule says so.
+func TestHiveEscapeEveryByte(t *testing.T) {
+	for c := range 256 {
+		b := byte(c)
+		esc := b < 0x20 || b == 0x7f || strings.IndexByte("\"#%'*/:=?\\{[]^", b) >= 0 || b == '.'
+		want := string([]byte{b})
+		if esc {
+			want = fmt.Sprintf("%%%02X", b)
+		}
+		if got := string(HiveEscape(nil, []byte{b})); got != want {
+			t.Errorf("HiveEscape(%q) = %q, want %q", b, got, want)
+		}
+		if b == '.' {
+			want = "."
+		}
+		if got := string(HiveEscape([]byte("k="), []byte{'a', b, 'z'})); got != "k=a"+want+"z" {
+			t.Errorf("HiveEscape(%q) = %q, want %q", []byte{'a', b, 'z'}, got, "k=a"+want+"z")
 		}
 	}
 }
@@ -228,4 +252,63 @@ func TestExpressionsParse(t *testing.T) {
 			t.Errorf("%s: %v", e.Example, err)
 		}
 	}
+}
+
+// TestCheckKeyFindsTheFirstProblem: CheckKey, which searches with
+// IndexByte, reports what a scan from the start reports first, for every
+// key of up to six bytes over the bytes that matter, as string and []byte.
+func TestCheckKeyFindsTheFirstProblem(t *testing.T) {
+	scan := func(key string) error {
+		if len(key) == 0 {
+			return fmt.Errorf("%w: it is empty", ErrUnsafeKey)
+		}
+		if key[0] == '/' {
+			return fmt.Errorf("%w: it starts with /", ErrUnsafeKey)
+		}
+		seg := 0
+		for i := 0; i <= len(key); i++ {
+			if i < len(key) && key[i] == 0 {
+				return fmt.Errorf("%w: it holds a NUL byte", ErrUnsafeKey)
+			}
+			if i < len(key) && key[i] == '\\' {
+				return fmt.Errorf("%w: it holds a backslash, a separator on some file systems", ErrUnsafeKey)
+			}
+			if i < len(key) && key[i] != '/' {
+				continue
+			}
+			switch key[seg:i] {
+			case "":
+				return fmt.Errorf("%w: it has an empty segment (//)", ErrUnsafeKey)
+			case ".":
+				return fmt.Errorf("%w: it has a \".\" segment", ErrUnsafeKey)
+			case "..":
+				return fmt.Errorf("%w: it has a \"..\" segment", ErrUnsafeKey)
+			}
+			seg = i + 1
+		}
+		return nil
+	}
+	alphabet := []byte{'a', '/', '.', '\\', 0}
+	var gen func(prefix []byte)
+	gen = func(prefix []byte) {
+		key := string(prefix)
+		want := fmt.Sprint(scan(key))
+		if got := fmt.Sprint(CheckKey(key)); got != want {
+			t.Errorf("CheckKey(%q) = %s, want %s", key, got, want)
+		}
+		if got := fmt.Sprint(CheckKey([]byte(key))); got != want {
+			t.Errorf("CheckKey([]byte(%q)) = %s, want %s", key, got, want)
+		}
+		type named string
+		if got := fmt.Sprint(CheckKey(named(key))); got != want {
+			t.Errorf("CheckKey(named(%q)) = %s, want %s", key, got, want)
+		}
+		if len(prefix) == 6 {
+			return
+		}
+		for _, c := range alphabet {
+			gen(append(prefix, c))
+		}
+	}
+	gen(nil)
 }

@@ -39,7 +39,11 @@
 // rows in memory of the least recently used lake partition move to the
 // spill, a few local files (spill_dir), and its buffers stay open. So many
 // lake partitions in random order still make one object per partition per
-// buffer.interval instead of one per record. Past max_spill_bytes or
+// buffer.interval instead of one per record. A least recently used
+// partition that got no row while half of max_buffered_records came in for
+// others is written out instead: on input ordered by event time it is a
+// past hour or day, complete, and spilling it would only write its rows to
+// local disk and read them back for the same object. Past max_spill_bytes or
 // max_spill_records, the buffer with the most spilled rows is flushed
 // (cut). With max_spill_bytes: 0, or if the spill fails, the older rules
 // apply: opening a lake partition beyond max_open_partitions flushes the

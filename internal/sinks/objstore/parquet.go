@@ -156,23 +156,49 @@ type field struct {
 // trie marks which field paths the schema consumes, so the rest can be
 // collected into the extra column.
 type trie struct {
-	leaf     bool
-	children map[string]*trie
+	leaf bool
+	// The children: a schema has few at each level, and finding one of
+	// those is a few length checks, cheaper than hashing the key; past
+	// trieScan of them, a map.
+	names []string
+	kids  []*trie
+	index map[string]*trie
 }
+
+const trieScan = 16
 
 func (t *trie) add(p jsonx.Path) {
 	for _, k := range p {
-		if t.children == nil {
-			t.children = map[string]*trie{}
-		}
-		c := t.children[k]
+		c := t.child([]byte(k))
 		if c == nil {
 			c = &trie{}
-			t.children[k] = c
+			t.names, t.kids = append(t.names, k), append(t.kids, c)
+			if len(t.names) > trieScan {
+				if t.index == nil {
+					t.index = map[string]*trie{}
+					for i, n := range t.names {
+						t.index[n] = t.kids[i]
+					}
+				}
+				t.index[k] = c
+			}
 		}
 		t = c
 	}
 	t.leaf = true
+}
+
+// child returns the child at key k, or nil.
+func (t *trie) child(k []byte) *trie {
+	if t.index != nil {
+		return t.index[string(k)]
+	}
+	for i, n := range t.names {
+		if n == string(k) {
+			return t.kids[i]
+		}
+	}
+	return nil
 }
 
 // errMismatch marks a value that does not fit its column.
@@ -381,7 +407,7 @@ func appendExtra(dst []byte, obj *fastjson.Object, t *trie) ([]byte, bool) {
 	dst = append(dst, '{')
 	n := 0
 	obj.Visit(func(k []byte, v *fastjson.Value) {
-		c := t.children[string(k)]
+		c := t.child(k)
 		if c != nil && c.leaf {
 			return
 		}
@@ -422,7 +448,7 @@ func hasExtra(obj *fastjson.Object, t *trie) bool {
 		if found {
 			return
 		}
-		c := t.children[string(k)]
+		c := t.child(k)
 		switch {
 		case c == nil:
 			found = true
@@ -515,15 +541,7 @@ func (f *parquetFile) encodeTo(w io.Writer, data []byte) error {
 		return err
 	}
 	fw := &footerWriter{w: w}
-	opts := []parquet.WriterOption{f.schema(), parquet.Compression(f.l.codec),
-		parquet.CreatedBy(buildinfo.CreatedBy()), parquet.PageBufferSize(256 << 10),
-		parquet.DataPageVersion(1), parquet.DefaultEncodingFor(parquet.ByteArray, &parquet.Plain),
-		parquet.DictionaryMaxBytes(dictMaxBytes),
-		parquet.ColumnIndexSizeLimit(func([]string) int { return statsTruncate })}
-	for _, path := range f.l.blobs {
-		opts = append(opts, parquet.SkipPageStatistics(path...))
-	}
-	pw := parquet.NewWriter(fw, opts...)
+	pw := parquet.NewWriter(fw, f.l.writerOptions(f.schema())...)
 	ncols := len(f.dict)
 	if cap(f.rows) < rowsPerWrite {
 		f.rows = make([]parquet.Row, rowsPerWrite)
@@ -613,6 +631,22 @@ func valueSize(v parquet.Value) int {
 		return 4
 	}
 	return 8
+}
+
+// writerOptions are the parquet-go options of an object of the sink whose
+// schema (with its dictionary columns) is schema (see encodeTo for why
+// each is there). The bench floor (test/bench/floor) writes with the same
+// ones, through ParquetWriterOptions.
+func (l *parquetLayout) writerOptions(schema *parquet.Schema) []parquet.WriterOption {
+	opts := []parquet.WriterOption{schema, parquet.Compression(l.codec),
+		parquet.CreatedBy(buildinfo.CreatedBy()), parquet.PageBufferSize(256 << 10),
+		parquet.DataPageVersion(1), parquet.DefaultEncodingFor(parquet.ByteArray, &parquet.Plain),
+		parquet.DictionaryMaxBytes(dictMaxBytes),
+		parquet.ColumnIndexSizeLimit(func([]string) int { return statsTruncate })}
+	for _, path := range l.blobs {
+		opts = append(opts, parquet.SkipPageStatistics(path...))
+	}
+	return opts
 }
 
 func (f *parquetFile) decodeRow(row parquet.Row, b []byte) (parquet.Row, error) {

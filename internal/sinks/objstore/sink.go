@@ -82,6 +82,7 @@ type Sink struct {
 	memParts  int                  // lake partitions with rows in memory
 	lru       lakePart             // sentinel of the list of lake partitions with rows in memory, most recently used first
 	calls     uint64               // Append calls, to tell a message's records from a re-delivery
+	added     int64                // rows appended to buffers so far, the clock of idleLRU
 	evicted   time.Time            // last scan for idle lake partitions
 	closed    bool                 // no more appends; the workers stop
 
@@ -140,6 +141,7 @@ type lakePart struct {
 	inflight atomic.Int32 // objects being written
 	touched  time.Time
 	memRows  int       // rows in memory in open buffers
+	lastAdd  int64     // Sink.added when it last got a row
 	prev     *lakePart // the LRU list, while memRows > 0
 	next     *lakePart
 }
@@ -562,6 +564,7 @@ func (s *Sink) add(b *buffer, group *record.AckGroup, row []byte) {
 		b.acks = append(b.acks, group.Add())
 		b.lastAck = group
 	}
+	b.data = growRows(b.data, binary.MaxVarintLen64+len(row))
 	b.data = binary.AppendUvarint(b.data, uint64(len(row)))
 	b.data = append(b.data, row...)
 	b.maxRow = max(b.maxRow, len(row))
@@ -571,6 +574,8 @@ func (s *Sink) add(b *buffer, group *record.AckGroup, row []byte) {
 	b.memSize += int64(len(row))
 	s.buffered += int64(len(row))
 	s.bufRecs++
+	s.added++
+	b.st.lp.lastAdd = s.added
 	s.memIn(b.st.lp)
 }
 
@@ -606,10 +611,19 @@ func (s *Sink) memOut(lp *lakePart, n int) {
 // spillLRU moves the rows in memory of the least recently used lake
 // partition to the spill; its buffers stay open. It reports false when
 // there is no spill, or it cannot take them: the caller flushes instead.
+//
+// A partition that has had no row while half of max_buffered_records came
+// in for others is written out instead (idleLRU): on input ordered by
+// event time, such as logs partitioned by hour, it is a past hour whose
+// rows are all there, and spilling it would only write them to local disk
+// and read them back for the same object.
 func (s *Sink) spillLRU(ctx context.Context) (bool, error) {
 	lp := s.lru.prev
 	if s.spill == nil || s.spillOff || lp == &s.lru {
 		return false, nil
+	}
+	if s.added-lp.lastAdd >= int64(max(s.maxRecs/2, 1)) {
+		return true, s.flushPart(ctx, lp)
 	}
 	for _, st := range lp.streams {
 		if b := st.buf; b != nil && b.memRows > 0 {
@@ -653,8 +667,21 @@ func (s *Sink) spillBuffer(ctx context.Context, b *buffer) (bool, error) {
 	s.buffered -= b.memSize
 	s.bufRecs -= b.memRows
 	s.memOut(b.st.lp, b.memRows)
+	releaseRows(b.data) // the spill has copied them
 	b.memRows, b.memSize, b.data = 0, 0, nil
 	return true, nil
+}
+
+// flushPart flushes every open buffer of a lake partition.
+func (s *Sink) flushPart(ctx context.Context, lp *lakePart) error {
+	for _, st := range lp.streams {
+		if st.buf != nil {
+			if err := s.flushLocked(ctx, st.buf); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
 }
 
 // flushMostSpilled flushes the open buffer with the most bytes in the
@@ -710,14 +737,7 @@ func (s *Sink) flushOldestPart(ctx context.Context) error {
 		if b.flushed {
 			continue
 		}
-		for _, st := range b.st.lp.streams {
-			if st.buf != nil {
-				if err := s.flushLocked(ctx, st.buf); err != nil {
-					return err
-				}
-			}
-		}
-		return nil
+		return s.flushPart(ctx, b.st.lp)
 	}
 	return nil
 }
@@ -955,6 +975,7 @@ func (s *Sink) flushWorker() {
 			a(err)
 		}
 		s.flying.Add(-b.fly - held)
+		releaseRows(b.data) // written: the encoders keep no reference
 		b.data, b.acks = nil, nil
 		lp.inflight.Add(-1)
 		s.inflight.Done()
@@ -1010,7 +1031,9 @@ func (s *Sink) unspill(b *buffer) error {
 	if err != nil {
 		return err
 	}
+	mem := b.data
 	b.data = append(data, b.data...)
+	releaseRows(mem)
 	return nil
 }
 

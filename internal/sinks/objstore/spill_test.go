@@ -253,3 +253,39 @@ func TestSpillRelievesMemory(t *testing.T) {
 		t.Errorf("records = %d, small objects = %d; want 20 and 0", st.Records, smallObjects(s))
 	}
 }
+
+// TestIdlePartitionsAreWrittenNotSpilled: on input ordered by partition
+// (logs by hour), relief writes out the partitions that stopped getting
+// rows instead of spilling them, and each still makes one whole object.
+func TestIdlePartitionsAreWrittenNotSpilled(t *testing.T) {
+	s, dir := newSink(t, "    format: ndjson\n    partition_keys: {k: .k}\n    max_buffered_records: 100\n    small_object_bytes: 0\n", nil)
+	var lines []string
+	for p := range 10 {
+		for range 30 {
+			lines = append(lines, fmt.Sprintf(`{"k":"%d"}`, p))
+		}
+	}
+	feed(t, s, nil, lines...)
+	s.mu.Lock()
+	spilled, held := s.spilled, s.bufRecs
+	s.mu.Unlock()
+	if spilled != 0 || held > 100 {
+		t.Errorf("spilled %d, in memory %d; want 0 and at most 100", spilled, held)
+	}
+	if err := s.Flush(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	got := files(t, dir)
+	if len(got) != 10 {
+		t.Fatalf("files = %v, want one per partition", got)
+	}
+	for _, f := range got {
+		b, err := os.ReadFile(filepath.Join(dir, f))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if n := strings.Count(string(b), "\n"); n != 30 {
+			t.Errorf("%s: %d records, want 30", f, n)
+		}
+	}
+}

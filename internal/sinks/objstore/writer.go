@@ -86,22 +86,26 @@ func (w *writer) Take() sinks.Pending {
 // Write evaluates the partition keys, renders the prefix and encodes the
 // row. A failure leaves nothing behind in the chunk.
 func (w *writer) Write(rec *record.Record) *sinks.Failure {
-	for i, k := range w.keys {
+	if len(w.keys) > 0 {
 		if rec.Value == nil {
 			return w.fail(rec, sinks.ProcessingFailed, "DynamicPartitioning.MetadataExtractionFailed", "partition keys need a JSON record; this one is raw bytes")
 		}
 		if w.jq == nil {
 			w.jq = jq.NewEnv(context.Background(), jq.DefaultLimits)
 		}
-		// A key over a jq bound fails like any key Firehose cannot
-		// extract; the message names the bound.
-		raw, err := w.jq.AppendText(k, w.vals[i][:0], rec.Value)
-		w.vals[i] = raw
-		if err == nil && len(raw) == 0 {
-			err = errEmptyKey
+		// The keys are evaluated together, so that keys over one field
+		// read it once. A key over a jq bound fails like any key Firehose
+		// cannot extract; the message names the bound. The first key that
+		// fails or is empty names the failure.
+		bad, err := w.jq.AppendTexts(w.keys, w.vals, rec.Value)
+		for i := range bad {
+			if len(w.vals[i]) == 0 {
+				bad, err = i, errEmptyKey
+				break
+			}
 		}
 		if err != nil {
-			return w.fail(rec, sinks.ProcessingFailed, "DynamicPartitioning.MetadataExtractionFailed", "partition key "+w.s.keyNames[i]+": "+err.Error())
+			return w.fail(rec, sinks.ProcessingFailed, "DynamicPartitioning.MetadataExtractionFailed", "partition key "+w.s.keyNames[bad]+": "+err.Error())
 		}
 	}
 	p := w.cur()
