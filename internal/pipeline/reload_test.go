@@ -146,9 +146,7 @@ func startReloading(t *testing.T, partitions int32) *reloading {
 // that passes every threshold is in "high" exactly once; none anywhere
 // twice.
 func TestReloadUnderLoad(t *testing.T) {
-	if testing.Short() {
-		t.Skip("produces for several seconds")
-	}
+	// Not skipped with -short: the race detector run in CI needs it.
 	r := startReloading(t, 3)
 	broker, dir, parse, p := r.broker, r.dir, r.parse, r.p
 
