@@ -117,9 +117,11 @@ type Kafka struct {
 	ClientID string   `yaml:"client_id" default:"sluice" doc:"Kafka client id."`
 	// SessionTimeout is how long the group waits for a silent member
 	// before giving its partitions to others.
-	SessionTimeout Duration  `yaml:"session_timeout" default:"45s" doc:"How long the group waits for a member that stopped heartbeating (a killed task) before reassigning its partitions."`
-	TLS            KafkaTLS  `yaml:"tls" doc:"TLS to the brokers."`
-	SASL           KafkaSASL `yaml:"sasl" doc:"SASL authentication."`
+	SessionTimeout Duration `yaml:"session_timeout" default:"45s" doc:"How long the group waits for a member that stopped heartbeating (a killed task) before reassigning its partitions."`
+	// FetchMaxBytes bounds one fetch response from a broker.
+	FetchMaxBytes Size      `yaml:"fetch_max_bytes" default:"1MiB" doc:"Most bytes one fetch from a broker returns (a broker still returns one whole record batch past it). The source queues one fetch per broker while the client fetches the next, so this bounds that memory and how long the first records take; raise it for brokers far away (one fetch per broker is in flight at a time)."`
+	TLS           KafkaTLS  `yaml:"tls" doc:"TLS to the brokers."`
+	SASL          KafkaSASL `yaml:"sasl" doc:"SASL authentication."`
 	// MetadataField, when set, puts each message's Kafka metadata into its
 	// JSON records, for routes, partition keys and ids.
 	MetadataField string `yaml:"metadata_field" doc:"Dotted path under which each JSON record gets {topic, partition, offset, timestamp, key, headers} (for match, partition_keys, id); empty: not added."`

@@ -336,6 +336,9 @@ func (v *validator) source(i int, sinks map[string]int) {
 		if k.MetadataField != "" && !jsonx.ParsePath(k.MetadataField).Valid() {
 			v.errorf(p+".kafka.metadata_field", "invalid field path %q", k.MetadataField)
 		}
+		if k.FetchMaxBytes < 1<<10 || k.FetchMaxBytes > 1<<30 {
+			v.errorf(p+".kafka.fetch_max_bytes", "must be between 1KiB and 1GiB")
+		}
 	}
 	if s.Type == "kinesis" {
 		k := s.Kinesis

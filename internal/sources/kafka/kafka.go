@@ -187,6 +187,13 @@ var ErrPartitionGone = errors.New("kafka: partition left this process with recor
 func clientOpts(cfg *config.Source) ([]kgo.Opt, error) {
 	k := cfg.Kafka
 	opts := []kgo.Opt{kgo.SeedBrokers(k.Brokers...), kgo.ClientID(k.ClientID), kgo.FetchMaxWait(500 * time.Millisecond)}
+	if k.FetchMaxBytes > 0 {
+		// Small fetches cost little now that the next is fetched while
+		// the source hands out the last (ReadBatch), and keep the queued
+		// fetch small and the first records quick (franz-go's default is
+		// 50 MiB).
+		opts = append(opts, kgo.FetchMaxBytes(int32(k.FetchMaxBytes)))
+	}
 	if k.TLS.Enabled {
 		tc := &tls.Config{MinVersion: tls.VersionTLS12, InsecureSkipVerify: k.TLS.InsecureSkipVerify}
 		if k.TLS.CAFile != "" {
