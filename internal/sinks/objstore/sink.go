@@ -1167,7 +1167,8 @@ func (s *Sink) encodeTo(w io.Writer, b *buffer, format string, pf *parquetFile) 
 	return nil
 }
 
-// countingWriter counts what passes through it, adding it to held too.
+// countingWriter counts what passes through it, adding it to held too
+// (if set).
 type countingWriter struct {
 	w    io.Writer
 	n    int64
@@ -1177,7 +1178,9 @@ type countingWriter struct {
 func (c *countingWriter) Write(p []byte) (int, error) {
 	n, err := c.w.Write(p)
 	c.n += int64(n)
-	c.held.Add(int64(n))
+	if c.held != nil {
+		c.held.Add(int64(n))
+	}
 	return n, err
 }
 
