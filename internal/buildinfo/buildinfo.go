@@ -6,6 +6,7 @@ package buildinfo
 import (
 	"fmt"
 	"runtime/debug"
+	"sync"
 )
 
 // Version is the release, set at build time:
@@ -21,8 +22,10 @@ var Version = "dev"
 // of the revision wins when there is one.
 var Revision = ""
 
-// read is debug.ReadBuildInfo; tests replace it.
-var read = debug.ReadBuildInfo
+// read is debug.ReadBuildInfo, parsed once: it parses the binary's module
+// information on every call, and every Parquet object names its writer
+// (CreatedBy). Tests replace it.
+var read = sync.OnceValues(debug.ReadBuildInfo)
 
 // Release returns the version: Version, or the module version Go recorded
 // when Version was not set.

@@ -77,17 +77,17 @@ measure() {
   local wall user sys rss
   read -r wall user sys rss < "$timing"
   rm -f "$timing"
-  record "$name" "$wall" "$(awk -v u="$user" -v s="$sys" 'BEGIN { print u + s }')" "$rss" "$out"
+  record "$name" "$wall" "$(awk -v u="$user" -v s="$sys" 'BEGIN { print u + s }')" "$rss" "$out" "user $user + sys $sys"
 }
 
-# record NAME WALL CPU RSS_KIB OUTDIR: appends a result and prints it.
+# record NAME WALL CPU RSS_KIB OUTDIR [NOTE]: appends a result and prints it.
 record() {
   local bytes objects
   bytes=$(find "$5" -name '*.parquet' -printf '%s\n' | awk '{ s += $1 } END { print s + 0 }')
   objects=$(find "$5" -name '*.parquet' | wc -l)
   echo "$1 $2 $3 $4 $bytes $objects" >> "$results"
-  awk -v n="$1" -v w="$2" -v c="$3" -v r="$4" -v b="$bytes" -v o="$objects" -v recs="$n" \
-    'BEGIN { printf "  %-7s wall %6.2f s  cpu %6.2f s (%.2f s per M records)  peak RSS %4.0f MiB  %d bytes in %d objects\n", n, w, c, c / recs * 1e6, r / 1024, b, o }'
+  awk -v n="$1" -v w="$2" -v c="$3" -v r="$4" -v b="$bytes" -v o="$objects" -v recs="$n" -v note="${6:-}" \
+    'BEGIN { printf "  %-7s wall %6.2f s  cpu %6.2f s (%.2f s per M records%s)  peak RSS %4.0f MiB  %d bytes in %d objects\n", n, w, c, c / recs * 1e6, (note == "" ? "" : "; " note), r / 1024, b, o }'
 }
 
 for i in $(seq 1 "$runs"); do
