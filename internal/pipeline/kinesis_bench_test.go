@@ -118,28 +118,39 @@ sinks:
 // an object per shard: about 11,000 small objects) into the seed-keyed
 // Parquet lake on S3 (gofakes3), with 25 ms added to every S3 request, as
 // a store in another region or a slow S3-compatible server would. It
-// reports records/s per shard and the most PUTs the store saw at once.
+// reports records/s per shard and the most PUTs the store saw at once,
+// for the sink's concurrency at 8 (what the fixed pool of flush workers
+// was), at its default and above it.
 func BenchmarkKinesisToS3Latency(b *testing.B) {
 	kin, ddb := os.Getenv("SLUICE_TEST_KINESIS_ENDPOINT"), os.Getenv("SLUICE_TEST_DYNAMODB_ENDPOINT")
 	if kin == "" {
 		b.Skip("SLUICE_TEST_KINESIS_ENDPOINT unset: run under test/run.sh's emulators")
 	}
 	const n, shards, latency = 50000, 8, 25 * time.Millisecond
-	s3 := testutil.NewS3Fake(b)
-	var puts, peak atomic.Int64
-	s3.Inject(func(r *http.Request) (int, bool) {
-		if r.Method == http.MethodPut {
-			for now, was := puts.Add(1), peak.Load(); now > was && !peak.CompareAndSwap(was, now); was = peak.Load() {
-			}
-			defer puts.Add(-1)
-		}
-		time.Sleep(latency)
-		return 0, false
-	})
 	stream, from, to := benchStream(b, kin, shards, n)
-	for b.Loop() {
-		run := benchRuns.Add(1)
-		sum := runYAML(b, fmt.Sprintf(`
+	for _, conc := range []string{"8", "default", "128"} {
+		b.Run("concurrency="+conc, func(b *testing.B) {
+			set := ""
+			if conc != "default" {
+				set = "\n    concurrency: " + conc
+			}
+			// A fake of its own: gofakes3 lists a prefix by scanning the
+			// whole bucket, so the objects of earlier runs would slow the
+			// recovery LISTs.
+			s3 := testutil.NewS3Fake(b)
+			var puts, peak atomic.Int64
+			s3.Inject(func(r *http.Request) (int, bool) {
+				if r.Method == http.MethodPut {
+					for now, was := puts.Add(1), peak.Load(); now > was && !peak.CompareAndSwap(was, now); was = peak.Load() {
+					}
+					defer puts.Add(-1)
+				}
+				time.Sleep(latency)
+				return 0, false
+			})
+			for b.Loop() {
+				run := benchRuns.Add(1)
+				sum := runYAML(b, fmt.Sprintf(`
 service: {http_listen: "", error_sink: lake}
 sources: [{name: app, type: kinesis, format: app_log, kinesis: {stream: %s, region: us-east-1, endpoint: "%s", dynamodb_endpoint: "%s", lease_table: %s}}]
 routes: [{name: r, from: [app], to: [lake]}]
@@ -147,22 +158,24 @@ sinks:
   - name: lake
     type: s3
     url: s3://lake/app/%d/
-    endpoint: %s
+    endpoint: %s%s
     format: parquet
 `+seedKeys+`
       - {name: event_timestamp, type: int64}
       - {name: level, type: string}
       - {name: message, type: string}
-`, stream, kin, ddb, stream, run, s3.URL), Replay(from, to))
-		if sum.Sinks[0].Written != n {
-			b.Fatalf("wrote %d records, want %d", sum.Sinks[0].Written, n)
-		}
-		b.ReportMetric(float64(sum.Sinks[0].Objects), "objects")
+`, stream, kin, ddb, stream, run, s3.URL, set), Replay(from, to))
+				if sum.Sinks[0].Written != n {
+					b.Fatalf("wrote %d records, want %d", sum.Sinks[0].Written, n)
+				}
+				b.ReportMetric(float64(sum.Sinks[0].Objects), "objects")
+			}
+			rate := float64(n) * float64(b.N) / b.Elapsed().Seconds()
+			b.ReportMetric(rate, "records/s")
+			b.ReportMetric(rate/shards, "records/s/shard")
+			b.ReportMetric(float64(peak.Load()), "max-puts-at-once")
+		})
 	}
-	rate := float64(n) * float64(b.N) / b.Elapsed().Seconds()
-	b.ReportMetric(rate, "records/s")
-	b.ReportMetric(rate/shards, "records/s/shard")
-	b.ReportMetric(float64(peak.Load()), "max-puts-at-once")
 }
 
 // benchStream creates a stream of the given shards in kinesalite and puts
