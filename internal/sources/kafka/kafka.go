@@ -398,7 +398,11 @@ func (s *Source) batchOf(ctx context.Context) (record.Batch, record.AckFunc, err
 		sp.last = r
 		sp.n++
 		if b.Messages == nil {
-			b.Messages = make([]record.Message, 0, min(len(s.ahead), max(s.batch, 1)))
+			n := len(s.ahead) - i
+			if s.batch > 0 {
+				n = min(n, s.batch)
+			}
+			b.Messages = make([]record.Message, 0, n)
 		}
 		m := record.Message{Data: r.Value, Pos: record.Position{Partition: st.name, Offset: r.Offset}, Arrival: r.Timestamp.UTC()}
 		if s.cfg.MetadataField != "" {
