@@ -1,6 +1,7 @@
 package config
 
 import (
+	"cmp"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -122,6 +123,7 @@ func (c *Config) Validate() Errors {
 		v.sink(i, sinks)
 	}
 	v.errorsOutsideTables()
+	v.firehoseFlush(sinks)
 	v.errs.sort()
 	v.warns.sort()
 	c.Warnings = v.warns
@@ -255,6 +257,65 @@ func (v *validator) firehose(p string, f *FirehoseHTTP) {
 	}
 	if f.MetadataField != "" && !jsonx.ParsePath(f.MetadataField).Valid() {
 		v.errorf(p+".metadata_field", "invalid field path %q", f.MetadataField)
+	}
+}
+
+// firehoseFlush checks that a firehose_http request can be answered
+// within its request_timeout: its 200 waits until every record is durable,
+// that is until the sinks it reaches flush (at buffer.interval or
+// bulk.interval at the latest, since every request is its own stream). A
+// routed sink that waits as long as request_timeout makes every request
+// 500 first (an error); an error sink that does makes every request with a
+// bad record 500 first (a warning: it needs a bad record).
+func (v *validator) firehoseFlush(sinks map[string]int) {
+	c := v.c
+	for _, src := range c.Sources {
+		if src.Type != "firehose_http" {
+			continue
+		}
+		timeout := src.Firehose.RequestTimeout.D()
+		if timeout <= 0 {
+			continue // reported as an error
+		}
+		routed := map[int]bool{}
+		errSinks := map[string]bool{cmp.Or(src.ErrorSink, c.Service.ErrorSink): true}
+		for _, r := range c.Routes {
+			if !slices.Contains(r.From, src.Name) {
+				continue
+			}
+			errSinks[cmp.Or(r.ErrorSink, src.ErrorSink, c.Service.ErrorSink)] = true
+			for _, to := range r.To {
+				j, ok := sinks[to]
+				if !ok || routed[j] {
+					continue
+				}
+				routed[j] = true
+				s := &c.Sinks[j]
+				switch s.Type {
+				case "s3":
+					if d := s.Buffer.Interval.D(); d >= timeout {
+						v.errorf(fmt.Sprintf("sinks[%d].buffer.interval", j), "%s is not under request_timeout %s of firehose_http source %q, whose records this sink writes: a request is answered once its records are written, so every request would wait past its timeout and get 500; make the interval shorter",
+							d, timeout, src.Name)
+					}
+				case "opensearch":
+					errSinks[cmp.Or(s.ErrorSink, c.Service.ErrorSink)] = true
+					if d := s.Bulk.Interval.D(); d >= timeout {
+						v.errorf(fmt.Sprintf("sinks[%d].bulk.interval", j), "%s is not under request_timeout %s of firehose_http source %q, whose records this sink indexes: a request is answered once its records are indexed, so every request would wait past its timeout and get 500; make the interval shorter",
+							d, timeout, src.Name)
+					}
+				}
+			}
+		}
+		for name := range errSinks {
+			j, ok := sinks[name]
+			if !ok || routed[j] || c.Sinks[j].Type != "s3" {
+				continue
+			}
+			if d := c.Sinks[j].Buffer.Interval.D(); d >= timeout {
+				v.warnf(fmt.Sprintf("sinks[%d].buffer.interval", j), "%s is not under request_timeout %s of firehose_http source %q, whose failed records this error sink writes: a request with a failed record would wait past its timeout and get 500 until Firehose's retry finds it written; make the interval shorter",
+					d, timeout, src.Name)
+			}
+		}
 	}
 }
 
