@@ -228,6 +228,11 @@ func known(m map[string]int) string {
 // firehoseWait is how long Firehose waits for an HTTP endpoint's answer.
 const firehoseWait = 180 * time.Second
 
+// firehoseRetryMax is the longest retry duration a Firehose HTTP endpoint
+// destination can have: a retry of a request that succeeded must find it
+// remembered for at least this long.
+const firehoseRetryMax = 2 * time.Hour
+
 func (v *validator) firehose(p string, f *FirehoseHTTP) {
 	if f.Listen == "" {
 		v.errorf(p+".listen", "a firehose_http source needs an address to listen on")
@@ -249,8 +254,8 @@ func (v *validator) firehose(p string, f *FirehoseHTTP) {
 	if d := f.RequestTimeout.D(); d <= 0 || d >= firehoseWait {
 		v.errorf(p+".request_timeout", "must be greater than 0 and less than %s (Firehose stops waiting then), not %s", firehoseWait, d)
 	}
-	if f.DedupWindow.D() <= 0 {
-		v.errorf(p+".dedup_window", "must be greater than 0")
+	if d := f.DedupWindow.D(); d < firehoseRetryMax {
+		v.errorf(p+".dedup_window", "must be at least %s (Firehose retries a request for up to 7200 s), not %s", firehoseRetryMax, d)
 	}
 	if f.DedupMaxIDs <= 0 {
 		v.errorf(p+".dedup_max_ids", "must be greater than 0")
