@@ -16,10 +16,12 @@ import (
 	"testing"
 	"time"
 
+	promtest "github.com/prometheus/client_golang/prometheus/testutil"
 	"go.uber.org/zap"
 	"go.uber.org/zap/zaptest/observer"
 
 	"github.com/sluice-data/sluice/internal/config"
+	"github.com/sluice-data/sluice/internal/metrics"
 	"github.com/sluice-data/sluice/internal/record"
 )
 
@@ -463,5 +465,34 @@ func TestUpdateRotatesKeys(t *testing.T) {
 	}
 	if !h.src.CanUpdate(&cfg) {
 		t.Error("rotating back cannot be taken in place")
+	}
+}
+
+// TestPendingRecordsMetric: the records of requests handed to the pipeline
+// and not yet acked are sluice_source_pending_records, the metric that
+// CloudWatch (PendingRecords) scales and alarms on when the source has no
+// Kafka or Kinesis lag; it is there, at 0, before the first request.
+func TestPendingRecordsMetric(t *testing.T) {
+	h := newHarness(t, func(c *config.Source) { c.Name = "pending-metric" })
+	pending := func() float64 { return promtest.ToFloat64(metrics.SourcePending.WithLabelValues("pending-metric")) }
+	if n := promtest.CollectAndCount(metrics.SourcePending, "sluice_source_pending_records"); n == 0 {
+		t.Fatal("no sluice_source_pending_records series before the first request")
+	}
+	release := make(chan error)
+	h.ackWith = func(record.Batch) <-chan error { return release }
+	done := make(chan reply)
+	go func() { done <- h.post("pm", key1, body("pm", "a", "b", "c")) }()
+	for h.count() == 0 {
+		time.Sleep(5 * time.Millisecond)
+	}
+	if got := pending(); got != 3 {
+		t.Errorf("pending while in flight: %v, want 3", got)
+	}
+	release <- nil
+	if r := <-done; r.status != 200 {
+		t.Fatalf("got %d", r.status)
+	}
+	if got := pending(); got != 0 {
+		t.Errorf("pending after the ack: %v, want 0", got)
 	}
 }
