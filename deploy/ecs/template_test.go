@@ -11,6 +11,7 @@ import (
 	"os"
 	"reflect"
 	"regexp"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -502,6 +503,11 @@ func TestTemplateFirehoseIntake(t *testing.T) {
 
 	// The defaults are the source's defaults and the example's values.
 	tpl := parse(t, read(t), nil)
+	// A firehose_http source has no Kafka or Kinesis lag: scaling and the
+	// lag and no-progress alarms read its records in flight.
+	if lm := tpl.Parameters["LagMetric"]; !slices.Contains(lm.AllowedValues, any("PendingRecords")) {
+		t.Errorf("LagMetric allows %v; a firehose_http deployment needs PendingRecords", lm.AllowedValues)
+	}
 	if got := fmt.Sprint(tpl.Parameters["FirehosePort"].Default); got != portStr {
 		t.Errorf("FirehosePort default %s, %s listens on %s", got, firehoseConfig, src.Listen)
 	}
