@@ -236,6 +236,43 @@ func TestRecordTooLarge(t *testing.T) {
 	}
 }
 
+// TestProtocolLimits: 1 to 10,000 records of at most 1,024,000 bytes
+// each are a delivery; one more record is 400, one more byte 413.
+func TestProtocolLimits(t *testing.T) {
+	many := func(n int) []string {
+		recs := make([]string, n)
+		for i := range recs {
+			recs[i] = "r"
+		}
+		return recs
+	}
+	tests := []struct {
+		name    string
+		records []string
+		status  int
+		batches int // handed to the pipeline
+	}{
+		{"10,000 records", many(maxRecords), 200, 1},
+		{"10,001 records", many(maxRecords + 1), 400, 0},
+		{"a record of 1,024,000 bytes", []string{strings.Repeat("y", maxRecordSize)}, 200, 1},
+		{"a record of 1,024,001 bytes", []string{strings.Repeat("y", maxRecordSize+1)}, 413, 0},
+	}
+	h := newHarness(t, nil)
+	for i, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			id := fmt.Sprintf("limit-%d", i)
+			before := h.count()
+			r := h.post(id, key1, body(id, tt.records...))
+			if r.status != tt.status {
+				t.Errorf("got %d %q, want %d", r.status, r.body.ErrorMessage, tt.status)
+			}
+			if got := h.count() - before; got != tt.batches {
+				t.Errorf("%d batches handed on, want %d", got, tt.batches)
+			}
+		})
+	}
+}
+
 func TestNoKeysRefusesAll(t *testing.T) {
 	h := newHarness(t, func(c *config.Source) { c.Firehose.AccessKeys = nil })
 	if r := h.post("r", key1, body("r", "x")); r.status != 403 {
