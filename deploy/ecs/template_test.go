@@ -508,6 +508,9 @@ func TestTemplateFirehoseIntake(t *testing.T) {
 	if lm := tpl.Parameters["LagMetric"]; !slices.Contains(lm.AllowedValues, any("PendingRecords")) {
 		t.Errorf("LagMetric allows %v; a firehose_http deployment needs PendingRecords", lm.AllowedValues)
 	}
+	if !cfg.Service.CloudWatchEMF {
+		t.Errorf("%s: service.cloudwatch_emf is off; the alarms and scaling of the stack it is deployed with read its metrics", firehoseConfig)
+	}
 	if got := fmt.Sprint(tpl.Parameters["FirehosePort"].Default); got != portStr {
 		t.Errorf("FirehosePort default %s, %s listens on %s", got, firehoseConfig, src.Listen)
 	}
