@@ -402,6 +402,17 @@ func TestTemplate(t *testing.T) {
 			t.Errorf("no alarm %s", name)
 		}
 	}
+	// An idle Kafka source publishes no lag (it is measured on fetched
+	// records): a running task with nothing to read is not "no progress".
+	// Only RecordsOut, which every task publishes each minute, may go
+	// missing and breach (no task running).
+	if np, ok := alarms["NoProgressAlarm"]; ok {
+		for _, m := range np.Metrics {
+			if m.Expression != nil && !strings.Contains(*m.Expression, "FILL(lag, 0)") {
+				t.Errorf("no-progress expression %q does not fill a missing lag with 0", *m.Expression)
+			}
+		}
+	}
 	if ms, _ := tpl.Parameters["MetricsServiceName"].Default.(string); ms != cfg.Service.Name {
 		t.Errorf("MetricsServiceName default %q, the example's service.name is %q", ms, cfg.Service.Name)
 	}
