@@ -11,6 +11,7 @@ import (
 	"os"
 	"reflect"
 	"regexp"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -401,6 +402,17 @@ func TestTemplate(t *testing.T) {
 			t.Errorf("no alarm %s", name)
 		}
 	}
+	// An idle Kafka source publishes no lag (it is measured on fetched
+	// records): a running task with nothing to read is not "no progress".
+	// Only RecordsOut, which every task publishes each minute, may go
+	// missing and breach (no task running).
+	if np, ok := alarms["NoProgressAlarm"]; ok {
+		for _, m := range np.Metrics {
+			if m.Expression != nil && !strings.Contains(*m.Expression, "FILL(lag, 0)") {
+				t.Errorf("no-progress expression %q does not fill a missing lag with 0", *m.Expression)
+			}
+		}
+	}
 	if ms, _ := tpl.Parameters["MetricsServiceName"].Default.(string); ms != cfg.Service.Name {
 		t.Errorf("MetricsServiceName default %q, the example's service.name is %q", ms, cfg.Service.Name)
 	}
@@ -502,6 +514,14 @@ func TestTemplateFirehoseIntake(t *testing.T) {
 
 	// The defaults are the source's defaults and the example's values.
 	tpl := parse(t, read(t), nil)
+	// A firehose_http source has no Kafka or Kinesis lag: scaling and the
+	// lag and no-progress alarms read its records in flight.
+	if lm := tpl.Parameters["LagMetric"]; !slices.Contains(lm.AllowedValues, any("PendingRecords")) {
+		t.Errorf("LagMetric allows %v; a firehose_http deployment needs PendingRecords", lm.AllowedValues)
+	}
+	if !cfg.Service.CloudWatchEMF {
+		t.Errorf("%s: service.cloudwatch_emf is off; the alarms and scaling of the stack it is deployed with read its metrics", firehoseConfig)
+	}
 	if got := fmt.Sprint(tpl.Parameters["FirehosePort"].Default); got != portStr {
 		t.Errorf("FirehosePort default %s, %s listens on %s", got, firehoseConfig, src.Listen)
 	}

@@ -84,8 +84,8 @@ type FirehoseHTTP struct {
 	AccessKeys     []string    `yaml:"access_keys" doc:"Accepted X-Amz-Firehose-Access-Key values, compared in constant time; several allow rotation; [] refuses every request."`
 	TLS            FirehoseTLS `yaml:"tls" doc:"TLS for the endpoint; empty: plain HTTP (TLS ends at the load balancer)."`
 	MaxBody        Size        `yaml:"max_body" default:"64MiB" doc:"Largest request body, after gzip decoding; larger requests get 413 (Firehose does not retry 413)."`
-	RequestTimeout Duration    `yaml:"request_timeout" default:"170s" doc:"Answer 500 (Firehose retries) when a request's records are not durably handled within this; keep it under Firehose's 180 s."`
-	DedupWindow    Duration    `yaml:"dedup_window" default:"2h" doc:"How long a request id that succeeded is remembered, so a retry of it gets 200 without a second write; at least the Firehose stream's retry duration."`
+	RequestTimeout Duration    `yaml:"request_timeout" default:"170s" doc:"Answer 500 (Firehose retries) when a request's records are not durably handled within this; keep it under Firehose's 180 s and above the buffer.interval (bulk.interval) of every sink the source's records reach."`
+	DedupWindow    Duration    `yaml:"dedup_window" default:"2h" doc:"How long a request id that succeeded is remembered, so a retry of it gets 200 without a second write; at least 2h, the longest Firehose retry duration."`
 	DedupMaxIDs    int         `yaml:"dedup_max_ids" default:"200000" doc:"Most request ids remembered (about 100 bytes each); the oldest are forgotten first."`
 	MetadataField  string      `yaml:"metadata_field" doc:"Dotted path under which each JSON record gets {topic: source ARN, partition: 0, offset: record index, timestamp, key: request id, headers: common attributes}; empty: not added."`
 }

@@ -1,6 +1,7 @@
 package config
 
 import (
+	"cmp"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -122,6 +123,7 @@ func (c *Config) Validate() Errors {
 		v.sink(i, sinks)
 	}
 	v.errorsOutsideTables()
+	v.firehoseFlush(sinks)
 	v.errs.sort()
 	v.warns.sort()
 	c.Warnings = v.warns
@@ -226,6 +228,11 @@ func known(m map[string]int) string {
 // firehoseWait is how long Firehose waits for an HTTP endpoint's answer.
 const firehoseWait = 180 * time.Second
 
+// firehoseRetryMax is the longest retry duration a Firehose HTTP endpoint
+// destination can have: a retry of a request that succeeded must find it
+// remembered for at least this long.
+const firehoseRetryMax = 2 * time.Hour
+
 func (v *validator) firehose(p string, f *FirehoseHTTP) {
 	if f.Listen == "" {
 		v.errorf(p+".listen", "a firehose_http source needs an address to listen on")
@@ -247,14 +254,74 @@ func (v *validator) firehose(p string, f *FirehoseHTTP) {
 	if d := f.RequestTimeout.D(); d <= 0 || d >= firehoseWait {
 		v.errorf(p+".request_timeout", "must be greater than 0 and less than %s (Firehose stops waiting then), not %s", firehoseWait, d)
 	}
-	if f.DedupWindow.D() <= 0 {
-		v.errorf(p+".dedup_window", "must be greater than 0")
+	if d := f.DedupWindow.D(); d < firehoseRetryMax {
+		v.errorf(p+".dedup_window", "must be at least %s (Firehose retries a request for up to 7200 s), not %s", firehoseRetryMax, d)
 	}
 	if f.DedupMaxIDs <= 0 {
 		v.errorf(p+".dedup_max_ids", "must be greater than 0")
 	}
 	if f.MetadataField != "" && !jsonx.ParsePath(f.MetadataField).Valid() {
 		v.errorf(p+".metadata_field", "invalid field path %q", f.MetadataField)
+	}
+}
+
+// firehoseFlush warns when a firehose_http request cannot be answered
+// within its request_timeout: its 200 waits until every record is durable,
+// that is until the sinks it reaches flush (at buffer.interval or
+// bulk.interval at the latest, since every request is its own stream). A
+// routed sink that waits as long as request_timeout makes every request
+// answer 500 first, an error sink every request with a failed record;
+// Firehose's retry then finds the records written. A warning, not an
+// error: a deliberately slow sink is how one sees the timeout's 500.
+func (v *validator) firehoseFlush(sinks map[string]int) {
+	c := v.c
+	for _, src := range c.Sources {
+		if src.Type != "firehose_http" {
+			continue
+		}
+		timeout := src.Firehose.RequestTimeout.D()
+		if timeout <= 0 {
+			continue // reported as an error
+		}
+		routed := map[int]bool{}
+		errSinks := map[string]bool{cmp.Or(src.ErrorSink, c.Service.ErrorSink): true}
+		for _, r := range c.Routes {
+			if !slices.Contains(r.From, src.Name) {
+				continue
+			}
+			errSinks[cmp.Or(r.ErrorSink, src.ErrorSink, c.Service.ErrorSink)] = true
+			for _, to := range r.To {
+				j, ok := sinks[to]
+				if !ok || routed[j] {
+					continue
+				}
+				routed[j] = true
+				s := &c.Sinks[j]
+				switch s.Type {
+				case "s3":
+					if d := s.Buffer.Interval.D(); d >= timeout {
+						v.warnf(fmt.Sprintf("sinks[%d].buffer.interval", j), "%s is not under request_timeout %s of firehose_http source %q, whose records this sink writes: a request is answered once its records are written, so every request would wait past its timeout and get 500; make the interval shorter",
+							d, timeout, src.Name)
+					}
+				case "opensearch":
+					errSinks[cmp.Or(s.ErrorSink, c.Service.ErrorSink)] = true
+					if d := s.Bulk.Interval.D(); d >= timeout {
+						v.warnf(fmt.Sprintf("sinks[%d].bulk.interval", j), "%s is not under request_timeout %s of firehose_http source %q, whose records this sink indexes: a request is answered once its records are indexed, so every request would wait past its timeout and get 500; make the interval shorter",
+							d, timeout, src.Name)
+					}
+				}
+			}
+		}
+		for name := range errSinks {
+			j, ok := sinks[name]
+			if !ok || routed[j] || c.Sinks[j].Type != "s3" {
+				continue
+			}
+			if d := c.Sinks[j].Buffer.Interval.D(); d >= timeout {
+				v.warnf(fmt.Sprintf("sinks[%d].buffer.interval", j), "%s is not under request_timeout %s of firehose_http source %q, whose failed records this error sink writes: a request with a failed record would wait past its timeout and get 500 until Firehose's retry finds it written; make the interval shorter",
+					d, timeout, src.Name)
+			}
+		}
 	}
 }
 

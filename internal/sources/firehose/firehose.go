@@ -50,9 +50,11 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/zap"
 
 	"github.com/sluice-data/sluice/internal/config"
+	"github.com/sluice-data/sluice/internal/metrics"
 	"github.com/sluice-data/sluice/internal/record"
 	"github.com/sluice-data/sluice/internal/sources"
 )
@@ -82,7 +84,8 @@ type Source struct {
 
 	batches chan *call // handler -> ReadBatch, unbuffered
 	pending atomic.Int64
-	waiting atomic.Bool // onWait is running
+	gauge   prometheus.Gauge // pending, as sluice_source_pending_records
+	waiting atomic.Bool      // onWait is running
 
 	startOnce sync.Once
 	startErr  error
@@ -121,6 +124,10 @@ func New(cfg *config.Source, log *zap.Logger) (*Source, error) {
 		name: cfg.Name, cfg: cfg.Firehose, maxPend: int64(cfg.MaxPending), log: log.With(zap.String("source", cfg.Name)),
 		batches: make(chan *call), stopping: make(chan struct{}), hard: make(chan struct{}), served: make(chan struct{}),
 		ready: make(chan struct{}), inflight: map[string]*call{}, done: map[string]time.Time{},
+		// There from the start, at 0: CloudWatch's PendingRecords (EMF) is
+		// what the scaling policy and the no-progress alarm read for a
+		// source without Kafka or Kinesis lag.
+		gauge: metrics.SourcePending.WithLabelValues(cfg.Name),
 	}
 	s.setKeys(cfg.Firehose.AccessKeys)
 	s.opened = *cfg
@@ -217,6 +224,7 @@ func (s *Source) Close(ctx context.Context) error {
 // finish records a call's outcome: success is remembered for dedup_window.
 func (s *Source) finish(c *call, err error) {
 	s.pending.Add(-c.n)
+	s.gauge.Sub(float64(c.n))
 	s.mu.Lock()
 	delete(s.inflight, c.id)
 	if err == nil {
@@ -487,6 +495,7 @@ func (s *Source) deliver(ctx context.Context, id string, r *http.Request, req *r
 		c := &call{id: id, n: n, out: make(chan struct{}), batch: s.batch(id, r, req)}
 		s.inflight[id] = c
 		s.pending.Add(n)
+		s.gauge.Add(float64(n))
 		s.mu.Unlock()
 		return s.await(ctx, c)
 	}

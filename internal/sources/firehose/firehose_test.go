@@ -16,10 +16,12 @@ import (
 	"testing"
 	"time"
 
+	promtest "github.com/prometheus/client_golang/prometheus/testutil"
 	"go.uber.org/zap"
 	"go.uber.org/zap/zaptest/observer"
 
 	"github.com/sluice-data/sluice/internal/config"
+	"github.com/sluice-data/sluice/internal/metrics"
 	"github.com/sluice-data/sluice/internal/record"
 )
 
@@ -231,6 +233,43 @@ func TestRecordTooLarge(t *testing.T) {
 	r := h.post("big", key1, body("big", "x", strings.Repeat("y", maxRecordSize+1)))
 	if r.status != 413 || h.count() != 0 {
 		t.Errorf("got %d %q with %d batches; want 413 and nothing accepted", r.status, r.body.ErrorMessage, h.count())
+	}
+}
+
+// TestProtocolLimits: 1 to 10,000 records of at most 1,024,000 bytes
+// each are a delivery; one more record is 400, one more byte 413.
+func TestProtocolLimits(t *testing.T) {
+	many := func(n int) []string {
+		recs := make([]string, n)
+		for i := range recs {
+			recs[i] = "r"
+		}
+		return recs
+	}
+	tests := []struct {
+		name    string
+		records []string
+		status  int
+		batches int // handed to the pipeline
+	}{
+		{"10,000 records", many(maxRecords), 200, 1},
+		{"10,001 records", many(maxRecords + 1), 400, 0},
+		{"a record of 1,024,000 bytes", []string{strings.Repeat("y", maxRecordSize)}, 200, 1},
+		{"a record of 1,024,001 bytes", []string{strings.Repeat("y", maxRecordSize+1)}, 413, 0},
+	}
+	h := newHarness(t, nil)
+	for i, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			id := fmt.Sprintf("limit-%d", i)
+			before := h.count()
+			r := h.post(id, key1, body(id, tt.records...))
+			if r.status != tt.status {
+				t.Errorf("got %d %q, want %d", r.status, r.body.ErrorMessage, tt.status)
+			}
+			if got := h.count() - before; got != tt.batches {
+				t.Errorf("%d batches handed on, want %d", got, tt.batches)
+			}
+		})
 	}
 }
 
@@ -463,5 +502,34 @@ func TestUpdateRotatesKeys(t *testing.T) {
 	}
 	if !h.src.CanUpdate(&cfg) {
 		t.Error("rotating back cannot be taken in place")
+	}
+}
+
+// TestPendingRecordsMetric: the records of requests handed to the pipeline
+// and not yet acked are sluice_source_pending_records, the metric that
+// CloudWatch (PendingRecords) scales and alarms on when the source has no
+// Kafka or Kinesis lag; it is there, at 0, before the first request.
+func TestPendingRecordsMetric(t *testing.T) {
+	h := newHarness(t, func(c *config.Source) { c.Name = "pending-metric" })
+	pending := func() float64 { return promtest.ToFloat64(metrics.SourcePending.WithLabelValues("pending-metric")) }
+	if n := promtest.CollectAndCount(metrics.SourcePending, "sluice_source_pending_records"); n == 0 {
+		t.Fatal("no sluice_source_pending_records series before the first request")
+	}
+	release := make(chan error)
+	h.ackWith = func(record.Batch) <-chan error { return release }
+	done := make(chan reply)
+	go func() { done <- h.post("pm", key1, body("pm", "a", "b", "c")) }()
+	for h.count() == 0 {
+		time.Sleep(5 * time.Millisecond)
+	}
+	if got := pending(); got != 3 {
+		t.Errorf("pending while in flight: %v, want 3", got)
+	}
+	release <- nil
+	if r := <-done; r.status != 200 {
+		t.Fatalf("got %d", r.status)
+	}
+	if got := pending(); got != 0 {
+		t.Errorf("pending after the ack: %v, want 0", got)
 	}
 }
