@@ -1170,6 +1170,9 @@ func (w *worker) deliver(rec *record.Record) {
 		rec.Pos = w.claim(si, rt.name, orig)
 		w.sinkRecords[si]++
 		if f := w.writers[si].Write(rec); f != nil {
+			if w.jq.Canceled() {
+				continue // its evaluation was canceled: the batch is abandoned and read again
+			}
 			f.Route = rt.name
 			metrics.SinkFailed.WithLabelValues(f.Sink, f.Type).Inc()
 			w.pl.sinkStats[si].Failed.Add(1)
