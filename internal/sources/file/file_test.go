@@ -234,17 +234,17 @@ func TestBadInputIsFiledAndReadingGoesOn(t *testing.T) {
 		{
 			name:  "directory",
 			setup: func(t *testing.T, p string) { mustOK(t, os.Mkdir(p, 0o755)) },
-			want:  []got{{"b.ndjson", 0, "", "b.ndjson: is a directory, not a file"}},
+			want:  []got{{"b.ndjson", 0, "", "b.ndjson: whole file: is a directory, not a file"}},
 		},
 		{
 			name:  "dangling symlink",
 			setup: func(t *testing.T, p string) { mustOK(t, os.Symlink(p+".gone", p)) },
-			want:  []got{{"b.ndjson", 0, "", "b.ndjson: stat: no such file or directory"}},
+			want:  []got{{"b.ndjson", 0, "", "b.ndjson: whole file: stat: no such file or directory"}},
 		},
 		{
 			name:  "symlink loop",
 			setup: func(t *testing.T, p string) { mustOK(t, os.Symlink(p, p)) },
-			want:  []got{{"b.ndjson", 0, "", "b.ndjson: stat: too many levels of symbolic links"}},
+			want:  []got{{"b.ndjson", 0, "", "b.ndjson: whole file: stat: too many levels of symbolic links"}},
 		},
 	}
 	for _, tt := range tests {
@@ -280,7 +280,7 @@ func TestUnopenableFile(t *testing.T) {
 	write(t, p, "secret\n", false)
 	mustOK(t, os.Chmod(p, 0))
 	s, _ := New("src", []string{p}, 10, 0)
-	compare(t, readAllMsgs(t, s), []got{{"b.ndjson", 0, "", "b.ndjson: open: permission denied"}})
+	compare(t, readAllMsgs(t, s), []got{{"b.ndjson", 0, "", "b.ndjson: whole file: open: permission denied"}})
 }
 
 func TestOverlongLines(t *testing.T) {
