@@ -167,8 +167,7 @@ type ReadError struct {
 	Partition string
 	// First and Last are the lines (or offsets) the failure covers: First 0
 	// means the partition as a whole could not be opened ("whole file" in
-	// the message); Last -1 means
-	// from First to the end.
+	// the message); Last -1 means from First to the end.
 	First, Last int64
 	Err         error
 }
