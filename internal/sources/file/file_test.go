@@ -543,3 +543,16 @@ func (r *notifyReader) Read(p []byte) (int, error) {
 	r.n += n
 	return n, err
 }
+
+// TestNameNotUTF8: a file whose name is not valid UTF-8 (any byte but "/"
+// and NUL may be in a Linux file name) is read like any other. Its
+// checkpoint gauge's partition label once took the name as it was, and
+// the Prometheus client panics on a label that is not valid UTF-8: one
+// such file ended the process.
+func TestNameNotUTF8(t *testing.T) {
+	dir := t.TempDir()
+	p := filepath.Join(dir, "b\xff.ndjson")
+	write(t, p, "x\n", false)
+	s, _ := New("src", []string{filepath.Join(dir, "*")}, 10, 0)
+	compare(t, readAllMsgs(t, s), []got{{"b\xff.ndjson", 1, "x", ""}})
+}
