@@ -80,9 +80,9 @@ sinks:
 	want := []string{
 		fmt.Sprintf("b.ndjson.gz: lines %d-end: unexpected EOF", gotB+1),
 		"c.ndjson.gz: lines 1-end: gzip: invalid header [0 bytes]",
-		"d.ndjson: is a directory, not a file [0 bytes]",
-		"e.ndjson: stat: no such file or directory [0 bytes]",
-		"f.ndjson: stat: too many levels of symbolic links [0 bytes]",
+		"d.ndjson: whole file: is a directory, not a file [0 bytes]",
+		"e.ndjson: whole file: stat: no such file or directory [0 bytes]",
+		"f.ndjson: whole file: stat: too many levels of symbolic links [0 bytes]",
 		"g.ndjson: line 2: line longer than max_line_bytes (64 bytes): only its first 64 bytes are kept [64 bytes]",
 	}
 	if len(msgs) != len(want) || !strings.HasPrefix(msgs[0], want[0]) || strings.Join(msgs[1:], "\n") != strings.Join(want[1:], "\n") {

@@ -115,6 +115,9 @@ type Pipeline struct {
 	sinkNames  []string
 	sinkStats  map[string]*SinkStats
 	sinkInst   map[string][]sinks.Sink // every instance a name had
+	// pending is the balance's "in" of the batches counted but not yet
+	// acked (see Summary.Pending).
+	pending atomic.Int64
 }
 
 // plan is what one configuration makes of the components: the sources
@@ -1114,14 +1117,30 @@ func (w *worker) process(j job) result {
 		metrics.RouteFiltered.WithLabelValues(rt.name).Add(float64(rc.Filtered))
 		metrics.RouteFailed.WithLabelValues(rt.name).Add(float64(rc.Failed))
 	}
+	// The batch's share of the balance's "in" (Summary.Balance): its
+	// records, less those routed, plus what its routes filtered or failed
+	// and what its sinks received. It stays pending until the batch's ack.
+	in := bc.records - bc.routed
+	for i := range src.routes {
+		in += routeCounts[i].Filtered + routeCounts[i].Failed
+	}
 	r := result{plan: j.plan, seq: j.seq, ack: j.ack, pending: make([]sinks.Pending, len(w.writers))}
 	for i, wr := range w.writers {
 		r.pending[i] = wr.Take()
 		if n := w.sinkRecords[i]; n > 0 {
+			in += n
 			metrics.SinkRecords.WithLabelValues(w.pl.sinks[i].Name()).Add(float64(n))
 			w.pl.sinkStats[i].Received.Add(n)
 			w.sinkRecords[i] = 0
 		}
+	}
+	p := w.p
+	p.pending.Add(in)
+	r.ack = func(err error) {
+		if err == nil {
+			p.pending.Add(-in)
+		}
+		j.ack(err)
 	}
 	return r
 }
@@ -1170,6 +1189,9 @@ func (w *worker) deliver(rec *record.Record) {
 		rec.Pos = w.claim(si, rt.name, orig)
 		w.sinkRecords[si]++
 		if f := w.writers[si].Write(rec); f != nil {
+			if w.jq.Canceled() {
+				continue // its evaluation was canceled: the batch is abandoned and read again
+			}
 			f.Route = rt.name
 			metrics.SinkFailed.WithLabelValues(f.Sink, f.Type).Inc()
 			w.pl.sinkStats[si].Failed.Add(1)

@@ -37,7 +37,10 @@ func (s Summary) JSON() []byte {
 		// Out is records written, skipped, filtered, unmatched or sent
 		// to an error output; OK is In == Out.
 		Out int64 `json:"out"`
-		OK  bool  `json:"ok"`
+		// Pending is Summary.Pending; OK also holds when the shortfall
+		// is within it.
+		Pending int64 `json:"pending"`
+		OK      bool  `json:"ok"`
 	}
 	out := struct {
 		Sources      []source         `json:"sources"`
@@ -59,7 +62,7 @@ func (s Summary) JSON() []byte {
 		out.Sinks = append(out.Sinks, sink{x.Name, x.Received, x.Written, x.ErrorRecords, x.Failed, x.Skipped, x.Objects, x.Bytes})
 	}
 	in, o := s.Balance()
-	out.Balance = balance{In: in, Out: o, OK: in == o}
+	out.Balance = balance{In: in, Out: o, Pending: s.Pending, OK: s.Accounted()}
 	b, _ := json.Marshal(out) // only strings, ints and maps of them
 	return b
 }

@@ -166,8 +166,8 @@ type ReadError struct {
 	// Partition is the file (or other partition) that failed.
 	Partition string
 	// First and Last are the lines (or offsets) the failure covers: First 0
-	// means the partition as a whole could not be opened; Last -1 means
-	// from First to the end.
+	// means the partition as a whole could not be opened ("whole file" in
+	// the message); Last -1 means from First to the end.
 	First, Last int64
 	Err         error
 }
@@ -175,7 +175,7 @@ type ReadError struct {
 func (e *ReadError) Error() string {
 	switch {
 	case e.First == 0:
-		return e.Partition + ": " + e.Err.Error()
+		return e.Partition + ": whole file: " + e.Err.Error()
 	case e.Last < 0:
 		return e.Partition + ": lines " + strconv.FormatInt(e.First, 10) + "-end: " + e.Err.Error()
 	case e.First == e.Last:

@@ -46,6 +46,9 @@ type ParquetFile struct {
 	ColumnPageKinds map[string][]string
 	// MaxDictionaryBytes is the largest dictionary page, uncompressed.
 	MaxDictionaryBytes int
+	// MaxDataPageBytes is the largest data page, uncompressed: what a
+	// reader must hold at once to read one page.
+	MaxDataPageBytes int
 	// Stats holds each column chunk's min and max as the footer has them,
 	// row group by row group.
 	Stats []ChunkStats
@@ -290,6 +293,7 @@ func pageKinds(rdr *file.Reader, pf *ParquetFile) error {
 				if dp, ok := p.(file.DataPage); ok {
 					st := dp.Statistics()
 					pf.MaxStatBytes = max(pf.MaxStatBytes, len(st.Min), len(st.Max))
+					pf.MaxDataPageBytes = max(pf.MaxDataPageBytes, int(dp.UncompressedSize()))
 				}
 				if p.Type().String() != "DICTIONARY_PAGE" {
 					pages++

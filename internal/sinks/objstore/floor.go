@@ -61,8 +61,9 @@ func ParquetDictionaries(s *config.Sink, sample []parquet.Row) ([]bool, error) {
 // bound and statistics bounds.
 //
 // Objects of the sink also get their footer statistics truncated, a page
-// of each dictionary column cut every 256 KiB of its values, and a new row
-// group past 64 MiB of input; none is a writer option.
+// of each dictionary column cut every 256 KiB of its values, at most
+// rowBatchBytes of rows per WriteRows call (which bounds every page), and
+// a new row group past 64 MiB of input; none is a writer option.
 func ParquetWriterOptions(s *config.Sink, dict []bool) ([]parquet.WriterOption, error) {
 	l, err := newParquetLayout(s)
 	if err != nil {

@@ -126,6 +126,37 @@ func TestParquetLargeValuesReadByArrow(t *testing.T) {
 	}
 }
 
+// TestParquetPagesBounded: a data page holds at most a page's worth of
+// values plus one row, however large the values of an object are, so a
+// reader never has to take in more than that at once. parquet-go cuts a
+// page only after a whole WriteRows call, so when 512 rows went in one
+// call, 24 values of 300 KiB made one page of 7 MiB (and 512 values at the
+// limit would make one of 512 MiB).
+func TestParquetPagesBounded(t *testing.T) {
+	const value = 300 << 10
+	s, dir := newSink(t, "    compression: none\n"+largeSchema, nil)
+	var lines []string
+	for i := range 24 {
+		lines = append(lines, fmt.Sprintf(`{"s":%q,"j":{"i":%d},"n":%d}`, strings.Repeat(string(rune('a'+i)), value), i, i))
+	}
+	if fails := feed(t, s, nil, lines...); len(fails) != 0 {
+		t.Fatalf("failures: %s", fails[0].Message)
+	}
+	if err := s.Flush(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	pf, err := testutil.ReadParquet(filepath.Join(dir, files(t, dir)[0]))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(pf.Rows) != len(lines) {
+		t.Fatalf("rows = %d, want %d", len(pf.Rows), len(lines))
+	}
+	if limit := pageBytes + rowBatchBytes + value + 1<<10; pf.MaxDataPageBytes > limit {
+		t.Errorf("a data page of %d bytes, want at most %d (a page, a batch and one value)", pf.MaxDataPageBytes, limit)
+	}
+}
+
 // TestParquetValueLimit: a value over max_value_bytes (default 1 MiB) goes
 // to the error output as schema-mismatch with a reason naming the column,
 // its size and the limit; one of exactly the limit is written. A large

@@ -489,6 +489,16 @@ func (l *parquetLayout) newFileWriter() *parquetFile {
 
 const rowsPerWrite = 512
 
+// pageBytes is the page buffer of every column: parquet-go cuts a data page
+// once a column holds this much after a WriteRows call.
+const pageBytes = 256 << 10
+
+// rowBatchBytes bounds the rows of one WriteRows call. parquet-go checks
+// the page size only between calls, so a batch of 512 rows of 1 MiB values
+// would otherwise make a page of 512 MiB; with this bound a data page holds
+// at most pageBytes + rowBatchBytes plus one row.
+const rowBatchBytes = 128 << 10
+
 // rowGroupInput is how many bytes of buffered rows go into one row group:
 // the Parquet writer holds a row group's pages in memory until it is
 // flushed, so this bounds the memory of encoding an object of any size.
@@ -534,8 +544,9 @@ func (f *parquetFile) encodeTo(w io.Writer, data []byte) error {
 	// page headers over 4 MiB): string and json columns carry none in their
 	// page headers, their column index bounds are cut to statsTruncate bytes
 	// by parquet-go, and their footer statistics by footerWriter. Pages are
-	// cut at PageBufferSize, so only one value larger than that makes a
-	// larger page, and max_value_bytes bounds those. Every column chunk has
+	// cut at PageBufferSize between WriteRows calls, and a call takes at
+	// most rowBatchBytes of rows, so a page is at most their sum plus one
+	// row, and max_value_bytes bounds that row's values. Every column chunk has
 	// min, max (where a bound fits) and null count in the footer.
 	if err := f.chooseDictionaries(data); err != nil {
 		return err
@@ -554,13 +565,14 @@ func (f *parquetFile) encodeTo(w io.Writer, data []byte) error {
 	}
 	clear(f.since)
 	batch := f.rows[:0]
+	batchBytes := 0
 	group := 0
 	check := false // a dictionary column is due for a page cut
 	write := func() error {
 		if _, err := pw.WriteRows(batch); err != nil {
 			return err
 		}
-		batch = f.rows[:0]
+		batch, batchBytes = f.rows[:0], 0
 		if group >= f.rowGroupBytes {
 			clear(f.since)
 			check, group = false, 0
@@ -594,6 +606,7 @@ func (f *parquetFile) encodeTo(w io.Writer, data []byte) error {
 		batch = append(batch, row)
 		data = data[k+int(n):]
 		group += k + int(n)
+		batchBytes += k + int(n)
 		for c, d := range f.dict {
 			if d && !row[c].IsNull() {
 				if f.since[c] += valueSize(row[c]); f.since[c] >= dictCheckBytes {
@@ -601,7 +614,7 @@ func (f *parquetFile) encodeTo(w io.Writer, data []byte) error {
 				}
 			}
 		}
-		if len(batch) == rowsPerWrite || check || group >= f.rowGroupBytes {
+		if len(batch) == rowsPerWrite || batchBytes >= rowBatchBytes || check || group >= f.rowGroupBytes {
 			if err := write(); err != nil {
 				return err
 			}
@@ -639,7 +652,7 @@ func valueSize(v parquet.Value) int {
 // ones, through ParquetWriterOptions.
 func (l *parquetLayout) writerOptions(schema *parquet.Schema) []parquet.WriterOption {
 	opts := []parquet.WriterOption{schema, parquet.Compression(l.codec),
-		parquet.CreatedBy(buildinfo.CreatedBy()), parquet.PageBufferSize(256 << 10),
+		parquet.CreatedBy(buildinfo.CreatedBy()), parquet.PageBufferSize(pageBytes),
 		parquet.DataPageVersion(1), parquet.DefaultEncodingFor(parquet.ByteArray, &parquet.Plain),
 		parquet.DictionaryMaxBytes(dictMaxBytes),
 		parquet.ColumnIndexSizeLimit(func([]string) int { return statsTruncate })}

@@ -325,7 +325,9 @@ func (s *Source) ReadBatch(ctx context.Context) (record.Batch, record.AckFunc, e
 		pending := metrics.SourcePending.WithLabelValues(s.name)
 		pending.Add(float64(len(b.Messages)))
 		n := float64(len(b.Messages))
-		ckpt := metrics.Checkpoint.WithLabelValues(s.name, of.path)
+		// A Linux file name may be any bytes; the Prometheus client
+		// panics on a label that is not valid UTF-8.
+		ckpt := metrics.Checkpoint.WithLabelValues(s.name, strings.ToValidUTF8(of.path, "\uFFFD"))
 		return b, func(err error) {
 			rng.Ack(err)
 			pending.Sub(n)

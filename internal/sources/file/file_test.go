@@ -234,17 +234,17 @@ func TestBadInputIsFiledAndReadingGoesOn(t *testing.T) {
 		{
 			name:  "directory",
 			setup: func(t *testing.T, p string) { mustOK(t, os.Mkdir(p, 0o755)) },
-			want:  []got{{"b.ndjson", 0, "", "b.ndjson: is a directory, not a file"}},
+			want:  []got{{"b.ndjson", 0, "", "b.ndjson: whole file: is a directory, not a file"}},
 		},
 		{
 			name:  "dangling symlink",
 			setup: func(t *testing.T, p string) { mustOK(t, os.Symlink(p+".gone", p)) },
-			want:  []got{{"b.ndjson", 0, "", "b.ndjson: stat: no such file or directory"}},
+			want:  []got{{"b.ndjson", 0, "", "b.ndjson: whole file: stat: no such file or directory"}},
 		},
 		{
 			name:  "symlink loop",
 			setup: func(t *testing.T, p string) { mustOK(t, os.Symlink(p, p)) },
-			want:  []got{{"b.ndjson", 0, "", "b.ndjson: stat: too many levels of symbolic links"}},
+			want:  []got{{"b.ndjson", 0, "", "b.ndjson: whole file: stat: too many levels of symbolic links"}},
 		},
 	}
 	for _, tt := range tests {
@@ -280,7 +280,7 @@ func TestUnopenableFile(t *testing.T) {
 	write(t, p, "secret\n", false)
 	mustOK(t, os.Chmod(p, 0))
 	s, _ := New("src", []string{p}, 10, 0)
-	compare(t, readAllMsgs(t, s), []got{{"b.ndjson", 0, "", "b.ndjson: open: permission denied"}})
+	compare(t, readAllMsgs(t, s), []got{{"b.ndjson", 0, "", "b.ndjson: whole file: open: permission denied"}})
 }
 
 func TestOverlongLines(t *testing.T) {
@@ -542,4 +542,17 @@ func (r *notifyReader) Read(p []byte) (int, error) {
 	n, err := r.r.Read(p)
 	r.n += n
 	return n, err
+}
+
+// TestNameNotUTF8: a file whose name is not valid UTF-8 (any byte but "/"
+// and NUL may be in a Linux file name) is read like any other. Its
+// checkpoint gauge's partition label once took the name as it was, and
+// the Prometheus client panics on a label that is not valid UTF-8: one
+// such file ended the process.
+func TestNameNotUTF8(t *testing.T) {
+	dir := t.TempDir()
+	p := filepath.Join(dir, "b\xff.ndjson")
+	write(t, p, "x\n", false)
+	s, _ := New("src", []string{filepath.Join(dir, "*")}, 10, 0)
+	compare(t, readAllMsgs(t, s), []got{{"b\xff.ndjson", 1, "x", ""}})
 }
