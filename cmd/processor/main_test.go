@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 
@@ -116,5 +118,27 @@ func TestReplaySourcesAgree(t *testing.T) {
 		if err := replayConfig(newCfg(typ), "s", nil); err != nil {
 			t.Errorf("replay refused a %s source: %v", typ, err)
 		}
+	}
+}
+
+// TestValidateWarnsAlongsideErrors: a config with errors still gets the
+// warning about a glob that matches nothing, in the same one pass and in
+// line order, so fixing the errors brings no new surprise.
+func TestValidateWarnsAlongsideErrors(t *testing.T) {
+	dir := t.TempDir()
+	cfg := filepath.Join(dir, "c.yaml")
+	os.WriteFile(cfg, []byte(`service: {http_listen: "", error_sink: out}
+sources:
+  - {name: logs, type: file, format: json, file: {paths: ["`+dir+`/nowhere/*.ndjson"]}}
+routes:
+  - {name: all, from: [logs], to: [out]}
+sinks:
+  - {name: out, type: s3, url: "file:out/", format: ndjson, bufer: {interval: 1s}}
+`), 0o644)
+	_, errs, code := runArgs("validate", "-c", cfg)
+	want := cfg + `:3: sources[0].file.paths: "` + dir + `/nowhere/*.ndjson" matches no file here; run stops with "no file matches" unless it matches where the service runs` + "\n" +
+		cfg + `:7: sinks[0].bufer: unknown key "bufer" (did you mean "buffer"?)`
+	if code != 1 || !strings.Contains(errs, "warning: "+want) {
+		t.Errorf("validate: exit %d, stderr:\n%s\nwant exit 1 and:\nwarning: %s", code, errs, want)
 	}
 }

@@ -48,7 +48,7 @@ func (es Errors) Error() string {
 	return strings.Join(lines, "\n")
 }
 
-// sort orders the problems by line, keeping the order of those on one line.
-func (es Errors) sort() {
+// Sort orders the problems by line, keeping the order of those on one line.
+func (es Errors) Sort() {
 	slices.SortStableFunc(es, func(a, b *Error) int { return a.Line - b.Line })
 }

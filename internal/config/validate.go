@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/url"
 	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"time"
@@ -122,8 +123,8 @@ func (c *Config) Validate() Errors {
 		v.sink(i, sinks)
 	}
 	v.errorsOutsideTables()
-	v.errs.sort()
-	v.warns.sort()
+	v.errs.Sort()
+	v.warns.Sort()
 	c.Warnings = v.warns
 	return v.errs
 }
@@ -280,6 +281,13 @@ func (v *validator) source(i int, sinks map[string]int) {
 	}
 	if s.Type == "file" && len(s.File.Paths) == 0 {
 		v.errorf(p+".file.paths", "a file source needs at least one path (\"-\" for stdin)")
+	}
+	for j, path := range s.File.Paths {
+		// filepath.Glob refuses a malformed pattern before it reads any
+		// directory; run would stop on it.
+		if _, err := filepath.Match(path, ""); err != nil {
+			v.errorf(fmt.Sprintf("%s.file.paths[%d]", p, j), "bad glob %q: %v", path, err)
+		}
 	}
 	if s.Type == "file" && s.File.MaxLineBytes <= 0 {
 		v.errorf(p+".file.max_line_bytes", "must be greater than 0")
