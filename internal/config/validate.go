@@ -165,18 +165,25 @@ func (v *validator) errorsOutsideTables() {
 					path = fmt.Sprintf("sinks[%d].url", i)
 				}
 				v.warnf(path, "error records of sink %q land in %s, inside the table location of Parquet sink %q (%s), where Parquet readers of the table (DuckDB, Athena) fail on them; %s",
-					e.Name, joinURL(url, tpl.String()), t.Name, t.URL, errorAdvice(e))
+					e.Name, joinURL(url, tpl.String()), t.Name, t.URL, errorAdvice(e, t, table))
 				break
 			}
 		}
 	}
 }
 
-func errorAdvice(s *Sink) string {
+// errorAdvice says how to move sink s's error records out of the table
+// location of t (table, as locationKey gives it).
+func errorAdvice(s, t *Sink, table string) string {
+	if own, ok := locationKey(s.URL); ok && s != t && strings.HasPrefix(own, table) {
+		// Another sink kept inside the table (an error output, say):
+		// neither error_prefix nor its default gets its records out.
+		return fmt.Sprintf("the url of sink %q is inside that table location: move it out", s.Name)
+	}
 	if s.ErrorPrefix == "" {
 		return "a url that is a bucket or file-system root has no sibling location for them: give the url a prefix"
 	}
-	return "leave error_prefix unset to write them beside the table, or point error_sink at a sink outside it"
+	return "leave error_prefix unset to write them beside the table"
 }
 
 func (v *validator) uniqueNames(kind string, n int, name func(int) string) map[string]int {
@@ -534,6 +541,11 @@ func (v *validator) sink(i int, sinks map[string]int) {
 	}
 	if s.Type != "s3" {
 		return
+	}
+	if s.ErrorSink != "" {
+		// The key is shared with opensearch sinks; here it would be
+		// silently ignored.
+		v.errorf(p+".error_sink", "an s3 sink's own failures go to its error_prefix, not to an error sink; error_sink is for opensearch sinks")
 	}
 	if s.Compression == "" {
 		s.Compression = DefaultCompression(s.Format)
