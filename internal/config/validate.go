@@ -452,8 +452,13 @@ func (v *validator) transform(p string, t *Transform) bool {
 			}
 		}
 		if lo, err := severity.ParseBound(t.Severity.Scale, t.Severity.Min); err == nil && t.Severity.Min != "" {
-			if hi, err := severity.ParseBound(t.Severity.Scale, t.Severity.Max); err == nil && t.Severity.Max != "" && lo.Family != hi.Family {
-				v.errorf(kp+".max", "min %q and max %q are on different scales", t.Severity.Min, t.Severity.Max)
+			if hi, err := severity.ParseBound(t.Severity.Scale, t.Severity.Max); err == nil && t.Severity.Max != "" {
+				switch {
+				case lo.Family != hi.Family:
+					v.errorf(kp+".max", "min %q and max %q are on different scales", t.Severity.Min, t.Severity.Max)
+				case lo.Family == severity.Numeric && lo.Num > hi.Num, lo.Family != severity.Numeric && lo.Level > hi.Level:
+					v.errorf(kp+".max", "min %q is above max %q: the transform would keep no record", t.Severity.Min, t.Severity.Max)
+				}
 			}
 		}
 		if t.Severity.Min == "" && t.Severity.Max == "" && t.Severity.Target == "" {
