@@ -142,3 +142,33 @@ sinks:
 		t.Errorf("validate: exit %d, stderr:\n%s\nwant exit 1 and:\nwarning: %s", code, errs, want)
 	}
 }
+
+// TestConfigurationDocCommands keeps the command list of
+// docs/configuration.md with the binary's: every command, and replay's
+// source types as the usage and replay's refusal name them.
+func TestConfigurationDocCommands(t *testing.T) {
+	doc, err := os.ReadFile("../../docs/configuration.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, section, _ := strings.Cut(string(doc), "\n## Command line\n")
+	section, _, _ = strings.Cut(section, "\n## ")
+	if section == "" {
+		t.Fatal("docs/configuration.md has no Command line section")
+	}
+	var names []string
+	for name := range commands {
+		names = append(names, name)
+	}
+	for name := range ownFlags {
+		names = append(names, name)
+	}
+	for _, name := range names {
+		if !strings.Contains(section, "processor "+name+" ") {
+			t.Errorf("docs/configuration.md's Command line does not list processor %s", name)
+		}
+	}
+	if list := strings.Join(replaySources, ", "); !strings.Contains(section, list) {
+		t.Errorf("docs/configuration.md's Command line does not say replay reads %s sources", list)
+	}
+}
