@@ -310,10 +310,11 @@ func configProblems(cfg *config.Config, err error) (config.Errors, error) {
 		if src.Type != "file" {
 			continue
 		}
-		key := fmt.Sprintf("sources[%d].file.paths", i)
-		for _, p := range filesource.Unmatched(src.File.Paths) {
-			problems = append(problems, &config.Error{File: cfg.File, Line: cfg.Line(key), Path: key, Warning: true,
-				Msg: fmt.Sprintf("%q matches no file here; run stops with \"no file matches\" unless it matches where the service runs", p)})
+		for j, p := range src.File.Paths {
+			if len(filesource.Unmatched([]string{p})) > 0 {
+				problems = append(problems, cfg.Warning(fmt.Sprintf("sources[%d].file.paths[%d]", i, j),
+					"%q matches no file here; run stops with \"no file matches\" unless it matches where the service runs", p))
+			}
 		}
 	}
 	problems.Sort()

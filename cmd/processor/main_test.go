@@ -136,7 +136,7 @@ sinks:
   - {name: out, type: s3, url: "file:out/", format: ndjson, bufer: {interval: 1s}}
 `), 0o644)
 	_, errs, code := runArgs("validate", "-c", cfg)
-	want := cfg + `:3: sources[0].file.paths: "` + dir + `/nowhere/*.ndjson" matches no file here; run stops with "no file matches" unless it matches where the service runs` + "\n" +
+	want := cfg + `:3: sources[0].file.paths[0]: "` + dir + `/nowhere/*.ndjson" matches no file here; run stops with "no file matches" unless it matches where the service runs` + "\n" +
 		cfg + `:7: sinks[0].bufer: unknown key "bufer" (did you mean "buffer"?)`
 	if code != 1 || !strings.Contains(errs, "warning: "+want) {
 		t.Errorf("validate: exit %d, stderr:\n%s\nwant exit 1 and:\nwarning: %s", code, errs, want)
@@ -170,5 +170,26 @@ func TestConfigurationDocCommands(t *testing.T) {
 	}
 	if list := strings.Join(replaySources, ", "); !strings.Contains(section, list) {
 		t.Errorf("docs/configuration.md's Command line does not say replay reads %s sources", list)
+	}
+}
+
+// TestValidateGlobWarningRedacts: the glob warning, like every problem,
+// prints ${NAME} where a value came from the environment.
+func TestValidateGlobWarningRedacts(t *testing.T) {
+	dir := t.TempDir()
+	cfg := filepath.Join(dir, "c.yaml")
+	os.WriteFile(cfg, []byte(`service: {http_listen: "", error_sink: out}
+sources:
+  - {name: logs, type: file, format: json, file: {paths: ["${SLUICE_TEST_DATA_DIR}/*.ndjson"]}}
+routes:
+  - {name: all, from: [logs], to: [out]}
+sinks:
+  - {name: out, type: s3, url: "file:out/", format: ndjson}
+`), 0o644)
+	t.Setenv("SLUICE_TEST_DATA_DIR", dir+"/private-location")
+	out, errs, code := runArgs("validate", "-c", cfg)
+	want := `warning: ` + cfg + `:3: sources[0].file.paths[0]: "${SLUICE_TEST_DATA_DIR}/*.ndjson" matches no file here`
+	if code != 0 || out != "OK\n" || !strings.Contains(errs, want) || strings.Contains(errs, "private-location") {
+		t.Errorf("validate: exit %d, stdout %q, stderr:\n%s\nwant OK and %s", code, out, errs, want)
 	}
 }
