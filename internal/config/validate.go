@@ -7,6 +7,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"reflect"
 	"slices"
 	"strings"
 	"time"
@@ -172,6 +173,31 @@ func (v *validator) errorsOutsideTables() {
 	}
 }
 
+// openSearchOnly are the sink keys of opensearch sinks; bothSinks those
+// of both types. Every other key of Sink is for s3 sinks, so a key added
+// for opensearch and not listed here shows in validate (the shipped
+// configs' tests) as an s3 key, never as silently ignored.
+var (
+	openSearchOnly = map[string]bool{"endpoints": true, "auth": true, "index": true, "id": true, "bulk": true,
+		"error_sink": true, "tls": true, "index_template": true, "ingest_pipeline": true}
+	bothSinks = map[string]bool{"name": true, "type": true, "retry": true}
+)
+
+// sinkKeys returns the keys of a sink, from its type's tags.
+func sinkKeys() []string {
+	var keys []string
+	for _, f := range keyFields(reflect.TypeFor[Sink]()) {
+		keys = append(keys, f.Tag.Get("yaml"))
+	}
+	return keys
+}
+
+// has reports whether the file sets the key at path.
+func (c *Config) has(path string) bool {
+	_, ok := c.pos[path]
+	return ok
+}
+
 // errorAdvice says how to move sink s's error records out of the table
 // location of t (table, as locationKey gives it).
 func errorAdvice(s, t *Sink, table string) string {
@@ -271,6 +297,13 @@ func (v *validator) source(i int, sinks map[string]int) {
 	p := fmt.Sprintf("sources[%d]", i)
 	if s.Type != "" && !slices.Contains(Available.Sources, s.Type) {
 		v.errorf(p+".type", "source type %q is not available in this build (available: %s)", s.Type, strings.Join(Available.Sources, ", "))
+	}
+	// Each type's settings sit under a key named after it; another
+	// type's block would be ignored.
+	for _, typ := range Available.Sources {
+		if s.Type != "" && s.Type != typ && v.c.has(p+"."+typ) {
+			v.errorf(p+"."+typ, "applies to type: %s sources, not %s", typ, s.Type)
+		}
 	}
 	if s.ErrorSink != "" {
 		v.errorSinkRef(p+".error_sink", s.ErrorSink, sinks)
@@ -539,6 +572,14 @@ func (v *validator) sink(i int, sinks map[string]int) {
 	if s.Type != "" && !slices.Contains(Available.Sinks, s.Type) {
 		v.errorf(p+".type", "sink type %q is not available in this build (available: %s)", s.Type, strings.Join(Available.Sinks, ", "))
 		return
+	}
+	for _, key := range sinkKeys() {
+		switch {
+		case s.Type == "s3" && openSearchOnly[key] && key != "error_sink" && v.c.has(p+"."+key):
+			v.errorf(p+"."+key, "applies to type: opensearch sinks, not s3")
+		case s.Type == "opensearch" && !openSearchOnly[key] && !bothSinks[key] && v.c.has(p+"."+key):
+			v.errorf(p+"."+key, "applies to type: s3 sinks, not opensearch")
+		}
 	}
 	if s.Type == "opensearch" {
 		v.openSearch(p, s, sinks)
