@@ -175,8 +175,8 @@ func (v *validator) errorsOutsideTables() {
 
 // openSearchOnly are the sink keys of opensearch sinks; bothSinks those
 // of both types. Every other key of Sink is for s3 sinks, so a key added
-// for opensearch and not listed here shows in validate (the shipped
-// configs' tests) as an s3 key, never as silently ignored.
+// for opensearch and not listed here draws a warning wherever it is used
+// (TestKeysOfAnotherType sets the opensearch keys), never silence.
 var (
 	openSearchOnly = map[string]bool{"endpoints": true, "auth": true, "index": true, "id": true, "bulk": true,
 		"error_sink": true, "tls": true, "index_template": true, "ingest_pipeline": true}
@@ -299,10 +299,11 @@ func (v *validator) source(i int, sinks map[string]int) {
 		v.errorf(p+".type", "source type %q is not available in this build (available: %s)", s.Type, strings.Join(Available.Sources, ", "))
 	}
 	// Each type's settings sit under a key named after it; another
-	// type's block would be ignored.
+	// type's block is ignored. A warning, not an error: nothing is lost,
+	// and a configuration that ran keeps running.
 	for _, typ := range Available.Sources {
 		if s.Type != "" && s.Type != typ && v.c.has(p+"."+typ) {
-			v.errorf(p+"."+typ, "applies to type: %s sources, not %s", typ, s.Type)
+			v.warnf(p+"."+typ, "applies to type: %s sources, not %s: ignored", typ, s.Type)
 		}
 	}
 	if s.ErrorSink != "" {
@@ -576,9 +577,9 @@ func (v *validator) sink(i int, sinks map[string]int) {
 	for _, key := range sinkKeys() {
 		switch {
 		case s.Type == "s3" && openSearchOnly[key] && key != "error_sink" && v.c.has(p+"."+key):
-			v.errorf(p+"."+key, "applies to type: opensearch sinks, not s3")
+			v.warnf(p+"."+key, "applies to type: opensearch sinks, not s3: ignored")
 		case s.Type == "opensearch" && !openSearchOnly[key] && !bothSinks[key] && v.c.has(p+"."+key):
-			v.errorf(p+"."+key, "applies to type: s3 sinks, not opensearch")
+			v.warnf(p+"."+key, "applies to type: s3 sinks, not opensearch: ignored")
 		}
 	}
 	if s.Type == "opensearch" {
@@ -589,9 +590,9 @@ func (v *validator) sink(i int, sinks map[string]int) {
 		return
 	}
 	if s.ErrorSink != "" {
-		// The key is shared with opensearch sinks; here it would be
-		// silently ignored.
-		v.errorf(p+".error_sink", "an s3 sink's own failures go to its error_prefix, not to an error sink; error_sink is for opensearch sinks")
+		// The key is shared with opensearch sinks; here it is ignored (a
+		// warning, as for the keys of another type below).
+		v.warnf(p+".error_sink", "ignored: an s3 sink's own failures go to its error_prefix, not to an error sink (error_sink is for opensearch sinks)")
 	}
 	if s.Compression == "" {
 		s.Compression = DefaultCompression(s.Format)
