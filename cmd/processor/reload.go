@@ -187,8 +187,8 @@ func (r *reloader) attempt(ctx context.Context, reasons []string, log *zap.Logge
 		return reloadUnchanged, nil
 	}
 	cfg, err := config.Parse(doc.Name, doc.Data, r.lookup)
-	if _, perr := configProblems(cfg, err); err != nil {
-		err = perr // with validate's warnings, so the log says what validate prints
+	if err != nil {
+		_, err = configProblems(cfg, err) // with validate's warnings: the log says what validate prints
 		r.rejected = hash
 		var errs config.Errors
 		if !errors.As(err, &errs) {
