@@ -124,7 +124,7 @@ sinks:
   - {name: out, type: s3, url: "file:out/", format: ndjson}
 `), 0o644)
 	out, errs, code := runProcessor(t, dir, "validate", "-c", cfg)
-	warn := `warning: ` + cfg + `:4: sources[0].file.paths: "nowhere/*.ndjson" matches no file here`
+	warn := `warning: ` + cfg + `:4: sources[0].file.paths[0]: "nowhere/*.ndjson" matches no file here`
 	if code != 0 || strings.TrimSpace(out) != "OK" || !strings.Contains(errs, warn) {
 		t.Errorf("validate: exit %d, stdout %q, stderr %q; want OK and %q", code, out, errs, warn)
 	}

@@ -13,7 +13,10 @@ import (
 // (where ECS puts `secrets`) and validates it.
 func loadConfig(ctx context.Context, ref string) (*config.Config, error) {
 	cfg, _, err := fetchConfig(ctx, ref)
-	return cfg, err
+	if err != nil {
+		return nil, err
+	}
+	return cfg, nil
 }
 
 // configSource is where a running configuration came from: what a reload

@@ -96,3 +96,37 @@ func TestProdExampleNeedsItsEnvironment(t *testing.T) {
 		}
 	}
 }
+
+// TestProdExampleHeaderWorks: the environment the header of
+// prod.example.yaml tells a reader to export is enough for its validate
+// and test commands.
+func TestProdExampleHeaderWorks(t *testing.T) {
+	data, err := os.ReadFile("../../configs/prod.example.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for k := range shippedEnv["prod.example.yaml"] {
+		t.Setenv(k, "") // restored after the test
+		os.Unsetenv(k)
+	}
+	exported := 0
+	for _, line := range strings.Split(string(data), "\n") {
+		rest, ok := strings.CutPrefix(strings.TrimSpace(strings.TrimPrefix(line, "#")), "export ")
+		if !ok {
+			continue
+		}
+		for _, kv := range strings.Fields(rest) {
+			k, v, _ := strings.Cut(kv, "=")
+			t.Setenv(k, v)
+			exported++
+		}
+	}
+	if exported == 0 {
+		t.Fatal("the header exports no variables")
+	}
+	for _, args := range [][]string{{"validate", "-c", "../../configs/prod.example.yaml"}, {"test", "-c", "../../configs/prod.example.yaml"}} {
+		if out, errs, code := runArgs(args...); code != 0 {
+			t.Errorf("%v with the header's environment: exit %d\n%s%s", args, code, out, errs)
+		}
+	}
+}

@@ -247,29 +247,13 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		}
 	}
 	cfg, src, err := fetchConfig(ctx, o.file)
+	if name == "validate" {
+		return validate(cfg, err, stdout, stderr)
+	}
 	if err != nil {
 		return &exitError{code: 1, err: err}
 	}
 	switch name {
-	case "validate":
-		for _, w := range cfg.Warnings {
-			fmt.Fprintln(stderr, w)
-		}
-		// A glob that matches nothing here may match where the service
-		// runs: a warning now, an error (no file matches) at run time.
-		for i, src := range cfg.Sources {
-			if src.Type != "file" {
-				continue
-			}
-			key := fmt.Sprintf("sources[%d].file.paths", i)
-			for _, p := range filesource.Unmatched(src.File.Paths) {
-				w := &config.Error{File: cfg.File, Line: cfg.Line(key), Path: key, Warning: true,
-					Msg: fmt.Sprintf("%q matches no file here; run stops with \"no file matches\" unless it matches where the service runs", p)}
-				fmt.Fprintln(stderr, w)
-			}
-		}
-		fmt.Fprintln(stdout, "OK")
-		return nil
 	case "athena-ddl":
 		ddl, err := athena.DDL(cfg, o.sink, athena.Options{Database: o.database, Years: years, Enums: o.enums, Injected: o.injected})
 		if err != nil {
@@ -292,6 +276,52 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	}
 	src.reload = true
 	return runPipeline(ctx, cfg, src, stdout)
+}
+
+// validate prints what validate finds in one pass (configProblems), and
+// OK when none of it is an error.
+func validate(cfg *config.Config, err error, stdout, stderr io.Writer) error {
+	problems, err := configProblems(cfg, err)
+	if err != nil {
+		return &exitError{code: 1, err: err}
+	}
+	for _, w := range problems {
+		fmt.Fprintln(stderr, w)
+	}
+	fmt.Fprintln(stdout, "OK")
+	return nil
+}
+
+// configProblems adds to what config.Parse returned (cfg, decoded as far
+// as it went, and err listing its errors) a warning for each file glob
+// that matches nothing here: it may match where the service runs, and run
+// stops on it otherwise. It returns the warnings when there is no error,
+// and else an error that is every problem, warnings included, by line.
+// processor validate prints these, and a reload logs them.
+func configProblems(cfg *config.Config, err error) (config.Errors, error) {
+	var problems config.Errors
+	if err != nil && (!errors.As(err, &problems) || cfg == nil) {
+		return nil, err // unreadable, or YAML that does not parse
+	}
+	if err == nil {
+		problems = append(problems, cfg.Warnings...)
+	}
+	for i, src := range cfg.Sources {
+		if src.Type != "file" {
+			continue
+		}
+		for j, p := range src.File.Paths {
+			if len(filesource.Unmatched([]string{p})) > 0 {
+				problems = append(problems, cfg.Warning(fmt.Sprintf("sources[%d].file.paths[%d]", i, j),
+					"%q matches no file here; run stops with \"no file matches\" unless it matches where the service runs", p))
+			}
+		}
+	}
+	problems.Sort()
+	if err != nil {
+		return nil, problems
+	}
+	return problems, nil
 }
 
 func runPipeline(ctx context.Context, cfg *config.Config, src configSource, stdout io.Writer, opts ...pipeline.Option) error {

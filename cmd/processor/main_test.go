@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 
@@ -116,5 +118,78 @@ func TestReplaySourcesAgree(t *testing.T) {
 		if err := replayConfig(newCfg(typ), "s", nil); err != nil {
 			t.Errorf("replay refused a %s source: %v", typ, err)
 		}
+	}
+}
+
+// TestValidateWarnsAlongsideErrors: a config with errors still gets the
+// warning about a glob that matches nothing, in the same one pass and in
+// line order, so fixing the errors brings no new surprise.
+func TestValidateWarnsAlongsideErrors(t *testing.T) {
+	dir := t.TempDir()
+	cfg := filepath.Join(dir, "c.yaml")
+	os.WriteFile(cfg, []byte(`service: {http_listen: "", error_sink: out}
+sources:
+  - {name: logs, type: file, format: json, file: {paths: ["`+dir+`/nowhere/*.ndjson"]}}
+routes:
+  - {name: all, from: [logs], to: [out]}
+sinks:
+  - {name: out, type: s3, url: "file:out/", format: ndjson, bufer: {interval: 1s}}
+`), 0o644)
+	_, errs, code := runArgs("validate", "-c", cfg)
+	want := cfg + `:3: sources[0].file.paths[0]: "` + dir + `/nowhere/*.ndjson" matches no file here; run stops with "no file matches" unless it matches where the service runs` + "\n" +
+		cfg + `:7: sinks[0].bufer: unknown key "bufer" (did you mean "buffer"?)`
+	if code != 1 || !strings.Contains(errs, "warning: "+want) {
+		t.Errorf("validate: exit %d, stderr:\n%s\nwant exit 1 and:\nwarning: %s", code, errs, want)
+	}
+}
+
+// TestConfigurationDocCommands keeps the command list of
+// docs/configuration.md with the binary's: every command, and replay's
+// source types as the usage and replay's refusal name them.
+func TestConfigurationDocCommands(t *testing.T) {
+	doc, err := os.ReadFile("../../docs/configuration.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, section, _ := strings.Cut(string(doc), "\n## Command line\n")
+	section, _, _ = strings.Cut(section, "\n## ")
+	if section == "" {
+		t.Fatal("docs/configuration.md has no Command line section")
+	}
+	var names []string
+	for name := range commands {
+		names = append(names, name)
+	}
+	for name := range ownFlags {
+		names = append(names, name)
+	}
+	for _, name := range names {
+		if !strings.Contains(section, "processor "+name+" ") {
+			t.Errorf("docs/configuration.md's Command line does not list processor %s", name)
+		}
+	}
+	if list := strings.Join(replaySources, ", "); !strings.Contains(section, list) {
+		t.Errorf("docs/configuration.md's Command line does not say replay reads %s sources", list)
+	}
+}
+
+// TestValidateGlobWarningRedacts: the glob warning, like every problem,
+// prints ${NAME} where a value came from the environment.
+func TestValidateGlobWarningRedacts(t *testing.T) {
+	dir := t.TempDir()
+	cfg := filepath.Join(dir, "c.yaml")
+	os.WriteFile(cfg, []byte(`service: {http_listen: "", error_sink: out}
+sources:
+  - {name: logs, type: file, format: json, file: {paths: ["${SLUICE_TEST_DATA_DIR}/*.ndjson"]}}
+routes:
+  - {name: all, from: [logs], to: [out]}
+sinks:
+  - {name: out, type: s3, url: "file:out/", format: ndjson}
+`), 0o644)
+	t.Setenv("SLUICE_TEST_DATA_DIR", dir+"/private-location")
+	out, errs, code := runArgs("validate", "-c", cfg)
+	want := `warning: ` + cfg + `:3: sources[0].file.paths[0]: "${SLUICE_TEST_DATA_DIR}/*.ndjson" matches no file here`
+	if code != 0 || out != "OK\n" || !strings.Contains(errs, want) || strings.Contains(errs, "private-location") {
+		t.Errorf("validate: exit %d, stdout %q, stderr:\n%s\nwant OK and %s", code, out, errs, want)
 	}
 }

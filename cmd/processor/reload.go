@@ -188,6 +188,7 @@ func (r *reloader) attempt(ctx context.Context, reasons []string, log *zap.Logge
 	}
 	cfg, err := config.Parse(doc.Name, doc.Data, r.lookup)
 	if err != nil {
+		_, err = configProblems(cfg, err) // with validate's warnings: the log says what validate prints
 		r.rejected = hash
 		var errs config.Errors
 		if !errors.As(err, &errs) {

@@ -6,16 +6,26 @@ package buildinfo
 import (
 	"fmt"
 	"runtime/debug"
+	"strings"
 	"sync"
+
+	"golang.org/x/mod/module"
+	"golang.org/x/mod/semver"
 )
+
+// Current is the release this source tree is, or is working towards:
+// what a build says when nothing else names a version (go run, go build
+// with no VCS information or only a pseudo-version). It is raised at each
+// release, whose build also sets Version.
+const Current = "0.1.0-dev"
 
 // Version is the release, set at build time:
 //
 //	go build -ldflags "-X github.com/sluice-data/sluice/internal/buildinfo.Version=0.4.0" ./cmd/processor
 //
-// Left at "dev", the module version Go recorded is used when there is one
-// (go install ...@v0.4.0).
-var Version = "dev"
+// Left empty, the module version Go recorded is used when it is a release
+// (go install ...@v0.4.0), and Current otherwise.
+var Version = ""
 
 // Revision is the VCS revision, for builds without VCS information (a
 // Docker build context has no .git); set it like Version. Go's own record
@@ -27,16 +37,19 @@ var Revision = ""
 // (CreatedBy). Tests replace it.
 var read = sync.OnceValues(debug.ReadBuildInfo)
 
-// Release returns the version: Version, or the module version Go recorded
-// when Version was not set.
+// Release returns the version: Version; else the module version Go
+// recorded, when that is a release and not a pseudo-version (which Go
+// derives from the commit for any build in a clone); else Current.
 func Release() string {
-	if Version != "dev" {
+	if Version != "" && Version != "dev" {
 		return Version
 	}
-	if bi, ok := read(); ok && bi.Main.Version != "" && bi.Main.Version != "(devel)" {
-		return bi.Main.Version
+	if bi, ok := read(); ok {
+		if v := bi.Main.Version; semver.IsValid(strings.TrimSuffix(v, "+dirty")) && !module.IsPseudoVersion(strings.TrimSuffix(v, "+dirty")) {
+			return v
+		}
 	}
-	return Version
+	return Current
 }
 
 // Build returns the revision the binary was built from, 12 hex digits with

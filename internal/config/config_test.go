@@ -141,3 +141,67 @@ func TestWarning(t *testing.T) {
 		t.Errorf("warning = %q, want %q", got, want)
 	}
 }
+
+// TestKeysOfAnotherType: a key that belongs to another source or sink
+// type would be ignored, so validate says so (a warning: the
+// configuration still runs as before); an opensearch sink using every
+// opensearch key, and an s3 sink every s3 key, draw none.
+func TestKeysOfAnotherType(t *testing.T) {
+	const y = `service: {error_sink: errs}
+sources:
+  - name: logs
+    type: file
+    file: {paths: ["-"]}
+    kafka: {brokers: [b:9092], topics: [t], group: g}
+  - name: k
+    type: kafka
+    kafka: {brokers: [b:9092], topics: [t], group: g}
+    file: {paths: [a]}
+routes:
+  - {name: r, from: [logs, k], to: [lake, search, full]}
+sinks:
+  - name: lake
+    type: s3
+    url: "file:out/lake/"
+    format: ndjson
+    index: "logs-!{timestamp:yyyy.MM.dd}"
+    error_sink: errs
+    retry: {max_elapsed: 60s}
+  - name: search
+    type: opensearch
+    endpoints: ["http://localhost:9200"]
+    index: logs
+    url: "file:out/search/"
+    buffer: {interval: 5s}
+  - name: full
+    type: opensearch
+    endpoints: ["http://localhost:9200"]
+    auth: {type: none}
+    index: logs
+    id: .id
+    bulk: {max_docs: 10}
+    error_sink: errs
+    tls: {insecure_skip_verify: true}
+    retry: {max_elapsed: 60s}
+  - {name: errs, type: s3, url: "file:out/errors/", format: ndjson}
+`
+	c, err := Parse("w.yaml", []byte(y), lookup(nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []string{
+		`warning: w.yaml:6: sources[0].kafka: applies to type: kafka sources, not file: ignored`,
+		`warning: w.yaml:10: sources[1].file: applies to type: file sources, not kafka: ignored`,
+		`warning: w.yaml:18: sinks[0].index: applies to type: opensearch sinks, not s3: ignored`,
+		`warning: w.yaml:19: sinks[0].error_sink: ignored: an s3 sink's own failures go to its error_prefix, not to an error sink (error_sink is for opensearch sinks)`,
+		`warning: w.yaml:25: sinks[1].url: applies to type: s3 sinks, not opensearch: ignored`,
+		`warning: w.yaml:26: sinks[1].buffer: applies to type: s3 sinks, not opensearch: ignored`,
+	}
+	var got []string
+	for _, w := range c.Warnings {
+		got = append(got, w.Error())
+	}
+	if strings.Join(got, "\n") != strings.Join(want, "\n") {
+		t.Errorf("warnings:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+	}
+}

@@ -15,7 +15,9 @@ import (
 // Load reads, decodes, expands, defaults and validates one configuration
 // file. The error, when not nil, is Errors listing every problem found
 // (with any warnings among them); on success the warnings are in
-// Config.Warnings.
+// Config.Warnings. With Errors, the Config is returned too, decoded as far
+// as it went, so that a caller can report more in the same pass (processor
+// validate checks file globs); it must never be run.
 func Load(path string) (*Config, error) {
 	data, err := os.ReadFile(path)
 	if err != nil {
@@ -61,8 +63,8 @@ func Parse(file string, data []byte, lookup func(string) (string, bool)) (*Confi
 	errs := append(d.errs, cfg.Validate()...)
 	if len(errs) > 0 {
 		errs = append(errs, cfg.Warnings...)
-		errs.sort()
-		return nil, errs
+		errs.Sort()
+		return cfg, errs
 	}
 	return cfg, nil
 }

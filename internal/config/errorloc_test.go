@@ -52,11 +52,13 @@ func TestWarnErrorsInsideTable(t *testing.T) {
 	}{
 		{"default", lake + "    url: s3://b/lake/app-logs/\n", nil},
 		{"explicit error_prefix", lake + "    url: s3://b/lake/app-logs/\n    error_prefix: 'errors/!{error-output-type}/'\n",
-			[]string{`w.yaml:12: sinks[0].error_prefix: error records of sink "lake" land in s3://b/lake/app-logs/errors/!{error-output-type}/, inside the table location of Parquet sink "lake" (s3://b/lake/app-logs/), where Parquet readers of the table (DuckDB, Athena) fail on them; leave error_prefix unset to write them beside the table, or point error_sink at a sink outside it`}},
+			[]string{`w.yaml:12: sinks[0].error_prefix: error records of sink "lake" land in s3://b/lake/app-logs/errors/!{error-output-type}/, inside the table location of Parquet sink "lake" (s3://b/lake/app-logs/), where Parquet readers of the table (DuckDB, Athena) fail on them; leave error_prefix unset to write them beside the table`}},
 		{"bucket root", lake + "    url: s3://b/\n",
 			[]string{`w.yaml:11: sinks[0].url: error records of sink "lake" land in s3://b/errors/!{error-output-type}/!{timestamp:yyyy/MM/dd}/, inside the table location of Parquet sink "lake" (s3://b/), where Parquet readers of the table (DuckDB, Athena) fail on them; a url that is a bucket or file-system root has no sibling location for them: give the url a prefix`}},
 		{"error sink inside another table", lake + "    url: file:out/lake/app-logs/\n  - {name: errs, type: s3, format: ndjson, url: 'file:./out/lake/app-logs/errors/', error_prefix: '!{error-output-type}/'}\n",
-			[]string{`w.yaml:12: sinks[1].error_prefix: error records of sink "errs" land in file:./out/lake/app-logs/errors/!{error-output-type}/, inside the table location of Parquet sink "lake" (file:out/lake/app-logs/)`}},
+			[]string{`w.yaml:12: sinks[1].error_prefix: error records of sink "errs" land in file:./out/lake/app-logs/errors/!{error-output-type}/, inside the table location of Parquet sink "lake" (file:out/lake/app-logs/), where Parquet readers of the table (DuckDB, Athena) fail on them; the url of sink "errs" is inside that table location: move it out`}},
+		{"pure error output inside the table, default prefix", lake + "    url: s3://b/lake/\n  - {name: errs, type: s3, format: ndjson, url: 's3://b/lake/errors/'}\n",
+			[]string{`w.yaml:12: sinks[1].url: error records of sink "errs" land in s3://b/lake/errors/!{error-output-type}/!{timestamp:yyyy/MM/dd}/, inside the table location of Parquet sink "lake" (s3://b/lake/), where Parquet readers of the table (DuckDB, Athena) fail on them; the url of sink "errs" is inside that table location: move it out`}},
 		{"error sink beside the table", lake + "    url: file:out/lake/app-logs/\n  - {name: errs, type: s3, format: ndjson, url: 'file:out/lake/app-logs-errors/', error_prefix: '!{error-output-type}/'}\n", nil},
 	}
 	for _, tt := range tests {

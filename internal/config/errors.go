@@ -48,7 +48,15 @@ func (es Errors) Error() string {
 	return strings.Join(lines, "\n")
 }
 
-// sort orders the problems by line, keeping the order of those on one line.
-func (es Errors) sort() {
+// Sort orders the problems by line, keeping the order of those on one line.
+func (es Errors) Sort() {
 	slices.SortStableFunc(es, func(a, b *Error) int { return a.Line - b.Line })
+}
+
+// Warning returns a warning about the value at path, worded as Validate's
+// are: with its line, and with ${NAME} in place of any value that came
+// from the environment. For checks Validate cannot make itself, such as
+// processor validate's look for files where the service will run.
+func (c *Config) Warning(path, format string, args ...any) *Error {
+	return &Error{File: c.File, Line: c.Line(path), Path: path, Warning: true, Msg: c.red.redact(path, fmt.Sprintf(format, args...))}
 }

@@ -211,7 +211,7 @@ type Sink struct {
 	Index     string         `yaml:"index" doc:"Index name template."`
 	ID        string         `yaml:"id" doc:"jq for the document _id; default derived from the source position."`
 	Bulk      Bulk           `yaml:"bulk" doc:"Bulk request limits."`
-	ErrorSink string         `yaml:"error_sink" doc:"Where documents OpenSearch rejects go (an s3 sink); default service.error_sink."`
+	ErrorSink string         `yaml:"error_sink" doc:"opensearch only: where documents OpenSearch rejects go (an s3 sink); default service.error_sink. An s3 sink's own failures go to its error_prefix."`
 	TLS       TLS            `yaml:"tls" doc:"TLS settings for the OpenSearch endpoints."`
 	// Bootstrap, applied idempotently (PUT) at start.
 	IndexTemplate  NamedFile `yaml:"index_template" doc:"Index template to PUT at start: {name, file} (JSON body of _index_template)."`

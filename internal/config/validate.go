@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"net/url"
 	"os"
+	"path/filepath"
+	"reflect"
 	"slices"
 	"strings"
 	"time"
@@ -124,8 +126,8 @@ func (c *Config) Validate() Errors {
 	}
 	v.errorsOutsideTables()
 	v.firehoseFlush(sinks)
-	v.errs.sort()
-	v.warns.sort()
+	v.errs.Sort()
+	v.warns.Sort()
 	c.Warnings = v.warns
 	return v.errs
 }
@@ -166,18 +168,50 @@ func (v *validator) errorsOutsideTables() {
 					path = fmt.Sprintf("sinks[%d].url", i)
 				}
 				v.warnf(path, "error records of sink %q land in %s, inside the table location of Parquet sink %q (%s), where Parquet readers of the table (DuckDB, Athena) fail on them; %s",
-					e.Name, joinURL(url, tpl.String()), t.Name, t.URL, errorAdvice(e))
+					e.Name, joinURL(url, tpl.String()), t.Name, t.URL, errorAdvice(e, t, table))
 				break
 			}
 		}
 	}
 }
 
-func errorAdvice(s *Sink) string {
+// openSearchOnly are the sink keys of opensearch sinks; bothSinks those
+// of both types. Every other key of Sink is for s3 sinks, so a key added
+// for opensearch and not listed here draws a warning wherever it is used
+// (TestKeysOfAnotherType sets the opensearch keys), never silence.
+var (
+	openSearchOnly = map[string]bool{"endpoints": true, "auth": true, "index": true, "id": true, "bulk": true,
+		"error_sink": true, "tls": true, "index_template": true, "ingest_pipeline": true}
+	bothSinks = map[string]bool{"name": true, "type": true, "retry": true}
+)
+
+// sinkKeys returns the keys of a sink, from its type's tags.
+func sinkKeys() []string {
+	var keys []string
+	for _, f := range keyFields(reflect.TypeFor[Sink]()) {
+		keys = append(keys, f.Tag.Get("yaml"))
+	}
+	return keys
+}
+
+// has reports whether the file sets the key at path.
+func (c *Config) has(path string) bool {
+	_, ok := c.pos[path]
+	return ok
+}
+
+// errorAdvice says how to move sink s's error records out of the table
+// location of t (table, as locationKey gives it).
+func errorAdvice(s, t *Sink, table string) string {
+	if own, ok := locationKey(s.URL); ok && s != t && strings.HasPrefix(own, table) {
+		// Another sink kept inside the table (an error output, say):
+		// neither error_prefix nor its default gets its records out.
+		return fmt.Sprintf("the url of sink %q is inside that table location: move it out", s.Name)
+	}
 	if s.ErrorPrefix == "" {
 		return "a url that is a bucket or file-system root has no sibling location for them: give the url a prefix"
 	}
-	return "leave error_prefix unset to write them beside the table, or point error_sink at a sink outside it"
+	return "leave error_prefix unset to write them beside the table"
 }
 
 func (v *validator) uniqueNames(kind string, n int, name func(int) string) map[string]int {
@@ -331,6 +365,14 @@ func (v *validator) source(i int, sinks map[string]int) {
 	if s.Type != "" && !slices.Contains(Available.Sources, s.Type) {
 		v.errorf(p+".type", "source type %q is not available in this build (available: %s)", s.Type, strings.Join(Available.Sources, ", "))
 	}
+	// Each type's settings sit under a key named after it; another
+	// type's block is ignored. A warning, not an error: nothing is lost,
+	// and a configuration that ran keeps running.
+	for _, typ := range Available.Sources {
+		if s.Type != "" && s.Type != typ && v.c.has(p+"."+typ) {
+			v.warnf(p+"."+typ, "applies to type: %s sources, not %s: ignored", typ, s.Type)
+		}
+	}
 	if s.ErrorSink != "" {
 		v.errorSinkRef(p+".error_sink", s.ErrorSink, sinks)
 	} else if s.Format != "raw" && v.c.Service.ErrorSink == "" {
@@ -347,6 +389,13 @@ func (v *validator) source(i int, sinks map[string]int) {
 	}
 	if s.Type == "file" && len(s.File.Paths) == 0 {
 		v.errorf(p+".file.paths", "a file source needs at least one path (\"-\" for stdin)")
+	}
+	for j, path := range s.File.Paths {
+		// filepath.Glob refuses a malformed pattern before it reads any
+		// directory; run would stop on it.
+		if _, err := filepath.Match(path, ""); err != nil {
+			v.errorf(fmt.Sprintf("%s.file.paths[%d]", p, j), "bad glob %q: %v", path, err)
+		}
 	}
 	if s.Type == "file" && s.File.MaxLineBytes <= 0 {
 		v.errorf(p+".file.max_line_bytes", "must be greater than 0")
@@ -504,8 +553,13 @@ func (v *validator) transform(p string, t *Transform) bool {
 			}
 		}
 		if lo, err := severity.ParseBound(t.Severity.Scale, t.Severity.Min); err == nil && t.Severity.Min != "" {
-			if hi, err := severity.ParseBound(t.Severity.Scale, t.Severity.Max); err == nil && t.Severity.Max != "" && lo.Family != hi.Family {
-				v.errorf(kp+".max", "min %q and max %q are on different scales", t.Severity.Min, t.Severity.Max)
+			if hi, err := severity.ParseBound(t.Severity.Scale, t.Severity.Max); err == nil && t.Severity.Max != "" {
+				switch {
+				case lo.Family != hi.Family:
+					v.errorf(kp+".max", "min %q and max %q are on different scales", t.Severity.Min, t.Severity.Max)
+				case lo.Family == severity.Numeric && lo.Num > hi.Num, lo.Family != severity.Numeric && lo.Level > hi.Level:
+					v.errorf(kp+".max", "min %q is above max %q: the transform would keep no record", t.Severity.Min, t.Severity.Max)
+				}
 			}
 		}
 		if t.Severity.Min == "" && t.Severity.Max == "" && t.Severity.Target == "" {
@@ -587,12 +641,25 @@ func (v *validator) sink(i int, sinks map[string]int) {
 		v.errorf(p+".type", "sink type %q is not available in this build (available: %s)", s.Type, strings.Join(Available.Sinks, ", "))
 		return
 	}
+	for _, key := range sinkKeys() {
+		switch {
+		case s.Type == "s3" && openSearchOnly[key] && key != "error_sink" && v.c.has(p+"."+key):
+			v.warnf(p+"."+key, "applies to type: opensearch sinks, not s3: ignored")
+		case s.Type == "opensearch" && !openSearchOnly[key] && !bothSinks[key] && v.c.has(p+"."+key):
+			v.warnf(p+"."+key, "applies to type: s3 sinks, not opensearch: ignored")
+		}
+	}
 	if s.Type == "opensearch" {
 		v.openSearch(p, s, sinks)
 		return
 	}
 	if s.Type != "s3" {
 		return
+	}
+	if s.ErrorSink != "" {
+		// The key is shared with opensearch sinks; here it is ignored (a
+		// warning, as for the keys of another type below).
+		v.warnf(p+".error_sink", "ignored: an s3 sink's own failures go to its error_prefix, not to an error sink (error_sink is for opensearch sinks)")
 	}
 	if s.Compression == "" {
 		s.Compression = DefaultCompression(s.Format)

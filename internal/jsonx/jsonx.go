@@ -3,7 +3,7 @@
 // fastjson values, and conversions to and from plain Go values for gojq.
 //
 // Records are parsed with fastjson into a tree owned by the worker's parser,
-// so the hot path builds no map[string]any per record (see PERF-NOTES.md).
+// so the hot path builds no map[string]any per record.
 package jsonx
 
 import (

@@ -7,6 +7,8 @@ import (
 	"os"
 	"strings"
 	"time"
+
+	"github.com/sluice-data/sluice/internal/sources"
 )
 
 // ProgressEvery is how often progress is reported when stderr is not a
@@ -60,17 +62,26 @@ func (p *Pipeline) showProgress(ctx context.Context, w io.Writer, tty bool, ever
 	}
 }
 
-// ProgressLine renders how far the run is: messages read, the rate, and
-// for Kafka ranges the ETA and each partition's share done; otherwise the
-// messages read per source.
+// ProgressLine renders how far the run is: messages read and the rate,
+// then, for sources that know their end (a Kafka range, files), the ETA
+// and each one's share done; otherwise the messages read per source.
 func (p *Pipeline) ProgressLine(label string, elapsed time.Duration) string {
 	read, parts := p.ReplayProgress()
-	rate := float64(read) / elapsed.Seconds()
+	var per []string
 	if len(parts) == 0 {
-		var per []string
 		for _, src := range p.cur.Load().sources {
 			per = append(per, fmt.Sprintf("%s %d", src.cfg.Name, src.stats.Messages.Load()))
 		}
+	}
+	return progressLine(label, read, elapsed, parts, per)
+}
+
+// progressLine is ProgressLine on its inputs. Done and Total may count
+// records (Kafka) or bytes (files), so the ETA comes from the share done
+// so far, not from the record rate.
+func progressLine(label string, read int64, elapsed time.Duration, parts []sources.PartitionProgress, per []string) string {
+	rate := float64(read) / elapsed.Seconds()
+	if len(parts) == 0 {
 		if len(per) > 8 {
 			per = append(per[:8], fmt.Sprintf("… %d more", len(per)-8))
 		}
@@ -88,10 +99,11 @@ func (p *Pipeline) ProgressLine(label string, elapsed time.Duration) string {
 		pcts = append(pcts, fmt.Sprintf("%s %.0f%%", pp.Partition, pct))
 	}
 	eta := "?"
-	if rate > 0 && total > done {
-		eta = (time.Duration(float64(total-done)/rate) * time.Second).Round(time.Second).String()
-	} else if total > 0 && done >= total {
+	switch {
+	case total > 0 && done >= total:
 		eta = "0s"
+	case done > 0:
+		eta = time.Duration(float64(elapsed) * float64(total-done) / float64(done)).Round(time.Second).String()
 	}
 	if len(pcts) > 8 {
 		pcts = append(pcts[:8], fmt.Sprintf("… %d more", len(pcts)-8))

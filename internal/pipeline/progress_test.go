@@ -14,6 +14,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/sluice-data/sluice/internal/config"
+	"github.com/sluice-data/sluice/internal/sources"
 )
 
 // syncBuffer is a bytes.Buffer safe for the progress goroutine and the test.
@@ -49,8 +50,8 @@ func TestFileRunProgress(t *testing.T) {
 		want     string // in the output once everything is read
 		wantTail string
 	}{
-		{"log", false, "run: 500 records, ", "| s 500\n"},
-		{"terminal", true, "\r\033[Krun: 500 records, ", "| s 500\n"},
+		{"log", false, "run: 500 records, ", ", ETA 0s | s 100%\n"},
+		{"terminal", true, "\r\033[Krun: 500 records, ", ", ETA 0s | s 100%\n"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -85,5 +86,28 @@ sinks: [{name: out, type: s3, url: "file:%s/out-%s/", format: ndjson}]
 				t.Errorf("progress ends %q, want suffix %q", got[max(0, len(got)-60):], tt.wantTail)
 			}
 		})
+	}
+}
+
+// TestProgressLineETA: the ETA comes from the share done, whatever the
+// sources count in: bytes of files read at a rate of records.
+func TestProgressLineETA(t *testing.T) {
+	tests := []struct {
+		name  string
+		read  int64
+		parts []sources.PartitionProgress
+		want  string
+	}{
+		{"files, a quarter of the bytes in 10s", 40000, []sources.PartitionProgress{{Partition: "logs", Done: 25 << 20, Total: 100 << 20}},
+			"run: 40000 records, 4000/s, ETA 30s | logs 25%"},
+		{"two sources, half done", 1000, []sources.PartitionProgress{{Partition: "a", Done: 100, Total: 100}, {Partition: "b", Done: 0, Total: 100}},
+			"run: 1000 records, 100/s, ETA 10s | a 100%, b 0%"},
+		{"nothing read yet", 0, []sources.PartitionProgress{{Partition: "a", Total: 100}}, "run: 0 records, 0/s, ETA ? | a 0%"},
+		{"done", 5, []sources.PartitionProgress{{Partition: "a", Done: 7, Total: 7, Finished: true}}, "run: 5 records, 0/s, ETA 0s | a 100%"},
+	}
+	for _, tt := range tests {
+		if got := progressLine("run", tt.read, 10*time.Second, tt.parts, nil); got != tt.want {
+			t.Errorf("%s: %q, want %q", tt.name, got, tt.want)
+		}
 	}
 }

@@ -60,15 +60,15 @@ type Checkpointer interface {
 }
 
 // PartitionProgress is how far a source reading a range (a replay) has
-// read one partition.
+// read one partition, or a file source its files.
 type PartitionProgress struct {
 	Partition   string
-	Done, Total int64 // records read and in the range
+	Done, Total int64 // read and in all: records of a range, bytes of files
 	Finished    bool
 }
 
-// ProgressReporter is a source reading a bounded range that can say how
-// far along each partition it is.
+// ProgressReporter is a source reading a bounded range (a replay, files)
+// that can say how far along it is.
 type ProgressReporter interface {
 	Progress() []PartitionProgress
 }

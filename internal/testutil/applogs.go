@@ -8,7 +8,7 @@ import (
 )
 
 // WriteAppLogs writes n synthetic planning-engine log lines (about 480
-// bytes each, the shape PERF-NOTES.md measures): 20 project_ids with one or
+// bytes each, the shape the benchmarks measure): 20 project_ids with one or
 // two plan versions each, event_timestamp in epoch seconds spread over 48
 // hours in roughly increasing order, which gives about 1,500 Hive
 // partitions with the seed's Firehose keys. The output depends only on n.

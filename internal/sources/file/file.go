@@ -52,6 +52,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"go.uber.org/zap"
@@ -63,9 +64,10 @@ import (
 )
 
 var (
-	_ sources.Source       = (*Source)(nil)
-	_ sources.Checkpointer = (*Source)(nil)
-	_ sources.ErrReporter  = (*Source)(nil)
+	_ sources.Source           = (*Source)(nil)
+	_ sources.Checkpointer     = (*Source)(nil)
+	_ sources.ErrReporter      = (*Source)(nil)
+	_ sources.ProgressReporter = (*Source)(nil)
 )
 
 // Defaults for the settings with setters.
@@ -95,10 +97,20 @@ type Source struct {
 	next     int
 	trackers map[string]*checkpoint.Tracker
 	order    []string
+
+	// Progress over the regular files, in bytes as they lie on disk:
+	// sizes[i] of paths[i] when New saw a regular file there, their sum,
+	// the bytes of the files done and those read of the current one.
+	// Progress reads the counters from another goroutine.
+	sizes    []int64
+	total    int64
+	doneSize atomic.Int64
+	curRead  atomic.Int64
 }
 
 type openFile struct {
 	path    string
+	size    int64  // as New saw it; 0 for a stream
 	part    string // the position's partition: the path, or stdin's run identity
 	f       io.Closer
 	r       *bufio.Reader
@@ -139,7 +151,25 @@ func New(name string, paths []string, batchSize, maxPending int) (*Source, error
 		sort.Strings(matches)
 		s.paths = append(s.paths, matches...)
 	}
+	s.sizes = make([]int64, len(s.paths))
+	for i, p := range s.paths {
+		if st, err := os.Stat(p); p != "-" && err == nil && st.Mode().IsRegular() {
+			s.sizes[i] = st.Size()
+			s.total += st.Size()
+		}
+	}
 	return s, nil
+}
+
+// Progress says how far the source has read its regular files, as one
+// entry in bytes (compressed bytes for .gz); nothing when it reads only
+// streams, whose end is unknown.
+func (s *Source) Progress() []sources.PartitionProgress {
+	if s.total == 0 {
+		return nil
+	}
+	done := min(s.doneSize.Load()+s.curRead.Load(), s.total)
+	return []sources.PartitionProgress{{Partition: s.name, Done: done, Total: s.total, Finished: done == s.total}}
 }
 
 // Unmatched returns the paths (globs) that match no file here and now: what
@@ -180,8 +210,8 @@ func (s *Source) Paths() []string { return s.paths }
 
 func (s *Source) open() {
 	path := s.paths[s.next]
+	of := &openFile{path: path, part: path, size: s.sizes[s.next], f: io.NopCloser(nil)}
 	s.next++
-	of := &openFile{path: path, part: path, f: io.NopCloser(nil)}
 	of.tracker = checkpoint.New(s.maxPend)
 	if s.onWait != nil {
 		of.tracker.OnWait(s.onWait)
@@ -224,9 +254,9 @@ func (s *Source) open() {
 		return
 	}
 	of.f = f
-	var r io.Reader = f
+	var r io.Reader = &countingReader{r: f, n: &s.curRead, max: of.size}
 	if gz {
-		zr, err := gzip.NewReader(f)
+		zr, err := gzip.NewReader(r)
 		if err != nil {
 			// Not gzip, or cut inside the header: nothing of it can be read.
 			of.failed = s.readFailed(of, nil, err)
@@ -465,7 +495,30 @@ func (s *Source) closeCur() {
 		s.cur.pump.close()
 	}
 	s.cur.f.Close()
+	// The file counts whole once done, however much of it was read (a
+	// failed file, one that shrank); curRead first, so Progress never
+	// counts it twice.
+	s.curRead.Store(0)
+	s.doneSize.Add(s.cur.size)
 	s.cur = nil
+}
+
+// countingReader counts the bytes read from a file into n, at most max:
+// a file that grew after New counts as its size then.
+type countingReader struct {
+	r    io.Reader
+	n    *atomic.Int64
+	max  int64
+	read int64
+}
+
+func (c *countingReader) Read(p []byte) (int, error) {
+	k, err := c.r.Read(p)
+	if add := min(int64(k), c.max-c.read); add > 0 {
+		c.read += add
+		c.n.Add(add)
+	}
+	return k, err
 }
 
 // Checkpoints returns, per file in read order, the last line whose

@@ -556,3 +556,49 @@ func TestNameNotUTF8(t *testing.T) {
 	s, _ := New("src", []string{filepath.Join(dir, "*")}, 10, 0)
 	compare(t, readAllMsgs(t, s), []got{{"b\xff.ndjson", 1, "x", ""}})
 }
+
+// TestProgress: a source over regular files says how far it has read, in
+// bytes of the files as they lie on disk (compressed for .gz), so a long
+// run can show a percentage and an ETA; over stdin alone it says nothing.
+func TestProgress(t *testing.T) {
+	dir := t.TempDir()
+	var plain, zipped strings.Builder
+	for i := range 3000 {
+		fmt.Fprintf(&plain, `{"n":%d,"pad":"%s"}`+"\n", i, strings.Repeat("x", i%50))
+		fmt.Fprintf(&zipped, `{"z":%d}`+"\n", i)
+	}
+	write(t, filepath.Join(dir, "a.ndjson"), plain.String(), false)
+	write(t, filepath.Join(dir, "b.ndjson.gz"), zipped.String(), true)
+	write(t, filepath.Join(dir, "c.ndjson"), "", false)
+	var total int64
+	for _, n := range []string{"a.ndjson", "b.ndjson.gz", "c.ndjson"} {
+		st, err := os.Stat(filepath.Join(dir, n))
+		mustOK(t, err)
+		total += st.Size()
+	}
+	s, err := New("src", []string{filepath.Join(dir, "*")}, 1000, 0)
+	mustOK(t, err)
+	s.bufSize = 4096 // so the first batch does not take the whole file
+	want := func(done int64, finished bool) {
+		t.Helper()
+		got := s.Progress()
+		if len(got) != 1 || got[0].Partition != "src" || got[0].Done != done || got[0].Total != total || got[0].Finished != finished {
+			t.Fatalf("progress %+v, want src %d of %d, finished %v", got, done, total, finished)
+		}
+	}
+	want(0, false)
+	b, ack, err := s.ReadBatch(context.Background())
+	mustOK(t, err)
+	ack(nil)
+	if p := s.Progress(); len(b.Messages) != 1000 || p[0].Done <= 0 || p[0].Done >= int64(plain.Len()) {
+		t.Fatalf("after %d lines of a.ndjson: %+v", len(b.Messages), p)
+	}
+	readAll(t, s)
+	want(total, true)
+
+	stdin, err := New("in", []string{"-"}, 10, 0)
+	mustOK(t, err)
+	if p := stdin.Progress(); p != nil {
+		t.Errorf("stdin: progress %+v, want none", p)
+	}
+}
