@@ -76,6 +76,13 @@ const (
 	DefaultMaxLineBytes = 16 << 20
 )
 
+// maxBatchBytes ends a batch early once its lines hold this many bytes, so
+// a file of long lines (up to max_line_bytes each) does not put batch_size
+// of them in memory at once: a batch in flight is held until its records
+// are written, and each long line has copies downstream (decode, error
+// records) of its own.
+const maxBatchBytes = 8 << 20
+
 // errIsDir is the reason a directory matched by a path or glob is filed
 // as unreadable: a directory is not an input.
 var errIsDir = errors.New("is a directory, not a file")
@@ -386,8 +393,15 @@ func (s *Source) readLines(ctx context.Context) (record.Batch, error) {
 		of.pump.ctx, of.pump.deadline = ctx, time.Time{}
 	}
 	b.Messages = make([]record.Message, 0, s.batchSize)
-	slab := make([]byte, 0, 512*s.batchSize)
-	for len(b.Messages) < s.batchSize {
+	slab := make([]byte, 0, min(512*s.batchSize, maxBatchBytes))
+	size, sized := 0, 0
+	full := func() bool {
+		for ; sized < len(b.Messages); sized++ {
+			size += len(b.Messages[sized].Data)
+		}
+		return len(b.Messages) >= s.batchSize || size >= maxBatchBytes
+	}
+	for !full() {
 		line, err := of.r.ReadSlice('\n')
 		if err == nil && of.pendLen == 0 {
 			s.addLine(of, &b, &slab, line, false)

@@ -602,3 +602,43 @@ func TestProgress(t *testing.T) {
 		t.Errorf("stdin: progress %+v, want none", p)
 	}
 }
+
+// TestBatchBoundedByBytes: a file of long lines is handed on in batches of
+// about maxBatchBytes, not batch_size lines: a batch stays in memory until
+// its records are written, so 1,000 lines of 3 MiB in one batch would hold
+// 3 GB. Every line is still read, once and in order.
+func TestBatchBoundedByBytes(t *testing.T) {
+	dir := t.TempDir()
+	line := strings.Repeat("x", 3<<20)
+	var in strings.Builder
+	for range 10 {
+		in.WriteString(line + "\n")
+	}
+	write(t, filepath.Join(dir, "a.ndjson"), in.String(), false)
+	s, err := New("src", []string{filepath.Join(dir, "*")}, 1000, 0)
+	mustOK(t, err)
+	lines := 0
+	for {
+		b, ack, err := s.ReadBatch(context.Background())
+		if err == io.EOF {
+			break
+		}
+		mustOK(t, err)
+		size := 0
+		for _, m := range b.Messages {
+			size += len(m.Data)
+			lines++
+			if m.Pos.Offset != int64(lines) {
+				t.Fatalf("line %d at position %d", lines, m.Pos.Offset)
+			}
+		}
+		// 8 MiB, plus the line that crossed it.
+		if bound := 8<<20 + len(line); size > bound {
+			t.Errorf("a batch of %d lines holds %d bytes, over %d", len(b.Messages), size, bound)
+		}
+		ack(nil)
+	}
+	if lines != 10 {
+		t.Errorf("%d lines read, want 10", lines)
+	}
+}
