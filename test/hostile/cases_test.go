@@ -89,10 +89,11 @@ sinks:
 ` + schema.String() + errorsSink,
 		// Lines up to file.max_line_bytes (16 MiB) pass through decode, the
 		// schema check and, when refused, the error record with the raw
-		// bytes in base64: a few transient copies each. On ECS the process
-		// sets GOMEMLIMIT to 90 % of the task's memory; here 1 GiB.
+		// bytes in base64: a few transient copies each; the file source
+		// ends a batch at 8 MiB of lines. On ECS the process sets
+		// GOMEMLIMIT to 90 % of the task's memory; here 1 GiB.
 		env:       []string{"GOMEMLIMIT=1GiB"},
-		maxRSSMiB: 1536,
+		maxRSSMiB: 1280,
 	})
 	if rows := totalRows(r); rows < normal {
 		t.Errorf("%d rows in the lake, fewer than the %d ordinary records", rows, normal)
