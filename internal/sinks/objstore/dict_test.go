@@ -105,16 +105,7 @@ func TestParquetDictionaryFallback(t *testing.T) {
 	for i := range 300 {
 		lines = append(lines, fmt.Sprintf(`{"project_id":"P-1","ts":1730617200,"Severity":{"Label":"%08d%s"}}`, i, strings.Repeat("é", 4096)))
 	}
-	if fails := feed(t, s, nil, lines...); len(fails) != 0 {
-		t.Fatalf("failures: %s", fails[0].Message)
-	}
-	if err := s.Flush(context.Background()); err != nil {
-		t.Fatal(err)
-	}
-	pf, err := testutil.ReadParquet(filepath.Join(dir, files(t, dir)[0]))
-	if err != nil {
-		t.Fatal(err)
-	}
+	pf := writeOne(t, s, dir, lines...)
 	if g := pf.ColumnPageKinds["severity"]; !slices.Equal(g, fellBack) {
 		t.Errorf("severity: pages %v, want %v", g, fellBack)
 	}

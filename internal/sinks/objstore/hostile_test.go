@@ -139,16 +139,7 @@ func TestParquetPagesBounded(t *testing.T) {
 	for i := range 24 {
 		lines = append(lines, fmt.Sprintf(`{"s":%q,"j":{"i":%d},"n":%d}`, strings.Repeat(string(rune('a'+i)), value), i, i))
 	}
-	if fails := feed(t, s, nil, lines...); len(fails) != 0 {
-		t.Fatalf("failures: %s", fails[0].Message)
-	}
-	if err := s.Flush(context.Background()); err != nil {
-		t.Fatal(err)
-	}
-	pf, err := testutil.ReadParquet(filepath.Join(dir, files(t, dir)[0]))
-	if err != nil {
-		t.Fatal(err)
-	}
+	pf := writeOne(t, s, dir, lines...)
 	if len(pf.Rows) != len(lines) {
 		t.Fatalf("rows = %d, want %d", len(pf.Rows), len(lines))
 	}

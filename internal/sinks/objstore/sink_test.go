@@ -117,6 +117,23 @@ func feed(t *testing.T, s *Sink, ack record.AckFunc, lines ...string) []*sinks.F
 	return fails
 }
 
+// writeOne feeds lines that must all be taken, flushes, and reads back the
+// one object they make.
+func writeOne(t *testing.T, s *Sink, dir string, lines ...string) *testutil.ParquetFile {
+	t.Helper()
+	if fails := feed(t, s, nil, lines...); len(fails) != 0 {
+		t.Fatalf("failures: %s", fails[0].Message)
+	}
+	if err := s.Flush(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	pf, err := testutil.ReadParquet(filepath.Join(dir, files(t, dir)[0]))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return pf
+}
+
 func files(t *testing.T, dir string) []string {
 	t.Helper()
 	return testutil.Files(t, dir)
