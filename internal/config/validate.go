@@ -775,10 +775,8 @@ func (v *validator) openSearch(p string, s *Sink, sinks map[string]int) {
 	}
 }
 
-// indexSample renders an index template for a fixed time: month names
-// (MMM) and literals must come out lowercase.
 // IndexNameError says why name is not a legal OpenSearch index name, or
-// returns nil: lowercase, none of \ / * ? " < > | , # or a space, not
+// returns nil: lowercase, none of \ / * ? " < > | , # : or a space, not
 // starting with - _ or +, not . or .., at most 255 bytes.
 func IndexNameError(name string) error {
 	switch {
@@ -791,7 +789,7 @@ func IndexNameError(name string) error {
 	case strings.ContainsAny(name[:1], "-_+"):
 		return fmt.Errorf("an index name cannot start with %q", name[:1])
 	}
-	if i := strings.IndexAny(name, "\\/*?\"<>| ,#"); i >= 0 {
+	if i := strings.IndexAny(name, "\\/*?\"<>| ,#:"); i >= 0 {
 		return fmt.Errorf("an index name cannot contain %q", name[i:i+1])
 	}
 	if strings.ToLower(name) != name {
@@ -800,6 +798,8 @@ func IndexNameError(name string) error {
 	return nil
 }
 
+// indexSample renders an index template for a fixed time: month names
+// (MMM) and literals must come out lowercase.
 func indexSample(tpl *template.Template) string {
 	at := time.Date(2024, 11, 3, 7, 0, 0, 0, time.UTC)
 	return string(tpl.Append(nil, template.Values{Time: at, Arrival: at}))
