@@ -131,14 +131,18 @@ func renameFuncs(v reflect.Value, names map[string]string) {
 // Run evaluates the expression with gojq under DefaultLimits and returns
 // every output. Workers use Env.Run, which needs no timer per call.
 func (e *Expr) Run(v *fastjson.Value) ([]any, error) {
-	return e.runAny(nil, jsonx.ToAny(v))
+	return (*Env)(nil).Run(e, v)
 }
 
 // Run evaluates x with gojq under the Env's limits and returns every
 // output. An evaluation over a bound fails with a *LimitError; one stopped
 // because the Env's parent ended fails with ErrCanceled.
 func (env *Env) Run(x *Expr, v *fastjson.Value) ([]any, error) {
-	return x.runAny(env, jsonx.ToAny(v))
+	in, err := jsonx.ToAny(v)
+	if err != nil {
+		return nil, fmt.Errorf("jq %s: %w", x.src, err)
+	}
+	return x.runAny(env, in)
 }
 
 func (e *Expr) runAny(env *Env, in any) ([]any, error) {
@@ -240,7 +244,11 @@ func (e *Expr) appendTextMemo(env *Env, dst []byte, v *fastjson.Value, memo *fas
 			return out, nil
 		}
 	}
-	outs, err := e.runAny(env, jsonx.ToAny(v))
+	in, err := jsonx.ToAny(v)
+	if err != nil {
+		return dst, fmt.Errorf("jq %s: %w", e.src, err)
+	}
+	outs, err := e.runAny(env, in)
 	if err != nil {
 		return dst, err
 	}

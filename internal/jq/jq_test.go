@@ -3,6 +3,7 @@ package jq
 import (
 	"context"
 	"fmt"
+	"strings"
 	"testing"
 
 	"github.com/valyala/fastjson"
@@ -201,4 +202,38 @@ func FuzzNativeMatchesGojq(f *testing.F) {
 			}
 		}
 	})
+}
+
+// TestNumbersBeyondDouble: jq holds numbers as doubles or integers. A
+// number no double holds (1e400) reaches gojq as the exact integer it
+// denotes, so a transform that does not touch it keeps its value (a
+// double column then refuses it, as without the transform); one whose
+// integer would be too long to hold fails the evaluation, naming it. It
+// never becomes null or a bound double.
+func TestNumbersBeyondDouble(t *testing.T) {
+	tests := []struct{ rec, want, wantErr string }{
+		{`{"d":1e400}`, `{"d":1` + strings.Repeat("0", 400) + `,"x":1}`, ""},
+		{`{"d":-1.5E+400}`, `{"d":-15` + strings.Repeat("0", 399) + `,"x":1}`, ""},
+		{`{"d":1e-400}`, `{"d":0,"x":1}`, ""},
+		{`{"d":1e308}`, `{"d":1e+308,"x":1}`, ""},
+		{`{"d":[1e99999]}`, "", `jq .x = 1: 1e99999 does not fit a double`},
+		{`{"d":1.` + strings.Repeat("1", 500) + `e400}`, "", `jq .x = 1: 1.11111111111111111111111111111111111111... does not fit a double`},
+	}
+	e, err := Compile(`.x = 1`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tt := range tests {
+		outs, err := e.Run(fastjson.MustParse(tt.rec))
+		got, gotErr := "", ""
+		if err != nil {
+			gotErr = err.Error()
+		} else {
+			var a fastjson.Arena
+			got = string(jsonx.FromAny(&a, outs[0]).MarshalTo(nil))
+		}
+		if got != tt.want || gotErr != tt.wantErr {
+			t.Errorf("%.60s = %.80s, %q; want %.80s, %q", tt.rec, got, gotErr, tt.want, tt.wantErr)
+		}
+	}
 }

@@ -9,6 +9,7 @@ package jsonx
 import (
 	"bytes"
 	"encoding/binary"
+	"fmt"
 	"math"
 	"math/big"
 	"slices"
@@ -108,43 +109,83 @@ func Text(dst []byte, v *fastjson.Value) []byte {
 	}
 }
 
+// maxOverflowDigits bounds the exact integer a number too large for a
+// double becomes (1e400 has 401 digits): a longer one would cost more to
+// build than the record is worth.
+const maxOverflowDigits = 1000
+
 // ToAny converts a value to the plain Go values gojq works on: integers
 // that fit an int stay ints, larger ones become *big.Int, other numbers
-// float64.
-func ToAny(v *fastjson.Value) any {
+// float64. A number no double holds (1e400) becomes the exact integer it
+// denotes, so that it reaches jq's output with its value and not as null;
+// one whose integer would pass maxOverflowDigits, or that is no integer,
+// is an error that names it.
+func ToAny(v *fastjson.Value) (any, error) {
 	switch v.Type() {
 	case fastjson.TypeObject:
 		o, _ := v.Object()
 		m := make(map[string]any, o.Len())
-		o.Visit(func(k []byte, c *fastjson.Value) { m[string(k)] = ToAny(c) })
-		return m
+		var err error
+		o.Visit(func(k []byte, c *fastjson.Value) {
+			if err == nil {
+				m[string(k)], err = ToAny(c)
+			}
+		})
+		return m, err
 	case fastjson.TypeArray:
 		arr, _ := v.Array()
 		out := make([]any, len(arr))
 		for i, c := range arr {
-			out[i] = ToAny(c)
+			var err error
+			if out[i], err = ToAny(c); err != nil {
+				return nil, err
+			}
 		}
-		return out
+		return out, nil
 	case fastjson.TypeString:
 		b, _ := v.StringBytes()
-		return string(b)
+		return string(b), nil
 	case fastjson.TypeNumber:
-		raw := v.MarshalTo(nil)
-		if i, err := strconv.ParseInt(string(raw), 10, 64); err == nil {
-			return int(i)
+		raw := string(v.MarshalTo(nil))
+		if i, err := strconv.ParseInt(raw, 10, 64); err == nil {
+			return int(i), nil
 		}
-		if n, ok := new(big.Int).SetString(string(raw), 10); ok {
-			return n
+		if n, ok := new(big.Int).SetString(raw, 10); ok {
+			return n, nil
 		}
-		f, _ := v.Float64()
-		return f
+		f, err := strconv.ParseFloat(raw, 64)
+		if err == nil || !math.IsInf(f, 0) {
+			return f, nil // 1e-400 is 0, as a double reads it
+		}
+		return overflowInteger(raw)
 	case fastjson.TypeTrue:
-		return true
+		return true, nil
 	case fastjson.TypeFalse:
-		return false
+		return false, nil
 	default:
-		return nil
+		return nil, nil
 	}
+}
+
+// overflowInteger returns the integer a JSON number too large for a
+// double denotes.
+func overflowInteger(raw string) (any, error) {
+	fail := func() (any, error) {
+		if len(raw) > 40 {
+			raw = raw[:40] + "..."
+		}
+		return nil, fmt.Errorf("%s does not fit a double", raw)
+	}
+	mant, exp, _ := strings.Cut(strings.ToLower(raw), "e")
+	e, err := strconv.Atoi(exp)
+	if err != nil || e > maxOverflowDigits || len(mant) > maxOverflowDigits {
+		return fail()
+	}
+	r, ok := new(big.Rat).SetString(raw)
+	if !ok || !r.IsInt() {
+		return fail()
+	}
+	return r.Num(), nil
 }
 
 // FromAny builds a value in arena a from plain Go values (the output of

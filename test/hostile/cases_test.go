@@ -561,6 +561,44 @@ sinks:
 	})
 }
 
+// TestLooseValuesThroughJQ: a number no double holds keeps its value
+// through a jq transform (gojq would make it null): the double column
+// refuses it as it does without the transform, and NDJSON keeps the number.
+func TestLooseValuesThroughJQ(t *testing.T) {
+	r := runCase(t, hcase{
+		inputs: map[string][]byte{"x.ndjson": ndjson(`{"d":1e400}`, `{"d":2.5}`)},
+		config: head("json", "in/*.ndjson") + `routes:
+  - name: all
+    from: [in]
+    transforms:
+      - jq: '.x = 1'
+    to: [lake, nd]
+sinks:
+  - name: lake
+    type: s3
+    url: file:lake/t/
+    format: parquet
+    schema: [{name: d, type: double}, {name: x, type: int64}]
+  - name: nd
+    type: s3
+    url: file:lake/nd/
+    format: ndjson
+` + errorsSink,
+	})
+	if n := r.errorsByType["schema-mismatch"]; n != 1 || totalRows(r) != 1 {
+		t.Errorf("%d rows, %d schema-mismatch; want the 1e400 record refused by the double column", totalRows(r), n)
+	}
+	files, _ := filepath.Glob(filepath.Join(r.work, "lake/nd/*.ndjson"))
+	var out []byte
+	for _, f := range files {
+		b, _ := os.ReadFile(f)
+		out = append(out, b...)
+	}
+	if want := `{"d":1` + strings.Repeat("0", 400) + `,"x":1}`; !bytes.Contains(out, []byte(want)) {
+		t.Errorf("NDJSON lacks 1e400 as its exact integer:\n%.300s", out)
+	}
+}
+
 func isValidUTF8(s string) bool { return strings.ToValidUTF8(s, "\uFFFD") == s }
 
 // TestCounts: records OpenSearch refuses are counted in the summary's
