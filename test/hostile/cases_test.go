@@ -199,6 +199,32 @@ sinks:` + tt.sink + errorsSink,
 	}
 }
 
+// TestJQShutdown: SIGTERM while a jq evaluation runs (its bound set far
+// beyond the test) ends the process within shutdown_timeout, with the
+// documented error; the record is not acked, so nothing past it is
+// checkpointed.
+func TestJQShutdown(t *testing.T) {
+	runCase(t, hcase{
+		inputs: map[string][]byte{"x.ndjson": ndjson(`{"n":1}`, `{"n":-1}`, `{"n":2}`)},
+		config: `service: {name: hostile, http_listen: "", log_level: warn, shutdown_timeout: 2s, error_sink: errors, jq: {timeout: 10m}}
+sources:
+  - {name: in, type: file, format: json, file: {paths: ["in/*.ndjson"]}}
+routes:
+  - name: all
+    from: [in]
+    transforms:
+      - jq: 'until(.n == 0; .n -= 1)'
+    to: [lake]
+sinks:
+  - {name: lake, type: s3, url: "file:lake/t/", format: ndjson}
+` + errorsSink,
+		stop:     func(t *testing.T, work string) { time.Sleep(time.Second) },
+		shutdown: 2 * time.Second,
+		wantCode: 1,
+		wantOut:  []string{"shutdown_timeout 2s exceeded", "checkpoints: in in/x.ndjson: none"},
+	})
+}
+
 // firstError returns the errorMessage of the first error record of typ,
 // wherever under lake/ its error output put it.
 func firstError(t *testing.T, r *result, typ string) string {
@@ -433,7 +459,8 @@ sinks:
 // TestVariables: ${VAR} values are data, never YAML, and never echoed.
 func TestVariables(t *testing.T) {
 	base := func(endpoint string) string {
-		return `service: {name: "${NAME}", http_listen: "", log_level: warn, error_sink: errors}
+		return `service: {name: "${NAME}", http_listen: "", log_level: warn, error_sink: errors}  # ${UNSET_IN_COMMENT}
+# a comment is not expanded: ${UNSET_IN_COMMENT} "  *anchor
 sources:
   - {name: in, type: file, format: json, file: {paths: ["in/*.ndjson"]}}
 routes:
