@@ -9,6 +9,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -275,10 +276,54 @@ func TestKeysStayInRoot(t *testing.T) {
 			wantOut:  want,
 		})
 	}
+	// An empty value fails its key (processing-failed); the other six
+	// records are written.
+	const written = 6
 	t.Run("record values", func(t *testing.T) {
 		r := run(t, sink("file:lake/t/", "!{partitionKeyFromQuery:a}/!{partitionKeyFromQuery:b}/", ""), false, 0)
 		if n := summaryCount(t, r.stdout, "in", "records"); n != 7 {
 			t.Errorf("%d records read, want 7", n)
+		}
+		if n := summaryCount(t, r.stdout, "lake", "rows"); n != written {
+			t.Errorf("%d rows written, want %d", n, written)
+		}
+	})
+	t.Run("record values on S3", func(t *testing.T) {
+		s3 := testutil.NewS3Fake(t)
+		s := sink("s3://lake/app/", "!{partitionKeyFromQuery:a}/!{partitionKeyFromQuery:b}/", "") + `
+    endpoint: "` + s3.URL + `"
+    region: us-east-1`
+		// The sink's errors go, by default, beside its data: app-errors/.
+		r := runCase(t, hcase{
+			inputs: map[string][]byte{"x.ndjson": records},
+			config: head("json", "in/*.ndjson") + "routes:\n  - {name: all, from: [in], to: [lake]}\nsinks:" + s + errorsSink,
+			remoteErrors: func(t *testing.T) map[string]int {
+				m := map[string]int{}
+				for _, k := range s3.Keys(t) {
+					if typ := errorType(k); typ != "" && strings.HasPrefix(k, "app-errors/") {
+						m[typ] += strings.Count(string(s3.Get(t, k)), "\n")
+					}
+				}
+				return m
+			},
+		})
+		if n := summaryCount(t, r.stdout, "lake", "rows"); n != written {
+			t.Errorf("%d rows written to S3, want %d", n, written)
+		}
+		data := 0
+		for _, k := range s3.Keys(t) {
+			segs := strings.Split(k, "/")
+			switch {
+			case strings.HasPrefix(k, "/") || slices.Contains(segs, "..") || slices.Contains(segs, "."):
+				t.Errorf("key %q is not a clean relative key", k)
+			case strings.HasPrefix(k, "app/"):
+				data += strings.Count(string(s3.Get(t, k)), "\n")
+			case !strings.HasPrefix(k, "app-errors/"):
+				t.Errorf("key %q is outside app/ and app-errors/", k)
+			}
+		}
+		if data != written {
+			t.Errorf("%d records under app/, want %d", data, written)
 		}
 	})
 	for _, tt := range []struct{ name, url, prefix, errPrefix, want string }{
@@ -294,8 +339,9 @@ func TestKeysStayInRoot(t *testing.T) {
 }
 
 // TestBadFiles: a truncated .gz, a file that is not gzip, a directory
-// matched by the glob, and a symlink loop are each reported in the error
-// output; every other file is read.
+// matched by the glob, a symlink loop and a dangling symlink are each
+// reported in the error output; every other file is read. (An unreadable
+// file is not among them: the tests may run as root, who reads it.)
 func TestBadFiles(t *testing.T) {
 	var good []string
 	for i := 0; i < 100; i++ {
@@ -312,6 +358,7 @@ func TestBadFiles(t *testing.T) {
 		prepare: func(t *testing.T, work string) {
 			os.Mkdir(filepath.Join(work, "in/4-dir.ndjson"), 0o755)
 			os.Symlink("5-loop.ndjson", filepath.Join(work, "in/5-loop.ndjson"))
+			os.Symlink("no-such-file", filepath.Join(work, "in/5-dangling.ndjson"))
 		},
 		config: head("json", "in/*") + `routes:
   - {name: all, from: [in], to: [lake]}
@@ -326,8 +373,8 @@ sinks:
 	if rows := totalRows(r); rows < 100 {
 		t.Errorf("%d rows from the good files, want at least 100", rows)
 	}
-	if n := r.errorsByType["processing-failed"]; n < 4 {
-		t.Errorf("%d processing-failed records, want one at least for each of the 4 bad inputs", n)
+	if n := r.errorsByType["processing-failed"]; n < 5 {
+		t.Errorf("%d processing-failed records, want one at least for each of the 5 bad inputs", n)
 	}
 }
 
