@@ -287,6 +287,18 @@ func TestKeysStayInRoot(t *testing.T) {
 		if n := summaryCount(t, r.stdout, "lake", "rows"); n != written {
 			t.Errorf("%d rows written, want %d", n, written)
 		}
+		// Within lake/, too, every file is under the sink's root, its
+		// error location beside it, or the errors sink.
+		filepath.WalkDir(filepath.Join(r.work, "lake"), func(p string, d os.DirEntry, err error) error {
+			if err != nil || d.IsDir() {
+				return nil
+			}
+			rel, _ := filepath.Rel(filepath.Join(r.work, "lake"), p)
+			if top := strings.Split(rel, string(filepath.Separator))[0]; top != "t" && top != "t-errors" && top != "errors" {
+				t.Errorf("%s is outside the sink's root lake/t/", rel)
+			}
+			return nil
+		})
 	})
 	t.Run("record values on S3", func(t *testing.T) {
 		s3 := testutil.NewS3Fake(t)
