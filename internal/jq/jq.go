@@ -557,6 +557,11 @@ func (f *fastExpr) appendText(dst []byte, root *fastjson.Value, memo *fastMemo) 
 				return n.Append(dst, 10), true, nil
 			}
 		}
+		if math.IsInf(s.num, 0) {
+			// Too large for a double (1e400): gojq gets the exact
+			// integer, or an error (jsonx.ToAny).
+			return dst, false, nil
+		}
 	}
 	if s.num == math.Trunc(s.num) && math.Abs(s.num) < 1<<53 {
 		return strconv.AppendInt(dst, int64(s.num), 10), true, nil

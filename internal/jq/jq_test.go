@@ -25,6 +25,8 @@ var records = []string{
 	`{"event_timestamp":-30000000000}`,
 	`{"event_timestamp":1730617200000}`,
 	`{"event_timestamp":1704070861}`,
+	`{"event_timestamp":1e400,"big":-1.5e400,"plan_ver":1e99999}`,
+	`{"event_timestamp":1e400,"big":-1.5e400,"plan_ver":2e308}`,
 }
 
 var exprs = []string{
