@@ -131,18 +131,14 @@ func renameFuncs(v reflect.Value, names map[string]string) {
 // Run evaluates the expression with gojq under DefaultLimits and returns
 // every output. Workers use Env.Run, which needs no timer per call.
 func (e *Expr) Run(v *fastjson.Value) ([]any, error) {
-	return (*Env)(nil).Run(e, v)
+	return e.runAny(nil, jsonx.ToAny(v))
 }
 
 // Run evaluates x with gojq under the Env's limits and returns every
 // output. An evaluation over a bound fails with a *LimitError; one stopped
 // because the Env's parent ended fails with ErrCanceled.
 func (env *Env) Run(x *Expr, v *fastjson.Value) ([]any, error) {
-	in, err := jsonx.ToAny(v)
-	if err != nil {
-		return nil, fmt.Errorf("jq %s: %w", x.src, err)
-	}
-	return x.runAny(env, in)
+	return x.runAny(env, jsonx.ToAny(v))
 }
 
 func (e *Expr) runAny(env *Env, in any) ([]any, error) {
@@ -166,6 +162,29 @@ func (e *Expr) runAny(env *Env, in any) ([]any, error) {
 		return nil, fmt.Errorf("jq %s: %w", e.src, err)
 	}
 	return out, nil
+}
+
+var errNotFinite = errors.New("produced a number that does not fit a double (Inf or NaN)")
+
+// finite reports whether x holds no infinite or NaN number.
+func finite(x any) bool {
+	switch t := x.(type) {
+	case float64:
+		return !math.IsInf(t, 0) && !math.IsNaN(t)
+	case []any:
+		for _, c := range t {
+			if !finite(c) {
+				return false
+			}
+		}
+	case map[string]any:
+		for _, c := range t {
+			if !finite(c) {
+				return false
+			}
+		}
+	}
+	return true
 }
 
 func isLimit(err error) bool {
@@ -196,6 +215,14 @@ func (e *Expr) collect(env *Env, in any) ([]any, error) {
 		}
 		if left -= jsonSize(x, left); left < 0 {
 			return nil, env.bytesError()
+		}
+		if !finite(x) {
+			// JSON has no Inf or NaN: an output holding one (a number no
+			// double holds, too long for an exact integer, or one jq
+			// computed) would become null or a bound double. (After the
+			// size bound: a walk of an output that shares its parts, as
+			// [., .] does, is bounded only by its JSON size.)
+			return nil, errNotFinite
 		}
 		out = append(out, x)
 	}
@@ -244,11 +271,7 @@ func (e *Expr) appendTextMemo(env *Env, dst []byte, v *fastjson.Value, memo *fas
 			return out, nil
 		}
 	}
-	in, err := jsonx.ToAny(v)
-	if err != nil {
-		return dst, fmt.Errorf("jq %s: %w", e.src, err)
-	}
-	outs, err := e.runAny(env, in)
+	outs, err := e.runAny(env, jsonx.ToAny(v))
 	if err != nil {
 		return dst, err
 	}
@@ -559,7 +582,7 @@ func (f *fastExpr) appendText(dst []byte, root *fastjson.Value, memo *fastMemo) 
 		}
 		if math.IsInf(s.num, 0) {
 			// Too large for a double (1e400): gojq gets the exact
-			// integer, or an error (jsonx.ToAny).
+			// integer, or refuses it (jsonx.ToAny).
 			return dst, false, nil
 		}
 	}

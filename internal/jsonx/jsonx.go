@@ -9,7 +9,6 @@ package jsonx
 import (
 	"bytes"
 	"encoding/binary"
-	"fmt"
 	"math"
 	"math/big"
 	"slices"
@@ -117,75 +116,63 @@ const maxOverflowDigits = 1000
 // ToAny converts a value to the plain Go values gojq works on: integers
 // that fit an int stay ints, larger ones become *big.Int, other numbers
 // float64. A number no double holds (1e400) becomes the exact integer it
-// denotes, so that it reaches jq's output with its value and not as null;
-// one whose integer would pass maxOverflowDigits, or that is no integer,
-// is an error that names it.
-func ToAny(v *fastjson.Value) (any, error) {
+// denotes, so that it reaches jq's output with its value; one whose
+// integer would pass maxOverflowDigits, or that is no integer, becomes
+// ±Inf, which the jq package refuses in any output.
+func ToAny(v *fastjson.Value) any {
 	switch v.Type() {
 	case fastjson.TypeObject:
 		o, _ := v.Object()
 		m := make(map[string]any, o.Len())
-		var err error
-		o.Visit(func(k []byte, c *fastjson.Value) {
-			if err == nil {
-				m[string(k)], err = ToAny(c)
-			}
-		})
-		return m, err
+		o.Visit(func(k []byte, c *fastjson.Value) { m[string(k)] = ToAny(c) })
+		return m
 	case fastjson.TypeArray:
 		arr, _ := v.Array()
 		out := make([]any, len(arr))
 		for i, c := range arr {
-			var err error
-			if out[i], err = ToAny(c); err != nil {
-				return nil, err
-			}
+			out[i] = ToAny(c)
 		}
-		return out, nil
+		return out
 	case fastjson.TypeString:
 		b, _ := v.StringBytes()
-		return string(b), nil
+		return string(b)
 	case fastjson.TypeNumber:
 		raw := string(v.MarshalTo(nil))
 		if i, err := strconv.ParseInt(raw, 10, 64); err == nil {
-			return int(i), nil
+			return int(i)
 		}
 		if n, ok := new(big.Int).SetString(raw, 10); ok {
-			return n, nil
+			return n
 		}
-		f, err := strconv.ParseFloat(raw, 64)
-		if err == nil || !math.IsInf(f, 0) {
-			return f, nil // 1e-400 is 0, as a double reads it
+		f, _ := v.Float64()
+		if math.IsInf(f, 0) {
+			if n := overflowInteger(raw); n != nil {
+				return n
+			}
 		}
-		return overflowInteger(raw)
+		return f // 1e-400 is 0, as a double reads it
 	case fastjson.TypeTrue:
-		return true, nil
+		return true
 	case fastjson.TypeFalse:
-		return false, nil
+		return false
 	default:
-		return nil, nil
+		return nil
 	}
 }
 
 // overflowInteger returns the integer a JSON number too large for a
-// double denotes.
-func overflowInteger(raw string) (any, error) {
-	fail := func() (any, error) {
-		if len(raw) > 40 {
-			raw = raw[:40] + "..."
-		}
-		return nil, fmt.Errorf("%s does not fit a double", raw)
-	}
+// double denotes, or nil when it is no integer or too long.
+func overflowInteger(raw string) *big.Int {
 	mant, exp, _ := strings.Cut(strings.ToLower(raw), "e")
 	e, err := strconv.Atoi(exp)
 	if err != nil || e > maxOverflowDigits || len(mant) > maxOverflowDigits {
-		return fail()
+		return nil
 	}
 	r, ok := new(big.Rat).SetString(raw)
 	if !ok || !r.IsInt() {
-		return fail()
+		return nil
 	}
-	return r.Num(), nil
+	return r.Num()
 }
 
 // FromAny builds a value in arena a from plain Go values (the output of
