@@ -366,6 +366,8 @@ func TestBadFiles(t *testing.T) {
 			"2-trunc.ndjson.gz": full[:len(full)/2],
 			"3-notgz.ndjson.gz": ndjson(good[:3]...),
 			"6-good.ndjson":     ndjson(good[50:]...),
+			// A name that is not UTF-8 is an ordinary file.
+			"7-name-\xff\xfe.ndjson": ndjson(`{"i":100}`),
 		},
 		prepare: func(t *testing.T, work string) {
 			os.Mkdir(filepath.Join(work, "in/4-dir.ndjson"), 0o755)
@@ -382,8 +384,8 @@ sinks:
     schema: [{name: i, type: int64}]
 ` + errorsSink,
 	})
-	if rows := totalRows(r); rows < 100 {
-		t.Errorf("%d rows from the good files, want at least 100", rows)
+	if rows := totalRows(r); rows < 101 {
+		t.Errorf("%d rows from the good files, want at least 101", rows)
 	}
 	if n := r.errorsByType["processing-failed"]; n < 5 {
 		t.Errorf("%d processing-failed records, want one at least for each of the 5 bad inputs", n)

@@ -254,7 +254,7 @@ func checkCommon(t *testing.T, c hcase, root string, r *result) {
 			return nil // a symlink loop the case made; listing goes on
 		}
 		rel, _ := filepath.Rel(filepath.Join(root, "a", "b", "work"), p)
-		if !utf8.ValidString(rel) {
+		if !utf8.ValidString(rel) && !strings.HasPrefix(rel, "in"+string(filepath.Separator)) {
 			t.Errorf("path %q is not valid UTF-8", rel)
 		}
 		if d.IsDir() {

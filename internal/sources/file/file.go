@@ -325,7 +325,9 @@ func (s *Source) ReadBatch(ctx context.Context) (record.Batch, record.AckFunc, e
 		pending := metrics.SourcePending.WithLabelValues(s.name)
 		pending.Add(float64(len(b.Messages)))
 		n := float64(len(b.Messages))
-		ckpt := metrics.Checkpoint.WithLabelValues(s.name, of.path)
+		// Label values must be UTF-8 (the client panics otherwise); a
+		// file name need not be.
+		ckpt := metrics.Checkpoint.WithLabelValues(s.name, strings.ToValidUTF8(of.path, "\uFFFD"))
 		return b, func(err error) {
 			rng.Ack(err)
 			pending.Sub(n)

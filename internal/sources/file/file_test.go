@@ -543,3 +543,18 @@ func (r *notifyReader) Read(p []byte) (int, error) {
 	r.n += n
 	return n, err
 }
+
+// TestFileNameNotUTF8: a file whose name is not valid UTF-8 is read like
+// any other (its metrics labels, which must be UTF-8, carry U+FFFD).
+func TestFileNameNotUTF8(t *testing.T) {
+	dir := t.TempDir()
+	write(t, filepath.Join(dir, "bad\xff\xfename.ndjson"), "x1\nx2\n", false)
+	s, err := New("src-utf8", []string{filepath.Join(dir, "*.ndjson")}, 10, 100)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, _ := readAll(t, s)
+	if len(got) != 2 || got[1].data != "x2" {
+		t.Errorf("got %+v, want the file's 2 lines", got)
+	}
+}
