@@ -721,6 +721,38 @@ sinks:
 	if n := r.errorsByType["sink-rejected"]; n != 100 {
 		t.Errorf("summary counts %d sink-rejected, want 100 (%v)", n, r.errorsByType)
 	}
+	if n := summaryCount(t, r.stdout, "search", "refused"); n != 100 {
+		t.Errorf("the search sink's refused column says %d, want the 100 OpenSearch rejected", n)
+	}
+
+	t.Run("partition limit", func(t *testing.T) {
+		var in []string
+		for i := 0; i < 50; i++ {
+			in = append(in, fmt.Sprintf(`{"k":"p%d","i":%d}`, i%5, i))
+		}
+		r := runCase(t, hcase{
+			inputs: map[string][]byte{"x.ndjson": ndjson(in...)},
+			config: head("json", "in/*.ndjson") + `routes:
+  - {name: all, from: [in], to: [lake]}
+sinks:
+  - name: lake
+    type: s3
+    url: file:lake/t/
+    format: parquet
+    partition_keys: {k: .k}
+    schema: [{name: i, type: int64}]
+    max_open_partitions: 2
+    on_partition_limit: error
+` + errorsSink,
+		})
+		n := r.errorsByType["partition-limit"]
+		if n == 0 {
+			t.Fatalf("no partition-limit records: %v", r.errorsByType)
+		}
+		if got := summaryCount(t, r.stdout, "lake", "refused"); got != n {
+			t.Errorf("the lake's refused column says %d, want the %d partition-limit records", got, n)
+		}
+	})
 
 	bomb := "      - set:\n          a: &a [x, x, x, x, x, x, x, x, x]\n"
 	prev := "a"
