@@ -1,6 +1,8 @@
 package config
 
 import (
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -240,6 +242,12 @@ func (v *validator) firehose(p string, f *FirehoseHTTP) {
 	}
 	if (f.TLS.CertFile == "") != (f.TLS.KeyFile == "") {
 		v.errorf(p+".tls", "set both cert_file and key_file, or neither")
+	} else if f.TLS.CertFile != "" {
+		// As the listener will load them, so that validate refuses what
+		// run would.
+		if _, err := tls.LoadX509KeyPair(f.TLS.CertFile, f.TLS.KeyFile); err != nil {
+			v.errorf(p+".tls", "%s, %s: %v", f.TLS.CertFile, f.TLS.KeyFile, err)
+		}
 	}
 	if f.MaxBody <= 0 {
 		v.errorf(p+".max_body", "must be greater than 0")
@@ -329,9 +337,7 @@ func (v *validator) source(i int, sinks map[string]int) {
 			}
 		}
 		if k.TLS.CAFile != "" {
-			if _, err := os.Stat(k.TLS.CAFile); err != nil {
-				v.errorf(p+".kafka.tls.ca_file", "%v", err)
-			}
+			v.caFile(p+".kafka.tls.ca_file", k.TLS.CAFile)
 		}
 		if k.MetadataField != "" && !jsonx.ParsePath(k.MetadataField).Valid() {
 			v.errorf(p+".kafka.metadata_field", "invalid field path %q", k.MetadataField)
@@ -769,9 +775,19 @@ func (v *validator) openSearch(p string, s *Sink, sinks map[string]int) {
 		}
 	}
 	if s.TLS.CAFile != "" {
-		if _, err := os.Stat(s.TLS.CAFile); err != nil {
-			v.errorf(p+".tls.ca_file", "%v", err)
-		}
+		v.caFile(p+".tls.ca_file", s.TLS.CAFile)
+	}
+}
+
+// caFile checks that file holds a PEM certificate, as the client that
+// reads it at run time requires.
+func (v *validator) caFile(path, file string) {
+	pem, err := os.ReadFile(file)
+	switch {
+	case err != nil:
+		v.errorf(path, "%v", err)
+	case !x509.NewCertPool().AppendCertsFromPEM(pem):
+		v.errorf(path, "%s holds no PEM certificate", file)
 	}
 }
 
