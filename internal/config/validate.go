@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net"
 	"net/url"
 	"os"
 	"slices"
@@ -102,6 +103,9 @@ func (c *Config) Validate() Errors {
 	}
 	if p := c.Service.Reload.Poll.D(); p != 0 && p < time.Second {
 		v.errorf("service.reload.poll", "must be at least 1s, or 0s (off)")
+	}
+	if c.Service.HTTPListen != "" {
+		v.listenAddr("service.http_listen", c.Service.HTTPListen)
 	}
 	if c.Service.Tap && c.Service.HTTPListen == "" {
 		v.errorf("service.tap", "needs service.http_listen: /tap is served there")
@@ -231,6 +235,8 @@ const firehoseWait = 180 * time.Second
 func (v *validator) firehose(p string, f *FirehoseHTTP) {
 	if f.Listen == "" {
 		v.errorf(p+".listen", "a firehose_http source needs an address to listen on")
+	} else {
+		v.listenAddr(p+".listen", f.Listen)
 	}
 	if !strings.HasPrefix(f.Path, "/") {
 		v.errorf(p+".path", "must start with /, not %q", f.Path)
@@ -776,6 +782,19 @@ func (v *validator) openSearch(p string, s *Sink, sinks map[string]int) {
 	}
 	if s.TLS.CAFile != "" {
 		v.caFile(p+".tls.ca_file", s.TLS.CAFile)
+	}
+}
+
+// listenAddr checks that addr is host:port with a port net.Listen takes
+// (a number up to 65535 or a service name), as run would; an address in
+// use or a host that is not this machine's is found only by run.
+func (v *validator) listenAddr(path, addr string) {
+	_, port, err := net.SplitHostPort(addr)
+	if err == nil {
+		_, err = net.LookupPort("tcp", port)
+	}
+	if err != nil {
+		v.errorf(path, "%q is not host:port (%v)", addr, err)
 	}
 }
 
