@@ -8,6 +8,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"unicode/utf8"
 
 	"go.yaml.in/yaml/v3"
 )
@@ -131,6 +132,8 @@ func (d *decoder) expandScalar(n *yaml.Node, path string, refs *envRefs, lookup 
 		name := m[1]
 		v, ok := lookup(name)
 		switch {
+		case ok && !utf8.ValidString(v):
+			d.envErrorf(n, path, "environment variable %s is not valid UTF-8", name)
 		case ok && v != "":
 			used = append(used, envValue{name: name, value: v})
 			return v

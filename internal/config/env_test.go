@@ -130,3 +130,15 @@ env.yaml:9: sources[0].kafka.client_id: environment variable C is empty (write $
 		t.Errorf("error:\n%v\nwant:\n%s", err, want)
 	}
 }
+
+// TestEnvNotUTF8: a YAML document is UTF-8, and so must a value be that
+// takes the place of a reference (names become metric labels, which
+// must be UTF-8); the error names the variable, not the value.
+func TestEnvNotUTF8(t *testing.T) {
+	y := strings.Replace(envBase, "group: g", "group: ${GROUP}", 1)
+	_, err := Parse("env.yaml", []byte(y), lookup(map[string]string{"PW": secret, "GROUP": "g\xff\xfeSECRET"}))
+	want := `env.yaml:8: sources[0].kafka.group: environment variable GROUP is not valid UTF-8`
+	if err == nil || err.Error() != want {
+		t.Errorf("error:\n%v\nwant:\n%s", err, want)
+	}
+}

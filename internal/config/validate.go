@@ -2,9 +2,12 @@ package config
 
 import (
 	"cmp"
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -103,6 +106,9 @@ func (c *Config) Validate() Errors {
 	}
 	if p := c.Service.Reload.Poll.D(); p != 0 && p < time.Second {
 		v.errorf("service.reload.poll", "must be at least 1s, or 0s (off)")
+	}
+	if c.Service.HTTPListen != "" {
+		v.listenAddr("service.http_listen", c.Service.HTTPListen)
 	}
 	if c.Service.Tap && c.Service.HTTPListen == "" {
 		v.errorf("service.tap", "needs service.http_listen: /tap is served there")
@@ -270,6 +276,8 @@ const firehoseRetryMax = 2 * time.Hour
 func (v *validator) firehose(p string, f *FirehoseHTTP) {
 	if f.Listen == "" {
 		v.errorf(p+".listen", "a firehose_http source needs an address to listen on")
+	} else {
+		v.listenAddr(p+".listen", f.Listen)
 	}
 	if !strings.HasPrefix(f.Path, "/") {
 		v.errorf(p+".path", "must start with /, not %q", f.Path)
@@ -281,6 +289,12 @@ func (v *validator) firehose(p string, f *FirehoseHTTP) {
 	}
 	if (f.TLS.CertFile == "") != (f.TLS.KeyFile == "") {
 		v.errorf(p+".tls", "set both cert_file and key_file, or neither")
+	} else if f.TLS.CertFile != "" {
+		// As the listener will load them, so that validate refuses what
+		// run would.
+		if _, err := tls.LoadX509KeyPair(f.TLS.CertFile, f.TLS.KeyFile); err != nil {
+			v.errorf(p+".tls", "%s, %s: %v", f.TLS.CertFile, f.TLS.KeyFile, err)
+		}
 	}
 	if f.MaxBody <= 0 {
 		v.errorf(p+".max_body", "must be greater than 0")
@@ -445,9 +459,7 @@ func (v *validator) source(i int, sinks map[string]int) {
 			}
 		}
 		if k.TLS.CAFile != "" {
-			if _, err := os.Stat(k.TLS.CAFile); err != nil {
-				v.errorf(p+".kafka.tls.ca_file", "%v", err)
-			}
+			v.caFile(p+".kafka.tls.ca_file", k.TLS.CAFile)
 		}
 		if k.MetadataField != "" && !jsonx.ParsePath(k.MetadataField).Valid() {
 			v.errorf(p+".kafka.metadata_field", "invalid field path %q", k.MetadataField)
@@ -903,16 +915,37 @@ func (v *validator) openSearch(p string, s *Sink, sinks map[string]int) {
 		}
 	}
 	if s.TLS.CAFile != "" {
-		if _, err := os.Stat(s.TLS.CAFile); err != nil {
-			v.errorf(p+".tls.ca_file", "%v", err)
-		}
+		v.caFile(p+".tls.ca_file", s.TLS.CAFile)
 	}
 }
 
-// indexSample renders an index template for a fixed time: month names
-// (MMM) and literals must come out lowercase.
+// listenAddr checks that addr is host:port with a port net.Listen takes
+// (a number up to 65535 or a service name), as run would; an address in
+// use or a host that is not this machine's is found only by run.
+func (v *validator) listenAddr(path, addr string) {
+	_, port, err := net.SplitHostPort(addr)
+	if err == nil {
+		_, err = net.LookupPort("tcp", port)
+	}
+	if err != nil {
+		v.errorf(path, "%q is not host:port (%v)", addr, err)
+	}
+}
+
+// caFile checks that file holds a PEM certificate, as the client that
+// reads it at run time requires.
+func (v *validator) caFile(path, file string) {
+	pem, err := os.ReadFile(file)
+	switch {
+	case err != nil:
+		v.errorf(path, "%v", err)
+	case !x509.NewCertPool().AppendCertsFromPEM(pem):
+		v.errorf(path, "%s holds no PEM certificate", file)
+	}
+}
+
 // IndexNameError says why name is not a legal OpenSearch index name, or
-// returns nil: lowercase, none of \ / * ? " < > | , # or a space, not
+// returns nil: lowercase, none of \ / * ? " < > | , # : or a space, not
 // starting with - _ or +, not . or .., at most 255 bytes.
 func IndexNameError(name string) error {
 	switch {
@@ -925,7 +958,7 @@ func IndexNameError(name string) error {
 	case strings.ContainsAny(name[:1], "-_+"):
 		return fmt.Errorf("an index name cannot start with %q", name[:1])
 	}
-	if i := strings.IndexAny(name, "\\/*?\"<>| ,#"); i >= 0 {
+	if i := strings.IndexAny(name, "\\/*?\"<>| ,#:"); i >= 0 {
 		return fmt.Errorf("an index name cannot contain %q", name[i:i+1])
 	}
 	if strings.ToLower(name) != name {
@@ -934,6 +967,8 @@ func IndexNameError(name string) error {
 	return nil
 }
 
+// indexSample renders an index template for a fixed time: month names
+// (MMM) and literals must come out lowercase.
 func indexSample(tpl *template.Template) string {
 	at := time.Date(2024, 11, 3, 7, 0, 0, 0, time.UTC)
 	return string(tpl.Append(nil, template.Values{Time: at, Arrival: at}))

@@ -124,7 +124,7 @@ func (d *Decoder) Decode(msg *record.Message, emit func(*record.Record), fail fu
 func (d *Decoder) otlp(msg *record.Message, emit func(*record.Record), fail func(*Error)) {
 	// A fresh buffer per message: records' Raw points into it, and error
 	// records keep Raw until the batch is written.
-	buf, ends, err := decodeOTLP(msg.Data, nil)
+	buf, ends, mended, err := decodeOTLP(msg.Data, nil)
 	if err != nil {
 		fail(&Error{Pos: msg.Pos, Raw: msg.Data, Err: fmt.Errorf("invalid OpenTelemetry metrics: %w", err)})
 		return
@@ -132,6 +132,11 @@ func (d *Decoder) otlp(msg *record.Message, emit func(*record.Record), fail func
 	if len(ends) == 0 {
 		fail(&Error{Pos: msg.Pos, Raw: msg.Data, Err: errors.New("invalid OpenTelemetry metrics: no data points")})
 		return
+	}
+	if mended {
+		// Which data points the mended strings reached is not known
+		// here: each record of the message counts.
+		d.badUTF8.Add(float64(len(ends)))
 	}
 	if len(ends) == 1 {
 		d.one(msg, buf, msg.Pos, emit, fail)

@@ -7,11 +7,13 @@ import (
 	"math"
 	"strconv"
 	"strings"
+	"unicode/utf8"
 
 	commonpb "go.opentelemetry.io/proto/otlp/common/v1"
 	metricspb "go.opentelemetry.io/proto/otlp/metrics/v1"
 	"google.golang.org/protobuf/encoding/protowire"
 	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/reflect/protoreflect"
 
 	"github.com/sluice-data/sluice/internal/jsonx"
 )
@@ -62,10 +64,13 @@ var errNotSummary = errors.New("not CloudWatch's layout: only summary metrics ar
 
 // decodeOTLP renders the data points of a Metric Streams opentelemetry1.0
 // record as metric_stream JSON objects, appended to buf; it returns the
-// end offset of each object in buf. A record that is not entirely valid
-// yields an error and no objects: it goes to the error output whole.
-func decodeOTLP(data, buf []byte) ([]byte, []int, error) {
+// end offset of each object in buf, and whether a string in it was not
+// valid UTF-8 (each invalid byte then became U+FFFD, as every other format
+// does). A record that is not entirely valid otherwise yields an error and
+// no objects: it goes to the error output whole.
+func decodeOTLP(data, buf []byte) ([]byte, []int, bool, error) {
 	var ends []int
+	fixed := false
 	// ExportMetricsServiceRequest and MetricsData are the same message on
 	// the wire (field 1: repeated ResourceMetrics), and MetricsData's
 	// package does not pull in the gRPC gateway.
@@ -73,24 +78,98 @@ func decodeOTLP(data, buf []byte) ([]byte, []int, error) {
 	for n := 0; len(data) > 0; n++ {
 		size, l := protowire.ConsumeVarint(data)
 		if l < 0 {
-			return nil, nil, fmt.Errorf("message %d: bad length prefix: %w", n, protowire.ParseError(l))
+			return nil, nil, false, fmt.Errorf("message %d: bad length prefix: %w", n, protowire.ParseError(l))
 		}
 		data = data[l:]
 		if size > uint64(len(data)) {
-			return nil, nil, fmt.Errorf("message %d: length %d exceeds the %d bytes left", n, size, len(data))
+			return nil, nil, false, fmt.Errorf("message %d: length %d exceeds the %d bytes left", n, size, len(data))
 		}
 		req.Reset()
 		if err := proto.Unmarshal(data[:size], &req); err != nil {
-			return nil, nil, fmt.Errorf("message %d: %w", n, err)
+			// proto3 strings must be UTF-8 and the protobuf runtime has no
+			// option to accept them otherwise: mend the strings on the
+			// wire and try once more.
+			mended, ok := mendUTF8(nil, data[:size], req.ProtoReflect().Descriptor())
+			if !ok {
+				return nil, nil, false, fmt.Errorf("message %d: %w", n, err)
+			}
+			req.Reset()
+			if err := proto.Unmarshal(mended, &req); err != nil {
+				return nil, nil, false, fmt.Errorf("message %d: %w", n, err)
+			}
+			fixed = true
 		}
 		data = data[size:]
 		var err error
 		buf, ends, err = appendRequest(buf, ends, &req)
 		if err != nil {
-			return nil, nil, fmt.Errorf("message %d: %w", n, err)
+			return nil, nil, false, fmt.Errorf("message %d: %w", n, err)
 		}
 	}
-	return buf, ends, nil
+	return buf, ends, fixed, nil
+}
+
+// mendUTF8 appends msg, a message of type md in wire format, to dst with
+// each byte of its string fields (at any depth) that is not part of valid
+// UTF-8 replaced by U+FFFD. It reports whether it replaced any; it stops
+// with false at the first field it cannot parse, which Unmarshal then
+// reports.
+func mendUTF8(dst, msg []byte, md protoreflect.MessageDescriptor) ([]byte, bool) {
+	mended := false
+	for len(msg) > 0 {
+		num, typ, n := protowire.ConsumeTag(msg)
+		if n < 0 {
+			return dst, false
+		}
+		fd := md.Fields().ByNumber(num)
+		if typ != protowire.BytesType || fd == nil || (fd.Kind() != protoreflect.StringKind && fd.Kind() != protoreflect.MessageKind) {
+			m := protowire.ConsumeFieldValue(num, typ, msg[n:])
+			if m < 0 {
+				return dst, false
+			}
+			dst, msg = append(dst, msg[:n+m]...), msg[n+m:]
+			continue
+		}
+		v, m := protowire.ConsumeBytes(msg[n:])
+		if m < 0 {
+			return dst, false
+		}
+		msg = msg[n+m:]
+		var inner []byte
+		ok := true
+		if fd.Kind() == protoreflect.StringKind {
+			inner, ok = mendString(v)
+		} else {
+			inner, ok = mendUTF8(nil, v, fd.Message())
+			if !ok {
+				inner = v // not parsable here: left for Unmarshal to report
+			}
+		}
+		mended = mended || ok
+		dst = protowire.AppendTag(dst, num, typ)
+		dst = protowire.AppendBytes(dst, inner)
+	}
+	return dst, mended
+}
+
+// mendString returns s with each byte that is not part of valid UTF-8
+// replaced by U+FFFD, and whether there was one. (strings.ToValidUTF8
+// replaces a run of them by one.)
+func mendString(s []byte) ([]byte, bool) {
+	if utf8.Valid(s) {
+		return s, false
+	}
+	out := make([]byte, 0, len(s)+8)
+	for len(s) > 0 {
+		r, size := utf8.DecodeRune(s)
+		if r == utf8.RuneError && size == 1 {
+			out = utf8.AppendRune(out, utf8.RuneError)
+		} else {
+			out = append(out, s[:size]...)
+		}
+		s = s[size:]
+	}
+	return out, true
 }
 
 func appendRequest(buf []byte, ends []int, req *metricspb.MetricsData) ([]byte, []int, error) {

@@ -8,12 +8,15 @@ import (
 	"strings"
 	"testing"
 	"time"
+	"unicode/utf8"
 
+	dto "github.com/prometheus/client_model/go"
 	metricspb "go.opentelemetry.io/proto/otlp/metrics/v1"
 	"google.golang.org/protobuf/encoding/prototext"
 	"google.golang.org/protobuf/encoding/protowire"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/sluice-data/sluice/internal/metrics"
 	"github.com/sluice-data/sluice/internal/record"
 )
 
@@ -148,6 +151,7 @@ func FuzzOTLP(f *testing.F) {
 	f.Add(good)
 	f.Add(good[:len(good)/2])
 	f.Add([]byte{0x02, 0x0a, 0x00})
+	f.Add(bytes.ReplaceAll(good, []byte("MyTable"), []byte("My\xffable")))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		d, _ := New("s", "otlp_metrics", "", "")
 		recs, fails := 0, 0
@@ -155,6 +159,9 @@ func FuzzOTLP(f *testing.F) {
 			recs++
 			if r.Value == nil || r.Value.Type().String() != "object" {
 				t.Fatalf("record is not a JSON object: %s", r.Raw)
+			}
+			if !utf8.Valid(r.Raw) || !json.Valid(r.Raw) {
+				t.Fatalf("record is not valid UTF-8 JSON: %q", r.Raw)
 			}
 			if k := duplicateKey(r.Value); k != "" {
 				t.Fatalf("record keeps duplicate key %q", k)
@@ -169,4 +176,54 @@ func FuzzOTLP(f *testing.F) {
 			t.Fatal("message produced neither a record nor an error")
 		}
 	})
+}
+
+// TestOTLPInvalidUTF8: a string with invalid UTF-8 (a dimension value, a
+// metric or attribute name) gets the policy of every other format: each
+// invalid byte becomes U+FFFD, the record is written and counted, and no
+// other data point of the message is lost.
+func TestOTLPInvalidUTF8(t *testing.T) {
+	good := otelFixture(t)
+	tests := []struct{ name, old, new, want string }{
+		{"dimension value", "MyTable", "My\xffable", "\"TableName\":\"My\uFFFDable\""},
+		{"attribute key", "TableName", "Table\xc3ame", "\"Table\uFFFDame\":\"MyTable\""},
+		{"metric name", "ConsumedReadCapacityUnits", "ConsumedRead\xed\xa0\x80acityUnits", "\"metric_name\":\"ConsumedRead\uFFFD\uFFFD\uFFFDacityUnits\""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if len(tt.old) != len(tt.new) {
+				t.Fatal("the replacement must keep every length prefix")
+			}
+			data := bytes.ReplaceAll(good, []byte(tt.old), []byte(tt.new))
+			source := "otlp-utf8-" + tt.name
+			d, _ := New(source, "otlp_metrics", "", "")
+			var out []string
+			var errs []*Error
+			d.Decode(&record.Message{Data: data}, func(r *record.Record) {
+				if !utf8.Valid(r.Raw) {
+					t.Errorf("record keeps invalid UTF-8: %q", r.Raw)
+				}
+				// Through encoding/json, so that U+FFFD reads the same
+				// whether the record escapes it or not.
+				var v any
+				if err := json.Unmarshal(r.Value.MarshalTo(nil), &v); err != nil {
+					t.Fatal(err)
+				}
+				b, _ := json.Marshal(v)
+				out = append(out, string(b))
+			}, func(e *Error) { errs = append(errs, e) })
+			if len(errs) > 0 || len(out) != 4 {
+				t.Fatalf("%d records, errors %v; want the 4 data points", len(out), errs)
+			}
+			joined, _ := json.Marshal(out)
+			if !strings.Contains(strings.Join(out, "\n"), tt.want) {
+				t.Errorf("records %s lack %s", joined, tt.want)
+			}
+			var m dto.Metric
+			metrics.DecodeInvalidUTF8.WithLabelValues(source).Write(&m)
+			if n := m.GetCounter().GetValue(); n == 0 {
+				t.Errorf("sluice_source_invalid_utf8_total{source=%q} = 0", source)
+			}
+		})
+	}
 }

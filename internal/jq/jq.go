@@ -164,6 +164,29 @@ func (e *Expr) runAny(env *Env, in any) ([]any, error) {
 	return out, nil
 }
 
+var errNotFinite = errors.New("produced a number that does not fit a double (Inf or NaN)")
+
+// finite reports whether x holds no infinite or NaN number.
+func finite(x any) bool {
+	switch t := x.(type) {
+	case float64:
+		return !math.IsInf(t, 0) && !math.IsNaN(t)
+	case []any:
+		for _, c := range t {
+			if !finite(c) {
+				return false
+			}
+		}
+	case map[string]any:
+		for _, c := range t {
+			if !finite(c) {
+				return false
+			}
+		}
+	}
+	return true
+}
+
 func isLimit(err error) bool {
 	var le *LimitError
 	return errors.As(err, &le)
@@ -192,6 +215,14 @@ func (e *Expr) collect(env *Env, in any) ([]any, error) {
 		}
 		if left -= jsonSize(x, left); left < 0 {
 			return nil, env.bytesError()
+		}
+		if !finite(x) {
+			// JSON has no Inf or NaN: an output holding one (a number no
+			// double holds, too long for an exact integer, or one jq
+			// computed) would become null or a bound double. (After the
+			// size bound: a walk of an output that shares its parts, as
+			// [., .] does, is bounded only by its JSON size.)
+			return nil, errNotFinite
 		}
 		out = append(out, x)
 	}
@@ -548,6 +579,11 @@ func (f *fastExpr) appendText(dst []byte, root *fastjson.Value, memo *fastMemo) 
 			if n, ok := new(big.Int).SetString(string(raw), 10); ok {
 				return n.Append(dst, 10), true, nil
 			}
+		}
+		if math.IsInf(s.num, 0) {
+			// Too large for a double (1e400): gojq gets the exact
+			// integer, or refuses it (jsonx.ToAny).
+			return dst, false, nil
 		}
 	}
 	if s.num == math.Trunc(s.num) && math.Abs(s.num) < 1<<53 {

@@ -3,6 +3,7 @@ package jq
 import (
 	"context"
 	"fmt"
+	"strings"
 	"testing"
 
 	"github.com/valyala/fastjson"
@@ -24,6 +25,8 @@ var records = []string{
 	`{"event_timestamp":-30000000000}`,
 	`{"event_timestamp":1730617200000}`,
 	`{"event_timestamp":1704070861}`,
+	`{"event_timestamp":1e400,"big":-1.5e400,"plan_ver":1e99999}`,
+	`{"event_timestamp":1e400,"big":-1.5e400,"plan_ver":2e308}`,
 }
 
 var exprs = []string{
@@ -201,4 +204,38 @@ func FuzzNativeMatchesGojq(f *testing.F) {
 			}
 		}
 	})
+}
+
+// TestNumbersBeyondDouble: jq holds numbers as doubles or integers. A
+// number no double holds (1e400) reaches gojq as the exact integer it
+// denotes, so a transform that does not touch it keeps its value (a
+// double column then refuses it, as without the transform); an output
+// holding one whose integer would be too long (or Inf computed by jq)
+// fails the evaluation. It never becomes null or a bound double.
+func TestNumbersBeyondDouble(t *testing.T) {
+	tests := []struct{ rec, want, wantErr string }{
+		{`{"d":1e400}`, `{"d":1` + strings.Repeat("0", 400) + `,"x":1}`, ""},
+		{`{"d":-1.5E+400}`, `{"d":-15` + strings.Repeat("0", 399) + `,"x":1}`, ""},
+		{`{"d":1e-400}`, `{"d":0,"x":1}`, ""},
+		{`{"d":1e308}`, `{"d":1e+308,"x":1}`, ""},
+		{`{"d":[1e99999]}`, "", `jq .x = 1: produced a number that does not fit a double (Inf or NaN)`},
+		{`{"d":1.` + strings.Repeat("1", 500) + `e400}`, "", `jq .x = 1: produced a number that does not fit a double (Inf or NaN)`},
+	}
+	e, err := Compile(`.x = 1`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tt := range tests {
+		outs, err := e.Run(fastjson.MustParse(tt.rec))
+		got, gotErr := "", ""
+		if err != nil {
+			gotErr = err.Error()
+		} else {
+			var a fastjson.Arena
+			got = string(jsonx.FromAny(&a, outs[0]).MarshalTo(nil))
+		}
+		if got != tt.want || gotErr != tt.wantErr {
+			t.Errorf("%.60s = %.80s, %q; want %.80s, %q", tt.rec, got, gotErr, tt.want, tt.wantErr)
+		}
+	}
 }

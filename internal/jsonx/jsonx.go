@@ -108,9 +108,17 @@ func Text(dst []byte, v *fastjson.Value) []byte {
 	}
 }
 
+// maxOverflowDigits bounds the exact integer a number too large for a
+// double becomes (1e400 has 401 digits): a longer one would cost more to
+// build than the record is worth.
+const maxOverflowDigits = 1000
+
 // ToAny converts a value to the plain Go values gojq works on: integers
 // that fit an int stay ints, larger ones become *big.Int, other numbers
-// float64.
+// float64. A number no double holds (1e400) becomes the exact integer it
+// denotes, so that it reaches jq's output with its value; one whose
+// integer would pass maxOverflowDigits, or that is no integer, becomes
+// ±Inf, which the jq package refuses in any output.
 func ToAny(v *fastjson.Value) any {
 	switch v.Type() {
 	case fastjson.TypeObject:
@@ -129,15 +137,20 @@ func ToAny(v *fastjson.Value) any {
 		b, _ := v.StringBytes()
 		return string(b)
 	case fastjson.TypeNumber:
-		raw := v.MarshalTo(nil)
-		if i, err := strconv.ParseInt(string(raw), 10, 64); err == nil {
+		raw := string(v.MarshalTo(nil))
+		if i, err := strconv.ParseInt(raw, 10, 64); err == nil {
 			return int(i)
 		}
-		if n, ok := new(big.Int).SetString(string(raw), 10); ok {
+		if n, ok := new(big.Int).SetString(raw, 10); ok {
 			return n
 		}
 		f, _ := v.Float64()
-		return f
+		if math.IsInf(f, 0) {
+			if n := overflowInteger(raw); n != nil {
+				return n
+			}
+		}
+		return f // 1e-400 is 0, as a double reads it
 	case fastjson.TypeTrue:
 		return true
 	case fastjson.TypeFalse:
@@ -145,6 +158,21 @@ func ToAny(v *fastjson.Value) any {
 	default:
 		return nil
 	}
+}
+
+// overflowInteger returns the integer a JSON number too large for a
+// double denotes, or nil when it is no integer or too long.
+func overflowInteger(raw string) *big.Int {
+	mant, exp, _ := strings.Cut(strings.ToLower(raw), "e")
+	e, err := strconv.Atoi(exp)
+	if err != nil || e > maxOverflowDigits || len(mant) > maxOverflowDigits {
+		return nil
+	}
+	r, ok := new(big.Rat).SetString(raw)
+	if !ok || !r.IsInt() {
+		return nil
+	}
+	return r.Num()
 }
 
 // FromAny builds a value in arena a from plain Go values (the output of

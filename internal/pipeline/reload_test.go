@@ -3,7 +3,10 @@ package pipeline
 import (
 	"bufio"
 	"context"
+	"encoding/pem"
 	"fmt"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
@@ -268,16 +271,21 @@ func TestReloadUnderLoad(t *testing.T) {
 func TestReloadThatCannotOpenKeepsRunning(t *testing.T) {
 	r := startReloading(t, 1)
 	broker, dir, p := r.broker, r.dir, r.p
-	// A new source whose CA file holds no certificate passes validation
-	// and cannot be opened.
+	// A new source whose CA file is gone after validation cannot be
+	// opened.
+	tlsSrv := httptest.NewTLSServer(http.NotFoundHandler())
+	tlsSrv.Close()
 	ca := filepath.Join(t.TempDir(), "ca.pem")
-	if err := os.WriteFile(ca, []byte("not a certificate"), 0o644); err != nil {
+	if err := os.WriteFile(ca, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: tlsSrv.Certificate().Raw}), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	y := strings.Replace(reloadConfig(broker, dir, 1), "routes:\n", fmt.Sprintf(
 		"  - {name: other, type: kafka, kafka: {brokers: [%q], topics: [logs], group: o, tls: {enabled: true, ca_file: %q}}}\nroutes:\n  - {name: o, from: [other], to: [all]}\n", broker, ca), 1)
 	bad, err := config.Parse("bad.yaml", []byte(y), func(string) (string, bool) { return "", false })
 	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Remove(ca); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := p.Reload(context.Background(), bad); err == nil || !strings.Contains(err.Error(), "source other") {

@@ -83,6 +83,7 @@ func (p *Pipeline) Summary() Summary {
 			ss.Objects += st.Objects
 			ss.Bytes += st.Bytes
 			ss.Skipped += st.Skipped
+			ss.Failed += st.Refused
 		}
 		s.Sinks = append(s.Sinks, ss)
 	}

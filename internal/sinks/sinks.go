@@ -88,6 +88,10 @@ type Stats struct {
 	// ErrorsByType counts the error records of ErrorRecords by error output
 	// type: what this run wrote, not what it skipped as already durable.
 	ErrorsByType map[string]int64
+	// Refused counts records the sink took from Write but could not write
+	// and sent to an error output later (partition-limit, OpenSearch
+	// rejections); a Failure Write returns is counted by its caller.
+	Refused int64
 }
 
 // Writer encodes records for one sink. It is used by one goroutine.

@@ -9,6 +9,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -200,6 +201,32 @@ sinks:` + tt.sink + errorsSink,
 	}
 }
 
+// TestJQShutdown: SIGTERM while a jq evaluation runs (its bound set far
+// beyond the test) ends the process within shutdown_timeout, with the
+// documented error; the record is not acked, so nothing past it is
+// checkpointed.
+func TestJQShutdown(t *testing.T) {
+	runCase(t, hcase{
+		inputs: map[string][]byte{"x.ndjson": ndjson(`{"n":1}`, `{"n":-1}`, `{"n":2}`)},
+		config: `service: {name: hostile, http_listen: "", log_level: warn, shutdown_timeout: 2s, error_sink: errors, jq: {timeout: 10m}}
+sources:
+  - {name: in, type: file, format: json, file: {paths: ["in/*.ndjson"]}}
+routes:
+  - name: all
+    from: [in]
+    transforms:
+      - jq: 'until(.n == 0; .n -= 1)'
+    to: [lake]
+sinks:
+  - {name: lake, type: s3, url: "file:lake/t/", format: ndjson}
+` + errorsSink,
+		stop:     func(t *testing.T, work string) { time.Sleep(time.Second) },
+		shutdown: 2 * time.Second,
+		wantCode: 1,
+		wantOut:  []string{"shutdown_timeout 2s exceeded", "checkpoints: in in/x.ndjson: none"},
+	})
+}
+
 // firstError returns the errorMessage of the first error record of typ,
 // wherever under lake/ its error output put it.
 func firstError(t *testing.T, r *result, typ string) string {
@@ -250,10 +277,66 @@ func TestKeysStayInRoot(t *testing.T) {
 			wantOut:  want,
 		})
 	}
+	// An empty value fails its key (processing-failed); the other six
+	// records are written.
+	const written = 6
 	t.Run("record values", func(t *testing.T) {
 		r := run(t, sink("file:lake/t/", "!{partitionKeyFromQuery:a}/!{partitionKeyFromQuery:b}/", ""), false, 0)
 		if n := summaryCount(t, r.stdout, "in", "records"); n != 7 {
 			t.Errorf("%d records read, want 7", n)
+		}
+		if n := summaryCount(t, r.stdout, "lake", "rows"); n != written {
+			t.Errorf("%d rows written, want %d", n, written)
+		}
+		// Within lake/, too, every file is under the sink's root, its
+		// error location beside it, or the errors sink.
+		filepath.WalkDir(filepath.Join(r.work, "lake"), func(p string, d os.DirEntry, err error) error {
+			if err != nil || d.IsDir() {
+				return nil
+			}
+			rel, _ := filepath.Rel(filepath.Join(r.work, "lake"), p)
+			if top := strings.Split(rel, string(filepath.Separator))[0]; top != "t" && top != "t-errors" && top != "errors" {
+				t.Errorf("%s is outside the sink's root lake/t/", rel)
+			}
+			return nil
+		})
+	})
+	t.Run("record values on S3", func(t *testing.T) {
+		s3 := testutil.NewS3Fake(t)
+		s := sink("s3://lake/app/", "!{partitionKeyFromQuery:a}/!{partitionKeyFromQuery:b}/", "") + `
+    endpoint: "` + s3.URL + `"
+    region: us-east-1`
+		// The sink's errors go, by default, beside its data: app-errors/.
+		r := runCase(t, hcase{
+			inputs: map[string][]byte{"x.ndjson": records},
+			config: head("json", "in/*.ndjson") + "routes:\n  - {name: all, from: [in], to: [lake]}\nsinks:" + s + errorsSink,
+			remoteErrors: func(t *testing.T) map[string]int {
+				m := map[string]int{}
+				for _, k := range s3.Keys(t) {
+					if typ := errorType(k); typ != "" && strings.HasPrefix(k, "app-errors/") {
+						m[typ] += strings.Count(string(s3.Get(t, k)), "\n")
+					}
+				}
+				return m
+			},
+		})
+		if n := summaryCount(t, r.stdout, "lake", "rows"); n != written {
+			t.Errorf("%d rows written to S3, want %d", n, written)
+		}
+		data := 0
+		for _, k := range s3.Keys(t) {
+			segs := strings.Split(k, "/")
+			switch {
+			case strings.HasPrefix(k, "/") || slices.Contains(segs, "..") || slices.Contains(segs, "."):
+				t.Errorf("key %q is not a clean relative key", k)
+			case strings.HasPrefix(k, "app/"):
+				data += strings.Count(string(s3.Get(t, k)), "\n")
+			case !strings.HasPrefix(k, "app-errors/"):
+				t.Errorf("key %q is outside app/ and app-errors/", k)
+			}
+		}
+		if data != written {
+			t.Errorf("%d records under app/, want %d", data, written)
 		}
 	})
 	for _, tt := range []struct{ name, url, prefix, errPrefix, want string }{
@@ -269,8 +352,9 @@ func TestKeysStayInRoot(t *testing.T) {
 }
 
 // TestBadFiles: a truncated .gz, a file that is not gzip, a directory
-// matched by the glob, and a symlink loop are each reported in the error
-// output; every other file is read.
+// matched by the glob, a symlink loop and a dangling symlink are each
+// reported in the error output; every other file is read. (An unreadable
+// file is not among them: the tests may run as root, who reads it.)
 func TestBadFiles(t *testing.T) {
 	var good []string
 	for i := 0; i < 100; i++ {
@@ -283,10 +367,13 @@ func TestBadFiles(t *testing.T) {
 			"2-trunc.ndjson.gz": full[:len(full)/2],
 			"3-notgz.ndjson.gz": ndjson(good[:3]...),
 			"6-good.ndjson":     ndjson(good[50:]...),
+			// A name that is not UTF-8 is an ordinary file.
+			"7-name-\xff\xfe.ndjson": ndjson(`{"i":100}`),
 		},
 		prepare: func(t *testing.T, work string) {
 			os.Mkdir(filepath.Join(work, "in/4-dir.ndjson"), 0o755)
 			os.Symlink("5-loop.ndjson", filepath.Join(work, "in/5-loop.ndjson"))
+			os.Symlink("no-such-file", filepath.Join(work, "in/5-dangling.ndjson"))
 		},
 		config: head("json", "in/*") + `routes:
   - {name: all, from: [in], to: [lake]}
@@ -298,11 +385,11 @@ sinks:
     schema: [{name: i, type: int64}]
 ` + errorsSink,
 	})
-	if rows := totalRows(r); rows < 100 {
-		t.Errorf("%d rows from the good files, want at least 100", rows)
+	if rows := totalRows(r); rows < 101 {
+		t.Errorf("%d rows from the good files, want at least 101", rows)
 	}
-	if n := r.errorsByType["processing-failed"]; n < 4 {
-		t.Errorf("%d processing-failed records, want one at least for each of the 4 bad inputs", n)
+	if n := r.errorsByType["processing-failed"]; n < 5 {
+		t.Errorf("%d processing-failed records, want one at least for each of the 5 bad inputs", n)
 	}
 }
 
@@ -434,7 +521,8 @@ sinks:
 // TestVariables: ${VAR} values are data, never YAML, and never echoed.
 func TestVariables(t *testing.T) {
 	base := func(endpoint string) string {
-		return `service: {name: "${NAME}", http_listen: "", log_level: warn, error_sink: errors}
+		return `service: {name: "${NAME}", http_listen: "", log_level: warn, error_sink: errors}  # ${UNSET_IN_COMMENT}
+# a comment is not expanded: ${UNSET_IN_COMMENT} "  *anchor
 sources:
   - {name: in, type: file, format: json, file: {paths: ["in/*.ndjson"]}}
 routes:
@@ -562,6 +650,44 @@ sinks:
 	})
 }
 
+// TestLooseValuesThroughJQ: a number no double holds keeps its value
+// through a jq transform (gojq would make it null): the double column
+// refuses it as it does without the transform, and NDJSON keeps the number.
+func TestLooseValuesThroughJQ(t *testing.T) {
+	r := runCase(t, hcase{
+		inputs: map[string][]byte{"x.ndjson": ndjson(`{"d":1e400}`, `{"d":2.5}`)},
+		config: head("json", "in/*.ndjson") + `routes:
+  - name: all
+    from: [in]
+    transforms:
+      - jq: '.x = 1'
+    to: [lake, nd]
+sinks:
+  - name: lake
+    type: s3
+    url: file:lake/t/
+    format: parquet
+    schema: [{name: d, type: double}, {name: x, type: int64}]
+  - name: nd
+    type: s3
+    url: file:lake/nd/
+    format: ndjson
+` + errorsSink,
+	})
+	if n := r.errorsByType["schema-mismatch"]; n != 1 || totalRows(r) != 1 {
+		t.Errorf("%d rows, %d schema-mismatch; want the 1e400 record refused by the double column", totalRows(r), n)
+	}
+	files, _ := filepath.Glob(filepath.Join(r.work, "lake/nd/*.ndjson"))
+	var out []byte
+	for _, f := range files {
+		b, _ := os.ReadFile(f)
+		out = append(out, b...)
+	}
+	if want := `{"d":1` + strings.Repeat("0", 400) + `,"x":1}`; !bytes.Contains(out, []byte(want)) {
+		t.Errorf("NDJSON lacks 1e400 as its exact integer:\n%.300s", out)
+	}
+}
+
 func isValidUTF8(s string) bool { return strings.ToValidUTF8(s, "\uFFFD") == s }
 
 // TestCounts: records OpenSearch refuses are counted in the summary's
@@ -596,6 +722,38 @@ sinks:
 	if n := r.errorsByType["sink-rejected"]; n != 100 {
 		t.Errorf("summary counts %d sink-rejected, want 100 (%v)", n, r.errorsByType)
 	}
+	if n := summaryCount(t, r.stdout, "search", "refused"); n != 100 {
+		t.Errorf("the search sink's refused column says %d, want the 100 OpenSearch rejected", n)
+	}
+
+	t.Run("partition limit", func(t *testing.T) {
+		var in []string
+		for i := 0; i < 50; i++ {
+			in = append(in, fmt.Sprintf(`{"k":"p%d","i":%d}`, i%5, i))
+		}
+		r := runCase(t, hcase{
+			inputs: map[string][]byte{"x.ndjson": ndjson(in...)},
+			config: head("json", "in/*.ndjson") + `routes:
+  - {name: all, from: [in], to: [lake]}
+sinks:
+  - name: lake
+    type: s3
+    url: file:lake/t/
+    format: parquet
+    partition_keys: {k: .k}
+    schema: [{name: i, type: int64}]
+    max_open_partitions: 2
+    on_partition_limit: error
+` + errorsSink,
+		})
+		n := r.errorsByType["partition-limit"]
+		if n == 0 {
+			t.Fatalf("no partition-limit records: %v", r.errorsByType)
+		}
+		if got := summaryCount(t, r.stdout, "lake", "refused"); got != n {
+			t.Errorf("the lake's refused column says %d, want the %d partition-limit records", got, n)
+		}
+	})
 
 	bomb := "      - set:\n          a: &a [x, x, x, x, x, x, x, x, x]\n"
 	prev := "a"

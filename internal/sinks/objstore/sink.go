@@ -106,9 +106,9 @@ type Sink struct {
 	stop   chan struct{}
 
 	stats struct {
-		records, errors, objects, bytes, skipped, small atomic.Int64
-		typesMu                                         sync.Mutex
-		errTypes                                        map[string]int64 // durable error records by type
+		records, errors, objects, bytes, skipped, small, refused atomic.Int64
+		typesMu                                                  sync.Mutex
+		errTypes                                                 map[string]int64 // durable error records by type
 	}
 	smallWarned atomic.Int64 // unix nanos of the last small-object warning
 	smallSince  atomic.Int64 // small objects since that warning
@@ -711,6 +711,7 @@ func (s *Sink) appendLimitFailure(ctx context.Context, now time.Time, e *entry, 
 	ep := w.Take().(*pending)
 	ee := &ep.ents[0]
 	metrics.SinkFailed.WithLabelValues(s.name, sinks.PartitionLimit).Inc()
+	s.stats.refused.Add(1)
 	return s.appendEntry(ctx, now, ee, ep.data[:ee.keyEnd], ep.data[ee.keyEnd:ee.rowEnd], group)
 }
 
@@ -1190,7 +1191,7 @@ func (s *Sink) Health() (sinks.SinkHealth, bool) { return s.health.Health() }
 // Stats reports what has been durably written.
 func (s *Sink) Stats() sinks.Stats {
 	st := sinks.Stats{Records: s.stats.records.Load(), ErrorRecords: s.stats.errors.Load(), Objects: s.stats.objects.Load(), Bytes: s.stats.bytes.Load(),
-		Skipped: s.stats.skipped.Load()}
+		Skipped: s.stats.skipped.Load(), Refused: s.stats.refused.Load()}
 	s.stats.typesMu.Lock()
 	st.ErrorsByType = maps.Clone(s.stats.errTypes)
 	s.stats.typesMu.Unlock()

@@ -357,7 +357,7 @@ var errAborted = errors.New("opensearch: sink closed while documents were being 
 // Stats reports documents indexed. Rejected documents are counted by the
 // error sink that wrote them.
 func (s *Sink) Stats() sinks.Stats {
-	return sinks.Stats{Records: s.stats.indexed.Load()}
+	return sinks.Stats{Records: s.stats.indexed.Load(), Refused: s.stats.rejected.Load()}
 }
 
 func (s *Sink) failed() error {

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"math/rand/v2"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -359,5 +360,46 @@ func TestReplayRange(t *testing.T) {
 	}
 	if offs := committed(t, c, "g4"); len(offs) != 0 {
 		t.Errorf("replay committed %v", offs)
+	}
+}
+
+func TestSeedBrokers(t *testing.T) {
+	tests := []struct {
+		give []string
+		want []string
+	}{
+		{[]string{"b-1:9092"}, []string{"b-1:9092"}},
+		{[]string{"b-1:9092,b-2:9092, b-3:9092"}, []string{"b-1:9092", "b-2:9092", "b-3:9092"}},
+		{[]string{"a:1", "b:2,c:3,"}, []string{"a:1", "b:2", "c:3"}},
+	}
+	for _, tt := range tests {
+		if got := seedBrokers(tt.give); !slices.Equal(got, tt.want) {
+			t.Errorf("seedBrokers(%q) = %q, want %q", tt.give, got, tt.want)
+		}
+	}
+}
+
+// TestCommaSeparatedBrokers: one entry holding a comma-separated list (as
+// brokers: ["${KAFKA_BROKERS}"] gives) reaches the cluster.
+func TestCommaSeparatedBrokers(t *testing.T) {
+	c := cluster(t, 1)
+	produce(t, c, 10, time.Now())
+	cfg := sourceConfig(c, "g-comma", 0)
+	addr := c.ListenAddrs()[0]
+	cfg.Kafka.Brokers = []string{addr + ", " + addr}
+	s, err := New(cfg, nil, zap.NewNop())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close(context.Background())
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	b, ack, err := s.ReadBatch(ctx)
+	if err != nil {
+		t.Fatalf("read with brokers %q: %v", cfg.Kafka.Brokers, err)
+	}
+	ack(nil)
+	if len(b.Messages) == 0 {
+		t.Fatal("no records")
 	}
 }
