@@ -1134,13 +1134,16 @@ func (w *worker) process(j job) result {
 			w.sinkRecords[i] = 0
 		}
 	}
-	p := w.p
+	// The closure takes the ack alone, not j: j holds the batch's
+	// messages, which must not live until the ack (a lake partition may
+	// hold its records for minutes).
+	p, ack := w.p, j.ack
 	p.pending.Add(in)
 	r.ack = func(err error) {
 		if err == nil {
 			p.pending.Add(-in)
 		}
-		j.ack(err)
+		ack(err)
 	}
 	return r
 }

@@ -508,7 +508,7 @@ sinks:
     partition_keys: {p: .p}
     schema: [{name: i, type: int64}, {name: msg, type: string}]
 ` + errorsSink,
-		maxRSSMiB: 512,
+		maxRSSMiB: 320,
 	})
 	if got := totalRows(r); got != n {
 		t.Errorf("%d rows, want %d", got, n)
