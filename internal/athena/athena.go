@@ -331,6 +331,39 @@ func DDL(cfg *config.Config, sinkName string, opts Options) (string, error) {
 		fmt.Fprintf(&b, "-- or MSCK REPAIR TABLE; or print projection with --enum %s=A,B,... or --injected %s.\n", unknown[0], strings.Join(unknown, ","))
 	}
 	b.WriteString(note)
+	// Notes on the columns go here too, before the statement: a comment
+	// inside a DDL statement breaks it wherever the query is joined onto
+	// one line (Athena's console among others).
+	if len(dropped) > 0 {
+		fmt.Fprintf(&b, "-- %s: partition columns only (Athena allows no column twice).\n", strings.Join(dropped, ", "))
+	}
+	if len(renamed) > 0 {
+		fmt.Fprintf(&b, "-- Also data columns: %s. The data column keeps the clean value (AWS/EC2);\n-- the partition column holds the path value (AWS%%2FEC2) and prunes partitions.\n", strings.Join(renamed, ", "))
+	}
+	var injected, escaped, listed []string
+	for _, p := range parts {
+		switch p.proj.what {
+		case "injected":
+			injected = append(injected, p.column)
+			escaped = append(escaped, p.column)
+		case "enum":
+			escaped = append(escaped, p.column)
+		case "listed":
+			listed = append(listed, p.column)
+		}
+	}
+	if len(injected) > 0 {
+		fmt.Fprintf(&b, "-- %s: injected, so every query must filter on %s with = or IN.\n",
+			strings.Join(injected, ", "), map[bool]string{true: "it", false: "each"}[len(injected) == 1])
+	}
+	if len(escaped) > 0 {
+		fmt.Fprintf(&b, "-- %s: path values are Hive-escaped (AWS/EC2 is stored as AWS%%2FEC2); filter with the escaped form.\n", strings.Join(escaped, ", "))
+	}
+	if len(listed) > 0 {
+		// The glue option and MSCK REPAIR TABLE both unescape the path
+		// (AWS%2FEC2) into the partition value (AWS/EC2).
+		fmt.Fprintf(&b, "-- %s: registered partitions hold the path value unescaped (AWS%%2FEC2 in the path is AWS/EC2);\n-- filter with the clean value.\n", strings.Join(listed, ", "))
+	}
 	fmt.Fprintf(&b, "CREATE EXTERNAL TABLE IF NOT EXISTS %s (\n", table)
 	b.WriteString(strings.Join(cols, ",\n"))
 	b.WriteString("\n)\n")
@@ -340,29 +373,6 @@ func DDL(cfg *config.Config, sinkName string, opts Options) (string, error) {
 			decl = append(decl, fmt.Sprintf("  `%s` %s", p.column, p.proj.colType))
 		}
 		fmt.Fprintf(&b, "PARTITIONED BY (\n%s\n)\n", strings.Join(decl, ",\n"))
-		if len(dropped) > 0 {
-			fmt.Fprintf(&b, "-- %s: partition columns only; the path value (AWS%%2FEC2) stands for the data column.\n", strings.Join(dropped, ", "))
-		}
-		if len(renamed) > 0 {
-			fmt.Fprintf(&b, "-- Also data columns: %s. The data column keeps the clean value (AWS/EC2);\n-- the partition column holds the path value (AWS%%2FEC2) and prunes partitions.\n", strings.Join(renamed, ", "))
-		}
-		var injected, escaped []string
-		for _, p := range parts {
-			switch p.proj.what {
-			case "injected":
-				injected = append(injected, p.column)
-				escaped = append(escaped, p.column)
-			case "enum", "listed":
-				escaped = append(escaped, p.column)
-			}
-		}
-		if len(injected) > 0 {
-			fmt.Fprintf(&b, "-- %s: injected, so every query must filter on %s with = or IN.\n",
-				strings.Join(injected, ", "), map[bool]string{true: "it", false: "each"}[len(injected) == 1])
-		}
-		if len(escaped) > 0 {
-			fmt.Fprintf(&b, "-- %s: path values are Hive-escaped (AWS/EC2 is stored as AWS%%2FEC2); filter with the escaped form.\n", strings.Join(escaped, ", "))
-		}
 	}
 	b.WriteString("STORED AS PARQUET\n")
 	fmt.Fprintf(&b, "LOCATION '%s'\n", location)

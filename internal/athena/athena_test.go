@@ -82,6 +82,39 @@ func TestDDLGolden(t *testing.T) {
 	}
 }
 
+// TestDDLStatementHasNoComments: every note is a comment line before the
+// CREATE statement, none inside it. Athena's console and tools that join a
+// query onto one line turn a comment inside a DDL statement into a parse
+// error ("cannot recognize input near ..."), or comment out its rest.
+func TestDDLStatementHasNoComments(t *testing.T) {
+	cfg := load(t)
+	golden := goldenOptions(t)
+	golden["app-lake-registered"] = Options{Database: "telemetry", Now: now}
+	for name, opts := range golden {
+		got, err := DDL(cfg, strings.TrimSuffix(name, "-registered"), opts)
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, stmt, _ := strings.Cut(got, "CREATE EXTERNAL TABLE")
+		if strings.Contains(stmt, "--") {
+			t.Errorf("%s: comment inside the statement:\nCREATE EXTERNAL TABLE%s", name, stmt)
+		}
+	}
+}
+
+// TestDDLRegisteredSaysCleanValues: registered partitions (the sink's glue
+// option, MSCK REPAIR TABLE) hold the unescaped value (AWS/EC2), so the DDL
+// must not tell a user to filter on the path's escaped form.
+func TestDDLRegisteredSaysCleanValues(t *testing.T) {
+	got, err := DDL(load(t), "app-lake", Options{Database: "telemetry", Now: now})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(got, "filter with the escaped form") || !strings.Contains(got, "filter with the clean value") {
+		t.Errorf("registered DDL must say partition values are clean:\n%s", got)
+	}
+}
+
 func TestParseYears(t *testing.T) {
 	tests := []struct {
 		give    string
