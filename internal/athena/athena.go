@@ -222,11 +222,13 @@ func DDL(cfg *config.Config, sinkName string, opts Options) (string, error) {
 	default:
 		return "", fmt.Errorf("sink %s: athena-ddl needs an s3:// or file: URL, not %s", s.Name, s.URL)
 	}
+	hiveLayout := ""
+	for _, kv := range s.PartitionKeys {
+		hiveLayout += kv.Key + "=!{partitionKeyFromQuery:" + kv.Key + "}/"
+	}
 	prefix := s.Prefix
 	if prefix == "" {
-		for _, kv := range s.PartitionKeys {
-			prefix += kv.Key + "=!{partitionKeyFromQuery:" + kv.Key + "}/"
-		}
+		prefix = hiveLayout
 	}
 	if strings.Contains(prefix, "!{timestamp:") {
 		return "", fmt.Errorf("sink %s: prefix uses !{timestamp:...}, which Athena cannot project; express the time as partition_keys instead", s.Name)
@@ -327,8 +329,16 @@ func DDL(cfg *config.Config, sinkName string, opts Options) (string, error) {
 		fmt.Fprintf(&b, "-- Sluice sink %s: %s Parquet (%s) with partition projection.\n", s.Name, shown, strings.ToUpper(s.Compression))
 	} else {
 		fmt.Fprintf(&b, "-- Sluice sink %s: %s Parquet (%s), partitions registered, not projected:\n", s.Name, shown, strings.ToUpper(s.Compression))
-		fmt.Fprintf(&b, "-- Athena cannot enumerate %s. Register partitions with the sink's glue option\n", strings.Join(unknown, ", "))
-		fmt.Fprintf(&b, "-- or MSCK REPAIR TABLE; or print projection with --enum %s=A,B,... or --injected %s.\n", unknown[0], strings.Join(unknown, ","))
+		if prefix == hiveLayout {
+			fmt.Fprintf(&b, "-- Athena cannot enumerate %s. Register partitions with the sink's glue option\n", strings.Join(unknown, ", "))
+			fmt.Fprintf(&b, "-- or MSCK REPAIR TABLE; or print projection with --enum %s=A,B,... or --injected %s.\n", unknown[0], strings.Join(unknown, ","))
+		} else {
+			// MSCK REPAIR TABLE finds only key=value directories, and the
+			// glue option needs the default prefix (validate says so).
+			fmt.Fprintf(&b, "-- Athena cannot enumerate %s, and the prefix is not Hive-style key=value/, so neither\n", strings.Join(unknown, ", "))
+			fmt.Fprintf(&b, "-- MSCK REPAIR TABLE nor the glue option can register partitions: add each with ALTER TABLE ADD\n")
+			fmt.Fprintf(&b, "-- PARTITION (...) LOCATION '...', or print projection with --enum %s=A,B,... or --injected %s.\n", unknown[0], strings.Join(unknown, ","))
+		}
 	}
 	b.WriteString(note)
 	// Notes on the columns go here too, before the statement: a comment

@@ -115,6 +115,37 @@ func TestDDLRegisteredSaysCleanValues(t *testing.T) {
 	}
 }
 
+// TestDDLNonHiveRegistered: a sink whose prefix is not Hive-style
+// (data/P1/2024/) cannot have its partitions registered by MSCK REPAIR
+// TABLE (it finds only key=value directories) nor by the glue option (it
+// needs the default prefix), so a table without projection must say how
+// its partitions can be added instead of pointing at those two.
+func TestDDLNonHiveRegistered(t *testing.T) {
+	cfg, err := config.Parse("nonhive.yaml", []byte(`service: {error_sink: e}
+sources: [{name: a, type: file, format: app_log, file: {paths: [x]}}]
+routes: [{name: r, from: [a], to: [l]}]
+sinks:
+  - name: l
+    type: s3
+    url: s3://b/lake/app/
+    format: parquet
+    partition_keys: {project_id: .project_id, year: '.event_timestamp | strftime("%Y")'}
+    prefix: "data/!{partitionKeyFromQuery:project_id}/!{partitionKeyFromQuery:year}/"
+    schema: [{name: message, type: string}]
+  - {name: e, type: s3, url: "s3://b/errors/", format: ndjson}
+`), func(string) (string, bool) { return "", false })
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := DDL(cfg, "l", Options{Now: now})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(got, "Register partitions with the sink's glue option") || !strings.Contains(got, "ALTER TABLE") {
+		t.Errorf("non-Hive prefix without projection must say MSCK REPAIR TABLE and glue cannot register it:\n%s", got)
+	}
+}
+
 func TestParseYears(t *testing.T) {
 	tests := []struct {
 		give    string
