@@ -49,12 +49,17 @@ func configTest(ctx context.Context, args []string, stdout, stderr io.Writer) er
 		return &exitError{code: 1, err: err}
 	}
 	var files []*configtest.File
+	var loadErrs []error
 	for _, p := range testFiles {
 		f, err := configtest.Load(p, cfg)
 		if err != nil {
-			return &exitError{code: 1, err: err}
+			loadErrs = append(loadErrs, err) // report every file's mistakes at once
+			continue
 		}
 		files = append(files, f)
+	}
+	if len(loadErrs) > 0 {
+		return &exitError{code: 1, err: errors.Join(loadErrs...)}
 	}
 	if configtest.Report(ctx, cfg, files, stdout) > 0 {
 		return &exitError{code: 1, err: errors.New("")}
