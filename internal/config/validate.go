@@ -694,10 +694,10 @@ func (v *validator) sink(i int, sinks map[string]int) {
 		}
 	}
 	checkTpl := func(key, src string, errorPrefix bool) {
-		tpl, err := template.Parse(src)
-		if err != nil {
+		// Every expression's mistake, then the checks of those that parsed.
+		tpl, errs := template.ParseAll(src)
+		for _, err := range errs {
 			v.errorf(p+"."+key, "%v", err)
-			return
 		}
 		for _, k := range tpl.Keys() {
 			if _, ok := s.PartitionKeys.Get(k); !ok {
@@ -711,7 +711,11 @@ func (v *validator) sink(i int, sinks map[string]int) {
 			v.errorf(p+"."+key, "!{error-output-type} belongs in error_prefix")
 		}
 		// Record values are escaped when rendered; what the template
-		// itself puts in a key must keep it under the url.
+		// itself puts in a key must keep it under the url. (A template
+		// with a bad expression has gaps: its sample says nothing.)
+		if len(errs) > 0 {
+			return
+		}
 		if err := template.CheckPrefix(tpl.Sample(errorOutputTypes[0])); err != nil {
 			v.errorf(p+"."+key, "%q would write outside the sink's url: %s", src, strings.TrimPrefix(err.Error(), template.ErrUnsafeKey.Error()+": "))
 		}
