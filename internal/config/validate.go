@@ -376,6 +376,22 @@ func (v *validator) firehoseFlush(sinks map[string]int) {
 func (v *validator) source(i int, sinks map[string]int) {
 	s := &v.c.Sources[i]
 	p := fmt.Sprintf("sources[%d]", i)
+	if s.Type == "" {
+		// The type is missing or did not decode (reported): when one
+		// type's block is there, check it as that type, so that its
+		// mistakes come in this pass and not after the type is fixed.
+		var blocks []string
+		for _, typ := range Available.Sources {
+			if v.c.has(p + "." + typ) {
+				blocks = append(blocks, typ)
+			}
+		}
+		if len(blocks) == 1 {
+			meant := *s
+			meant.Type = blocks[0]
+			s = &meant
+		}
+	}
 	if s.Type != "" && !slices.Contains(Available.Sources, s.Type) {
 		v.errorf(p+".type", "source type %q is not available in this build (available: %s)", s.Type, strings.Join(Available.Sources, ", "))
 	}
@@ -652,6 +668,17 @@ func (v *validator) sink(i int, sinks map[string]int) {
 	if s.Type != "" && !slices.Contains(Available.Sinks, s.Type) {
 		v.errorf(p+".type", "sink type %q is not available in this build (available: %s)", s.Type, strings.Join(Available.Sinks, ", "))
 		return
+	}
+	if s.Type == "" {
+		// The type is missing or did not decode (reported): when the
+		// keys say which type was meant, check the sink as that type, so
+		// that its other mistakes come in this pass.
+		s3Keys, osKeys := v.c.has(p+".url") || v.c.has(p+".format"), v.c.has(p+".endpoints") || v.c.has(p+".index")
+		if s3Keys != osKeys {
+			meant := *s
+			meant.Type = map[bool]string{true: "s3", false: "opensearch"}[s3Keys]
+			s = &meant
+		}
 	}
 	for _, key := range sinkKeys() {
 		switch {
