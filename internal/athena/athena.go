@@ -269,15 +269,32 @@ func DDL(cfg *config.Config, sinkName string, opts Options) (string, error) {
 
 	var data [][2]string // name, Athena type
 	dataCol := map[string]bool{}
-	for _, c := range s.Schema {
+	type decl struct{ at, name string }
+	seen := map[string]decl{} // lowered name -> where it is declared
+	for i, c := range s.Schema {
 		name := c.Column
 		if name == "" {
 			name = c.Name
 		}
+		at := fmt.Sprintf("schema[%d]", i)
+		// Hive refuses '.' and ':' in a column name, and Athena lowers
+		// every name: say which schema entry to change rather than print
+		// a statement that fails or a table that reads nulls.
+		if strings.ContainsAny(name, ".:") {
+			return "", fmt.Errorf("sink %s: %s column %q: Athena refuses '.' and ':' in column names; name the column (column: %s)",
+				s.Name, at, name, strings.ToLower(strings.NewReplacer(".", "_", ":", "_").Replace(name)))
+		}
+		if prev, ok := seen[strings.ToLower(name)]; ok {
+			return "", fmt.Errorf("sink %s: %s column %q: Athena lowers column names, so it is the same column as %s (%q)", s.Name, at, name, prev.at, prev.name)
+		}
+		seen[strings.ToLower(name)] = decl{at, name}
 		dataCol[strings.ToLower(name)] = true
 		data = append(data, [2]string{name, columnTypes[c.Type]})
 	}
 	if s.ExtraColumn != "" {
+		if prev, ok := seen[strings.ToLower(s.ExtraColumn)]; ok {
+			return "", fmt.Errorf("sink %s: %s column %q: Athena lowers column names, so it is the same column as extra_column (%q)", s.Name, prev.at, prev.name, s.ExtraColumn)
+		}
 		dataCol[strings.ToLower(s.ExtraColumn)] = true
 		data = append(data, [2]string{s.ExtraColumn, "string"})
 	}

@@ -192,6 +192,40 @@ func TestDDLErrors(t *testing.T) {
 	}
 }
 
+// TestDDLColumnNames: Hive, and so Athena, refuses a column name with a
+// dot or a colon, and lowers every name, so two columns that differ only in
+// case are one. The default column name of a dotted field path
+// (detail.Severity.Label) is such a name: athena-ddl names the schema entry
+// to fix instead of printing DDL that fails.
+func TestDDLColumnNames(t *testing.T) {
+	tests := []struct {
+		give string // the sink's schema
+		want string
+	}{
+		{"[{name: detail.Severity.Label, type: string}]", `schema[0] column "detail.Severity.Label": Athena refuses '.' and ':' in column names; name the column (column: detail_severity_label)`},
+		{"[{name: a:b, type: string}]", `schema[0] column "a:b": Athena refuses '.' and ':' in column names; name the column (column: a_b)`},
+		{"[{name: Id, type: string}, {name: x, column: id, type: string}]", `schema[1] column "id": Athena lowers column names, so it is the same column as schema[0] ("Id")`},
+		{"[{name: _Extra, type: string}]", `schema[0] column "_Extra": Athena lowers column names, so it is the same column as extra_column ("_extra")`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.give, func(t *testing.T) {
+			cfg, err := config.Parse("cols.yaml", []byte(`service: {error_sink: e}
+sources: [{name: a, type: file, format: json, file: {paths: [x]}}]
+routes: [{name: r, from: [a], to: [l]}]
+sinks:
+  - {name: l, type: s3, url: "s3://b/l/", format: parquet, schema: `+tt.give+`}
+  - {name: e, type: s3, url: "s3://b/errors/", format: ndjson}
+`), func(string) (string, bool) { return "", false })
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, err := DDL(cfg, "l", Options{Now: now}); err == nil || !strings.Contains(err.Error(), tt.want) {
+				t.Errorf("DDL error = %v\nwant %s", err, tt.want)
+			}
+		})
+	}
+}
+
 // table is what a test reads back from DDL text, as Athena would.
 type table struct {
 	columns   map[string]string // data column -> type
