@@ -342,9 +342,12 @@ func DDL(cfg *config.Config, sinkName string, opts Options) (string, error) {
 	if opts.Database != "" {
 		table = "`" + opts.Database + "`." + table
 	}
-	if project {
+	switch {
+	case len(parts) == 0:
+		fmt.Fprintf(&b, "-- Sluice sink %s: %s Parquet (%s), not partitioned.\n", s.Name, shown, strings.ToUpper(s.Compression))
+	case project:
 		fmt.Fprintf(&b, "-- Sluice sink %s: %s Parquet (%s) with partition projection.\n", s.Name, shown, strings.ToUpper(s.Compression))
-	} else {
+	default:
 		fmt.Fprintf(&b, "-- Sluice sink %s: %s Parquet (%s), partitions registered, not projected:\n", s.Name, shown, strings.ToUpper(s.Compression))
 		if prefix == hiveLayout {
 			fmt.Fprintf(&b, "-- Athena cannot enumerate %s. Register partitions with the sink's glue option\n", strings.Join(unknown, ", "))

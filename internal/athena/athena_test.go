@@ -209,13 +209,7 @@ func TestDDLColumnNames(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.give, func(t *testing.T) {
-			cfg, err := config.Parse("cols.yaml", []byte(`service: {error_sink: e}
-sources: [{name: a, type: file, format: json, file: {paths: [x]}}]
-routes: [{name: r, from: [a], to: [l]}]
-sinks:
-  - {name: l, type: s3, url: "s3://b/l/", format: parquet, schema: `+tt.give+`}
-  - {name: e, type: s3, url: "s3://b/errors/", format: ndjson}
-`), func(string) (string, bool) { return "", false })
+			cfg, err := parseSink(tt.give)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -224,6 +218,30 @@ sinks:
 			}
 		})
 	}
+}
+
+// TestDDLNotPartitioned: a sink without partition keys says so, not that
+// it has partition projection.
+func TestDDLNotPartitioned(t *testing.T) {
+	cfg, err := parseSink("[{name: Id, type: string}]")
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := DDL(cfg, "l", Options{Now: now})
+	if err != nil || !strings.HasPrefix(got, "-- Sluice sink l: s3://b/l/ Parquet (SNAPPY), not partitioned.\n") || strings.Contains(got, "projection") {
+		t.Errorf("DDL = %v, %v; want a table that says it is not partitioned", got, err)
+	}
+}
+
+// parseSink is a config whose Parquet sink l has the given schema.
+func parseSink(schema string) (*config.Config, error) {
+	return config.Parse("cols.yaml", []byte(`service: {error_sink: e}
+sources: [{name: a, type: file, format: json, file: {paths: [x]}}]
+routes: [{name: r, from: [a], to: [l]}]
+sinks:
+  - {name: l, type: s3, url: "s3://b/l/", format: parquet, schema: `+schema+`}
+  - {name: e, type: s3, url: "s3://b/errors/", format: ndjson}
+`), func(string) (string, bool) { return "", false })
 }
 
 // table is what a test reads back from DDL text, as Athena would.
