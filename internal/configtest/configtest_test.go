@@ -87,7 +87,7 @@ func TestBadTestFiles(t *testing.T) {
 		{"unknown error type", "tests:\n  - name: a\n    input: {source: app-logs, records: ['x']}\n    expect: {errors: {bad: 1}}\n",
 			`x.test.yaml:4: tests[0].expect.errors.bad: unknown error-output type "bad" (want one of processing-failed, schema-mismatch, sink-rejected, partition-limit)`},
 		{"record not an object", "tests:\n  - name: a\n    input: {source: app-logs, records: [[1]]}\n    expect: {errors: {}}\n",
-			`x.test.yaml:3: tests[0].input.records[0]: want a JSON object or a string of raw bytes`},
+			`x.test.yaml:3: tests[0].input.records[0]: want a JSON object, a string of raw bytes or !!binary base64`},
 		{"unknown key", "tests:\n  - name: a\n    input: {source: app-logs, records: ['x']}\n    expect: {app-lake: {cuont: 1}}\n",
 			`x.test.yaml:4: tests[0].expect.app-lake.cuont: unknown key "cuont" (known keys: count, partitions, records)`},
 		// Every mistake in one pass, each with its line and key, and no
@@ -127,5 +127,19 @@ x.test.yaml:13: tests[3].name: "several" used twice (also tests[1])`},
 				t.Errorf("error = %v\nwant    %s", err, tt.want)
 			}
 		})
+	}
+}
+
+// TestBinaryRecords: a record tagged !!binary (base64) is those bytes, so
+// that binary formats (otlp_metrics) can be tested; a YAML string cannot
+// hold bytes that are not UTF-8.
+func TestBinaryRecords(t *testing.T) {
+	cfg := loadConfig(t, "../../configs/local.yaml", nil)
+	f, err := Parse("x.test.yaml", []byte("tests:\n  - name: a\n    input: {source: app-logs, records: [!!binary gAAK/w==, 'x']}\n    expect: {errors: {processing-failed: 2}}\n"), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := f.Tests[0].Input; len(got) != 2 || !bytes.Equal(got[0], []byte{0x80, 0x00, 0x0a, 0xff}) || string(got[1]) != "x" {
+		t.Errorf("input = %q, want [\"\\x80\\x00\\n\\xff\" \"x\"]", got)
 	}
 }

@@ -10,7 +10,7 @@
 //	  - name: high findings reach the lake
 //	    input:
 //	      source: security            # a source in the config
-//	      records:                    # a JSON object, or a string taken as raw bytes
+//	      records:                    # a JSON object, a string taken as raw bytes, or !!binary base64
 //	        - {"source": "aws.securityhub", "detail": {...}}
 //	      # or file: testdata/x.ndjson  (relative to the test file; one message per line)
 //	      arrival: 2024-11-05T10:00:00Z  # optional: the records' arrival time (default now)
@@ -250,8 +250,18 @@ func buildInput(p *problems, key, path string, n *yaml.Node, cfg *config.Config,
 				t.Input = append(t.Input, []byte(r.Value))
 				continue
 			}
+			if r.Kind == yaml.ScalarNode && r.Tag == "!!binary" {
+				// Bytes a YAML string cannot hold (otlp_metrics input).
+				var b string
+				if err := r.Decode(&b); err != nil {
+					p.add(r.Line, fmt.Sprintf("%s.records[%d]", key, i), "!!binary: %v", err)
+					continue
+				}
+				t.Input = append(t.Input, []byte(b))
+				continue
+			}
 			if r.Kind != yaml.MappingNode {
-				p.add(r.Line, fmt.Sprintf("%s.records[%d]", key, i), "want a JSON object or a string of raw bytes")
+				p.add(r.Line, fmt.Sprintf("%s.records[%d]", key, i), "want a JSON object, a string of raw bytes or !!binary base64")
 				continue
 			}
 			b, err := nodeJSON(nil, r)
