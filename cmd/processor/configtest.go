@@ -20,12 +20,12 @@ import (
 func configTest(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("test", flag.ContinueOnError)
 	fs.SetOutput(io.Discard)
-	file := fs.String("c", "", "configuration: a path, s3://bucket/key or ssm:/name")
+	file := fs.String("c", "", "configuration `FILE`: a path, s3://bucket/key or ssm:/name (required)")
 	if help, err := parseOwn(fs, args, testUsage, stdout, stderr); help || err != nil {
 		return err
 	}
 	if *file == "" {
-		return usageError(stderr, "test: -c FILE is required")
+		return ownUsageError(stderr, fs, testUsage, "test: -c FILE is required")
 	}
 	testFiles := fs.Args()
 	if len(testFiles) == 0 {
@@ -34,7 +34,7 @@ func configTest(ctx context.Context, args []string, stdout, stderr io.Writer) er
 			return &exitError{code: 1, err: err}
 		}
 		if ref.Remote() {
-			return usageError(stderr, "test: -c %s is not a local file: name the test files", *file)
+			return ownUsageError(stderr, fs, testUsage, "test: -c %s is not a local file: name the test files", *file)
 		}
 		testFiles, err = besideTests(*file)
 		if err != nil {
@@ -117,7 +117,4 @@ compares what its routes, transforms and sinks make of them, in memory
 *.test.yaml beside FILE runs, except those named after another config
 there (beside local.yaml, metric-streams.test.yaml belongs to
 metric-streams.yaml). Exit 0 when all pass, 1 with a diff per failing test.
-
-flags:
-  -c FILE   configuration: a path, s3://bucket/key or ssm:/name
 `
