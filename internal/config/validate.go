@@ -763,6 +763,16 @@ func (v *validator) sink(i int, sinks map[string]int) {
 			v.errorf(p+".glue", "Glue registration needs partition_keys")
 		case s.Prefix != "":
 			v.errorf(p+".glue", "Glue registration needs the default Hive-style prefix (leave prefix unset)")
+		case s.Format != "parquet":
+			v.errorf(p+".glue", "Glue registration describes Parquet objects (its SerDe is Parquet's), not %s", s.Format)
+		}
+	}
+	if s.Format != "parquet" {
+		// These shape Parquet rows only (the objstore Parquet layout).
+		for _, key := range []string{"schema", "extra_column", "max_value_bytes"} {
+			if v.c.has(p + "." + key) {
+				v.warnf(p+"."+key, "applies to format: parquet sinks, not %s: ignored", s.Format)
+			}
 		}
 	}
 	if s.Format == "parquet" && len(s.Schema) == 0 {
