@@ -50,6 +50,12 @@ func Parse(file string, data []byte, lookup func(string) (string, bool)) (*Confi
 			line++
 			msg += " (in the list or mapping that starts here)"
 		}
+		if strings.HasPrefix(msg, "found a tab character") && line > 0 {
+			// yaml.v3 reports where the scalar before the tab began;
+			// name the line whose indentation holds the tab.
+			line = tabLine(data, line)
+			msg += " (YAML indents with spaces only)"
+		}
 		return nil, Errors{{File: file, Line: line, Msg: "invalid YAML: " + msg}}
 	}
 	cfg := &Config{File: file}
@@ -352,4 +358,18 @@ func (c *Config) Line(path string) int {
 		p = p[:i]
 	}
 	return 0
+}
+
+// tabLine returns the first line from line on (one-based) whose
+// indentation holds a tab, or line when none does.
+func tabLine(data []byte, line int) int {
+	for i, l := range strings.Split(string(data), "\n") {
+		if i+1 < line {
+			continue
+		}
+		if indent := l[:len(l)-len(strings.TrimLeft(l, " \t"))]; strings.Contains(indent, "\t") {
+			return i + 1
+		}
+	}
+	return line
 }
