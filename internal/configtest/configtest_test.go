@@ -90,6 +90,8 @@ func TestBadTestFiles(t *testing.T) {
 			`x.test.yaml:3: tests[0].input.records[0]: want a JSON object, a string of raw bytes or !!binary base64`},
 		{"unknown key", "tests:\n  - name: a\n    input: {source: app-logs, records: ['x']}\n    expect: {app-lake: {cuont: 1}}\n",
 			`x.test.yaml:4: tests[0].expect.app-lake.cuont: unknown key "cuont" (known keys: count, partitions, records)`},
+		{"invalid YAML", "tests:\n  - name: a\n    input: {source: app-logs, records: ['x'\n",
+			`x.test.yaml:3: invalid YAML: did not find expected ',' or ']' (in the list or mapping that starts here)`},
 		// Every mistake in one pass, each with its line and key, and no
 		// Go type names (before: only "field expcet not found in type
 		// configtest.rawTest").

@@ -135,7 +135,7 @@ func (p *problems) str(n *yaml.Node, key string) string {
 func Parse(path string, data []byte, cfg *config.Config) (*File, error) {
 	var root yaml.Node
 	if err := yaml.Unmarshal(data, &root); err != nil {
-		return nil, fmt.Errorf("%s: %w", path, err)
+		return nil, config.YAMLError(path, data, err.Error())
 	}
 	if root.Kind != yaml.DocumentNode || len(root.Content) == 0 {
 		return nil, fmt.Errorf("%s: no tests", path)
