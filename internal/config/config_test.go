@@ -242,3 +242,28 @@ p.yaml:20: sinks[1].max_value_bytes: applies to format: parquet sinks, not csv: 
 		t.Errorf("got:\n%v\nwant:\n%s", err, want)
 	}
 }
+
+// TestGlueColumnNames: the glue option registers the schema's column names,
+// and Athena refuses a dotted one (a field path without column:), so
+// validate says which entry to name.
+func TestGlueColumnNames(t *testing.T) {
+	const y = `service: {error_sink: errs}
+sources:
+  - {name: logs, type: file, file: {paths: ["-"]}}
+routes:
+  - {name: r, from: [logs], to: [lake]}
+sinks:
+  - name: lake
+    type: s3
+    url: "s3://b/lake/"
+    partition_keys: {k: .k}
+    schema: [{name: detail.severity, type: string}, {name: detail.id, column: id, type: string}]
+    glue: {database: d, table: t}
+  - {name: errs, type: s3, url: "file:out/errors/", format: ndjson}
+`
+	_, err := Parse("g.yaml", []byte(y), lookup(nil))
+	want := `g.yaml:11: sinks[0].schema[0]: column "detail.severity": Glue registers it and Athena refuses '.' and ':' in column names; name the column (column: detail_severity)`
+	if err == nil || err.Error() != want {
+		t.Errorf("got:\n%v\nwant:\n%s", err, want)
+	}
+}

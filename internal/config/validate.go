@@ -791,6 +791,10 @@ func (v *validator) sink(i int, sinks map[string]int) {
 		if k, dup := cols[col]; dup {
 			v.errorf(cp, "duplicate column %q (also schema[%d])", col, k)
 		}
+		if s.Glue.Table != "" && strings.ContainsAny(col, ".:") {
+			v.errorf(cp, "column %q: Glue registers it and Athena refuses '.' and ':' in column names; name the column (column: %s)",
+				col, strings.ToLower(strings.NewReplacer(".", "_", ":", "_").Replace(col)))
+		}
 		cols[col] = j
 	}
 	if s.ExtraColumn != "" {
