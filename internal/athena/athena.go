@@ -218,7 +218,7 @@ func DDL(cfg *config.Config, sinkName string, opts Options) (string, error) {
 	case strings.HasPrefix(location, "file:"):
 		local := strings.TrimPrefix(strings.TrimPrefix(location, "file:"), "//")
 		location = PlaceholderBucket + path.Base(strings.TrimSuffix(local, "/")) + "/"
-		note = fmt.Sprintf("-- %s writes local files: LOCATION is a placeholder. Upload %s to S3 as it is and put its URL\n-- in LOCATION and storage.location.template.\n", s.Name, local)
+		note = fmt.Sprintf("-- %s writes local files: LOCATION is a placeholder. Upload %s to S3 as it is and put its URL\n-- in LOCATION%%s.\n", s.Name, local)
 	default:
 		return "", fmt.Errorf("sink %s: athena-ddl needs an s3:// or file: URL, not %s", s.Name, s.URL)
 	}
@@ -360,7 +360,10 @@ func DDL(cfg *config.Config, sinkName string, opts Options) (string, error) {
 			fmt.Fprintf(&b, "-- PARTITION (...) LOCATION '...', or print projection with --enum %s=A,B,... or --injected %s.\n", unknown[0], strings.Join(unknown, ","))
 		}
 	}
-	b.WriteString(note)
+	if note != "" {
+		// Only a projected table has a location template to fix as well.
+		fmt.Fprintf(&b, note, map[bool]string{true: " and storage.location.template", false: ""}[project && len(parts) > 0])
+	}
 	// Notes on the columns go here too, before the statement: a comment
 	// inside a DDL statement breaks it wherever the query is joined onto
 	// one line (Athena's console among others).

@@ -568,3 +568,31 @@ func writeLake(t *testing.T, cfg *config.Config, sink string, lines []string) st
 	}
 	return dir
 }
+
+// TestDDLPlaceholderNote: the note on a file: sink's placeholder LOCATION
+// names storage.location.template only when the table has one.
+func TestDDLPlaceholderNote(t *testing.T) {
+	cfg, err := config.Parse("f.yaml", []byte(`service: {error_sink: e}
+sources: [{name: a, type: file, format: json, file: {paths: [x]}}]
+routes: [{name: r, from: [a], to: [l]}]
+sinks:
+  - {name: l, type: s3, url: "file:out/l/", format: parquet, partition_keys: {k: .k}, schema: [{name: m, type: string}]}
+  - {name: e, type: s3, url: "file:out/errors/", format: ndjson}
+`), func(string) (string, bool) { return "", false })
+	if err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		opts Options
+		want string
+	}{
+		{Options{Now: now}, "-- in LOCATION.\n"},
+		{Options{Now: now, Injected: []string{"k"}}, "-- in LOCATION and storage.location.template.\n"},
+	}
+	for _, tt := range tests {
+		got, err := DDL(cfg, "l", tt.opts)
+		if err != nil || !strings.Contains(got, tt.want) {
+			t.Errorf("DDL(%+v) = %v, %v; want it to contain %q", tt.opts, got, err, tt.want)
+		}
+	}
+}
