@@ -130,3 +130,42 @@ func TestProdExampleHeaderWorks(t *testing.T) {
 		}
 	}
 }
+
+// TestBesideTests: with no test file named, 'processor test -c FILE' runs
+// every *.test.yaml beside FILE, leaving out only those named after another
+// config in the same directory.
+func TestBesideTests(t *testing.T) {
+	dir := t.TempDir()
+	for _, f := range []string{
+		"app.yaml", "app.test.yaml", "app.routes.test.yaml",
+		"routing.test.yaml", "smoke.test.yaml",
+		"other.yml", "other.test.yaml", "other.more.test.yaml",
+		"prod.example.yaml", "prod.example.test.yaml",
+	} {
+		if err := os.WriteFile(filepath.Join(dir, f), nil, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	tests := []struct {
+		give string
+		want []string
+	}{
+		{"app.yaml", []string{"app.routes.test.yaml", "app.test.yaml", "routing.test.yaml", "smoke.test.yaml"}},
+		{"other.yml", []string{"other.more.test.yaml", "other.test.yaml", "routing.test.yaml", "smoke.test.yaml"}},
+		{"prod.example.yaml", []string{"prod.example.test.yaml", "routing.test.yaml", "smoke.test.yaml"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.give, func(t *testing.T) {
+			got, err := besideTests(filepath.Join(dir, tt.give))
+			if err != nil {
+				t.Fatal(err)
+			}
+			for i := range got {
+				got[i] = filepath.Base(got[i])
+			}
+			if strings.Join(got, " ") != strings.Join(tt.want, " ") {
+				t.Errorf("besideTests(%s) = %v, want %v", tt.give, got, tt.want)
+			}
+		})
+	}
+}

@@ -64,7 +64,20 @@ func parseOwn(fs *flag.FlagSet, args []string, usage string, stdout, stderr io.W
 			fs.PrintDefaults()
 			return true, nil
 		}
-		return false, usageError(stderr, "%s: %v", fs.Name(), err)
+		return false, ownUsageError(stderr, fs, usage, "%s: %v", fs.Name(), err)
 	}
 	return false, nil
+}
+
+// ownUsageError reports a mistake on a command that parses its own flags:
+// the message, then that command's usage and flags (not every command's),
+// on stderr; exit 2.
+func ownUsageError(stderr io.Writer, fs *flag.FlagSet, usage, format string, args ...any) error {
+	fmt.Fprintf(stderr, format+"\n\n", args...)
+	fmt.Fprint(stderr, usage)
+	fmt.Fprintln(stderr, "\nflags:")
+	fs.SetOutput(stderr)
+	fs.PrintDefaults()
+	fs.SetOutput(io.Discard)
+	return &exitError{code: 2, err: errors.New("")}
 }

@@ -26,7 +26,7 @@ func healthcheck(ctx context.Context, args []string, stdout, stderr io.Writer) e
 		return err
 	}
 	if fs.NArg() > 0 {
-		return usageError(stderr, "healthcheck: unexpected argument %q", fs.Arg(0))
+		return ownUsageError(stderr, fs, healthcheckUsage, "healthcheck: unexpected argument %q", fs.Arg(0))
 	}
 	target := *url
 	if target == "" {

@@ -24,10 +24,10 @@ func iamPolicy(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		return err
 	}
 	if fs.NArg() > 0 {
-		return usageError(stderr, "iam-policy: unexpected argument %q", fs.Arg(0))
+		return ownUsageError(stderr, fs, iamPolicyUsage, "iam-policy: unexpected argument %q", fs.Arg(0))
 	}
 	if *file == "" {
-		return usageError(stderr, "iam-policy: -c FILE is required")
+		return ownUsageError(stderr, fs, iamPolicyUsage, "iam-policy: -c FILE is required")
 	}
 	if o.ConfigRef == "" {
 		o.ConfigRef = *file

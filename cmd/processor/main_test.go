@@ -193,3 +193,39 @@ sinks:
 		t.Errorf("validate: exit %d, stdout %q, stderr:\n%s\nwant OK and %s", code, out, errs, want)
 	}
 }
+
+// TestOwnUsageOnMistakes: a mistake on a command that parses its own flags
+// prints that command's usage and flags (as run, validate, replay and
+// athena-ddl do), not the list of every command; exit 2.
+func TestOwnUsageOnMistakes(t *testing.T) {
+	tests := []struct {
+		give []string
+		want string
+	}{
+		{[]string{"test", "cfg.yaml"}, "test: -c FILE is required\n\nusage: processor test -c FILE"},
+		{[]string{"test", "--bogus"}, "test: flag provided but not defined: -bogus\n\nusage: processor test -c FILE"},
+		{[]string{"iam-policy"}, "iam-policy: -c FILE is required\n\nusage: processor iam-policy"},
+		{[]string{"healthcheck", "x"}, "healthcheck: unexpected argument \"x\"\n\nusage: processor healthcheck"},
+		{[]string{"tap", "-c", "x.yaml"}, "tap: give exactly one of --route NAME and --sink NAME\n\nusage: processor tap"},
+	}
+	for _, tt := range tests {
+		t.Run(strings.Join(tt.give, " "), func(t *testing.T) {
+			_, errs, code := runArgs(tt.give...)
+			if code != 2 || !strings.HasPrefix(errs, tt.want) || !strings.Contains(errs, "\nflags:\n") || strings.Contains(errs, "commands:") {
+				t.Errorf("exit %d, stderr:\n%s\nwant exit 2, starting %q, with the command's flags only", code, errs, tt.want)
+			}
+		})
+	}
+}
+
+// TestHelpListsFlagsOnce: each command's -h has one flags section.
+func TestHelpListsFlagsOnce(t *testing.T) {
+	for _, cmd := range []string{"run", "validate", "test", "replay", "athena-ddl", "iam-policy", "healthcheck", "tap"} {
+		t.Run(cmd, func(t *testing.T) {
+			out, _, code := runArgs(cmd, "-h")
+			if n := strings.Count(out, "flags:\n"); code != 0 || n != 1 {
+				t.Errorf("%s -h: exit %d, %d flags sections:\n%s", cmd, code, n, out)
+			}
+		})
+	}
+}

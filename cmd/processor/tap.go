@@ -41,8 +41,6 @@ service.tap: true. Each line is
 record is the record as JSON, or for format raw its bytes as a string. A reader
 slower than the pipeline never slows it: lines are dropped, and the count is
 reported on stderr. Runs until --limit records or Ctrl-C.
-
-flags:
 `
 
 // tapCmd streams GET /tap from a running service to stdout. The address
@@ -61,11 +59,11 @@ func tapCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	}
 	switch {
 	case fs.NArg() > 0:
-		return usageError(stderr, "tap: unexpected argument %q", fs.Arg(0))
+		return ownUsageError(stderr, fs, tapUsage, "tap: unexpected argument %q", fs.Arg(0))
 	case (*route == "") == (*sink == ""):
-		return usageError(stderr, "tap: give exactly one of --route NAME and --sink NAME")
+		return ownUsageError(stderr, fs, tapUsage, "tap: give exactly one of --route NAME and --sink NAME")
 	case *limit < 0:
-		return usageError(stderr, "tap: --limit must be a positive number")
+		return ownUsageError(stderr, fs, tapUsage, "tap: --limit must be a positive number")
 	}
 	target := *base
 	if target == "" {

@@ -218,15 +218,17 @@ func DDL(cfg *config.Config, sinkName string, opts Options) (string, error) {
 	case strings.HasPrefix(location, "file:"):
 		local := strings.TrimPrefix(strings.TrimPrefix(location, "file:"), "//")
 		location = PlaceholderBucket + path.Base(strings.TrimSuffix(local, "/")) + "/"
-		note = fmt.Sprintf("-- %s writes local files: LOCATION is a placeholder. Upload %s to S3 as it is and put its URL\n-- in LOCATION and storage.location.template.\n", s.Name, local)
+		note = fmt.Sprintf("-- %s writes local files: LOCATION is a placeholder. Upload %s to S3 as it is and put its URL\n-- in LOCATION%%s.\n", s.Name, local)
 	default:
 		return "", fmt.Errorf("sink %s: athena-ddl needs an s3:// or file: URL, not %s", s.Name, s.URL)
 	}
+	hiveLayout := ""
+	for _, kv := range s.PartitionKeys {
+		hiveLayout += kv.Key + "=!{partitionKeyFromQuery:" + kv.Key + "}/"
+	}
 	prefix := s.Prefix
 	if prefix == "" {
-		for _, kv := range s.PartitionKeys {
-			prefix += kv.Key + "=!{partitionKeyFromQuery:" + kv.Key + "}/"
-		}
+		prefix = hiveLayout
 	}
 	if strings.Contains(prefix, "!{timestamp:") {
 		return "", fmt.Errorf("sink %s: prefix uses !{timestamp:...}, which Athena cannot project; express the time as partition_keys instead", s.Name)
@@ -267,15 +269,32 @@ func DDL(cfg *config.Config, sinkName string, opts Options) (string, error) {
 
 	var data [][2]string // name, Athena type
 	dataCol := map[string]bool{}
-	for _, c := range s.Schema {
+	type decl struct{ at, name string }
+	seen := map[string]decl{} // lowered name -> where it is declared
+	for i, c := range s.Schema {
 		name := c.Column
 		if name == "" {
 			name = c.Name
 		}
+		at := fmt.Sprintf("schema[%d]", i)
+		// Hive refuses '.' and ':' in a column name, and Athena lowers
+		// every name: say which schema entry to change rather than print
+		// a statement that fails or a table that reads nulls.
+		if strings.ContainsAny(name, ".:") {
+			return "", fmt.Errorf("sink %s: %s column %q: Athena refuses '.' and ':' in column names; name the column (column: %s)",
+				s.Name, at, name, strings.ToLower(strings.NewReplacer(".", "_", ":", "_").Replace(name)))
+		}
+		if prev, ok := seen[strings.ToLower(name)]; ok {
+			return "", fmt.Errorf("sink %s: %s column %q: Athena lowers column names, so it is the same column as %s (%q)", s.Name, at, name, prev.at, prev.name)
+		}
+		seen[strings.ToLower(name)] = decl{at, name}
 		dataCol[strings.ToLower(name)] = true
 		data = append(data, [2]string{name, columnTypes[c.Type]})
 	}
 	if s.ExtraColumn != "" {
+		if prev, ok := seen[strings.ToLower(s.ExtraColumn)]; ok {
+			return "", fmt.Errorf("sink %s: %s column %q: Athena lowers column names, so it is the same column as extra_column (%q)", s.Name, prev.at, prev.name, s.ExtraColumn)
+		}
 		dataCol[strings.ToLower(s.ExtraColumn)] = true
 		data = append(data, [2]string{s.ExtraColumn, "string"})
 	}
@@ -323,14 +342,61 @@ func DDL(cfg *config.Config, sinkName string, opts Options) (string, error) {
 	if opts.Database != "" {
 		table = "`" + opts.Database + "`." + table
 	}
-	if project {
+	switch {
+	case len(parts) == 0:
+		fmt.Fprintf(&b, "-- Sluice sink %s: %s Parquet (%s), not partitioned.\n", s.Name, shown, strings.ToUpper(s.Compression))
+	case project:
 		fmt.Fprintf(&b, "-- Sluice sink %s: %s Parquet (%s) with partition projection.\n", s.Name, shown, strings.ToUpper(s.Compression))
-	} else {
+	default:
 		fmt.Fprintf(&b, "-- Sluice sink %s: %s Parquet (%s), partitions registered, not projected:\n", s.Name, shown, strings.ToUpper(s.Compression))
-		fmt.Fprintf(&b, "-- Athena cannot enumerate %s. Register partitions with the sink's glue option\n", strings.Join(unknown, ", "))
-		fmt.Fprintf(&b, "-- or MSCK REPAIR TABLE; or print projection with --enum %s=A,B,... or --injected %s.\n", unknown[0], strings.Join(unknown, ","))
+		if prefix == hiveLayout {
+			fmt.Fprintf(&b, "-- Athena cannot enumerate %s. Register partitions with the sink's glue option\n", strings.Join(unknown, ", "))
+			fmt.Fprintf(&b, "-- or MSCK REPAIR TABLE; or print projection with --enum %s=A,B,... or --injected %s.\n", unknown[0], strings.Join(unknown, ","))
+		} else {
+			// MSCK REPAIR TABLE finds only key=value directories, and the
+			// glue option needs the default prefix (validate says so).
+			fmt.Fprintf(&b, "-- Athena cannot enumerate %s, and the prefix is not Hive-style key=value/, so neither\n", strings.Join(unknown, ", "))
+			fmt.Fprintf(&b, "-- MSCK REPAIR TABLE nor the glue option can register partitions: add each with ALTER TABLE ADD\n")
+			fmt.Fprintf(&b, "-- PARTITION (...) LOCATION '...', or print projection with --enum %s=A,B,... or --injected %s.\n", unknown[0], strings.Join(unknown, ","))
+		}
 	}
-	b.WriteString(note)
+	if note != "" {
+		// Only a projected table has a location template to fix as well.
+		fmt.Fprintf(&b, note, map[bool]string{true: " and storage.location.template", false: ""}[project && len(parts) > 0])
+	}
+	// Notes on the columns go here too, before the statement: a comment
+	// inside a DDL statement breaks it wherever the query is joined onto
+	// one line (Athena's console among others).
+	if len(dropped) > 0 {
+		fmt.Fprintf(&b, "-- %s: partition columns only (Athena allows no column twice).\n", strings.Join(dropped, ", "))
+	}
+	if len(renamed) > 0 {
+		fmt.Fprintf(&b, "-- Also data columns: %s. The data column keeps the clean value (AWS/EC2);\n-- the partition column holds the path value (AWS%%2FEC2) and prunes partitions.\n", strings.Join(renamed, ", "))
+	}
+	var injected, escaped, listed []string
+	for _, p := range parts {
+		switch p.proj.what {
+		case "injected":
+			injected = append(injected, p.column)
+			escaped = append(escaped, p.column)
+		case "enum":
+			escaped = append(escaped, p.column)
+		case "listed":
+			listed = append(listed, p.column)
+		}
+	}
+	if len(injected) > 0 {
+		fmt.Fprintf(&b, "-- %s: injected, so every query must filter on %s with = or IN.\n",
+			strings.Join(injected, ", "), map[bool]string{true: "it", false: "each"}[len(injected) == 1])
+	}
+	if len(escaped) > 0 {
+		fmt.Fprintf(&b, "-- %s: path values are Hive-escaped (AWS/EC2 is stored as AWS%%2FEC2); filter with the escaped form.\n", strings.Join(escaped, ", "))
+	}
+	if len(listed) > 0 {
+		// The glue option and MSCK REPAIR TABLE both unescape the path
+		// (AWS%2FEC2) into the partition value (AWS/EC2).
+		fmt.Fprintf(&b, "-- %s: registered partitions hold the path value unescaped (AWS%%2FEC2 in the path is AWS/EC2);\n-- filter with the clean value.\n", strings.Join(listed, ", "))
+	}
 	fmt.Fprintf(&b, "CREATE EXTERNAL TABLE IF NOT EXISTS %s (\n", table)
 	b.WriteString(strings.Join(cols, ",\n"))
 	b.WriteString("\n)\n")
@@ -340,29 +406,6 @@ func DDL(cfg *config.Config, sinkName string, opts Options) (string, error) {
 			decl = append(decl, fmt.Sprintf("  `%s` %s", p.column, p.proj.colType))
 		}
 		fmt.Fprintf(&b, "PARTITIONED BY (\n%s\n)\n", strings.Join(decl, ",\n"))
-		if len(dropped) > 0 {
-			fmt.Fprintf(&b, "-- %s: partition columns only; the path value (AWS%%2FEC2) stands for the data column.\n", strings.Join(dropped, ", "))
-		}
-		if len(renamed) > 0 {
-			fmt.Fprintf(&b, "-- Also data columns: %s. The data column keeps the clean value (AWS/EC2);\n-- the partition column holds the path value (AWS%%2FEC2) and prunes partitions.\n", strings.Join(renamed, ", "))
-		}
-		var injected, escaped []string
-		for _, p := range parts {
-			switch p.proj.what {
-			case "injected":
-				injected = append(injected, p.column)
-				escaped = append(escaped, p.column)
-			case "enum", "listed":
-				escaped = append(escaped, p.column)
-			}
-		}
-		if len(injected) > 0 {
-			fmt.Fprintf(&b, "-- %s: injected, so every query must filter on %s with = or IN.\n",
-				strings.Join(injected, ", "), map[bool]string{true: "it", false: "each"}[len(injected) == 1])
-		}
-		if len(escaped) > 0 {
-			fmt.Fprintf(&b, "-- %s: path values are Hive-escaped (AWS/EC2 is stored as AWS%%2FEC2); filter with the escaped form.\n", strings.Join(escaped, ", "))
-		}
 	}
 	b.WriteString("STORED AS PARQUET\n")
 	fmt.Fprintf(&b, "LOCATION '%s'\n", location)

@@ -82,6 +82,70 @@ func TestDDLGolden(t *testing.T) {
 	}
 }
 
+// TestDDLStatementHasNoComments: every note is a comment line before the
+// CREATE statement, none inside it. Athena's console and tools that join a
+// query onto one line turn a comment inside a DDL statement into a parse
+// error ("cannot recognize input near ..."), or comment out its rest.
+func TestDDLStatementHasNoComments(t *testing.T) {
+	cfg := load(t)
+	golden := goldenOptions(t)
+	golden["app-lake-registered"] = Options{Database: "telemetry", Now: now}
+	for name, opts := range golden {
+		got, err := DDL(cfg, strings.TrimSuffix(name, "-registered"), opts)
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, stmt, _ := strings.Cut(got, "CREATE EXTERNAL TABLE")
+		if strings.Contains(stmt, "--") {
+			t.Errorf("%s: comment inside the statement:\nCREATE EXTERNAL TABLE%s", name, stmt)
+		}
+	}
+}
+
+// TestDDLRegisteredSaysCleanValues: registered partitions (the sink's glue
+// option, MSCK REPAIR TABLE) hold the unescaped value (AWS/EC2), so the DDL
+// must not tell a user to filter on the path's escaped form.
+func TestDDLRegisteredSaysCleanValues(t *testing.T) {
+	got, err := DDL(load(t), "app-lake", Options{Database: "telemetry", Now: now})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(got, "filter with the escaped form") || !strings.Contains(got, "filter with the clean value") {
+		t.Errorf("registered DDL must say partition values are clean:\n%s", got)
+	}
+}
+
+// TestDDLNonHiveRegistered: a sink whose prefix is not Hive-style
+// (data/P1/2024/) cannot have its partitions registered by MSCK REPAIR
+// TABLE (it finds only key=value directories) nor by the glue option (it
+// needs the default prefix), so a table without projection must say how
+// its partitions can be added instead of pointing at those two.
+func TestDDLNonHiveRegistered(t *testing.T) {
+	cfg, err := config.Parse("nonhive.yaml", []byte(`service: {error_sink: e}
+sources: [{name: a, type: file, format: app_log, file: {paths: [x]}}]
+routes: [{name: r, from: [a], to: [l]}]
+sinks:
+  - name: l
+    type: s3
+    url: s3://b/lake/app/
+    format: parquet
+    partition_keys: {project_id: .project_id, year: '.event_timestamp | strftime("%Y")'}
+    prefix: "data/!{partitionKeyFromQuery:project_id}/!{partitionKeyFromQuery:year}/"
+    schema: [{name: message, type: string}]
+  - {name: e, type: s3, url: "s3://b/errors/", format: ndjson}
+`), func(string) (string, bool) { return "", false })
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := DDL(cfg, "l", Options{Now: now})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(got, "Register partitions with the sink's glue option") || !strings.Contains(got, "ALTER TABLE") {
+		t.Errorf("non-Hive prefix without projection must say MSCK REPAIR TABLE and glue cannot register it:\n%s", got)
+	}
+}
+
 func TestParseYears(t *testing.T) {
 	tests := []struct {
 		give    string
@@ -126,6 +190,58 @@ func TestDDLErrors(t *testing.T) {
 			t.Errorf("DDL(%s, %+v) = %v; want %q", tt.sink, tt.opts, err, tt.want)
 		}
 	}
+}
+
+// TestDDLColumnNames: Hive, and so Athena, refuses a column name with a
+// dot or a colon, and lowers every name, so two columns that differ only in
+// case are one. The default column name of a dotted field path
+// (detail.Severity.Label) is such a name: athena-ddl names the schema entry
+// to fix instead of printing DDL that fails.
+func TestDDLColumnNames(t *testing.T) {
+	tests := []struct {
+		give string // the sink's schema
+		want string
+	}{
+		{"[{name: detail.Severity.Label, type: string}]", `schema[0] column "detail.Severity.Label": Athena refuses '.' and ':' in column names; name the column (column: detail_severity_label)`},
+		{"[{name: a:b, type: string}]", `schema[0] column "a:b": Athena refuses '.' and ':' in column names; name the column (column: a_b)`},
+		{"[{name: Id, type: string}, {name: x, column: id, type: string}]", `schema[1] column "id": Athena lowers column names, so it is the same column as schema[0] ("Id")`},
+		{"[{name: _Extra, type: string}]", `schema[0] column "_Extra": Athena lowers column names, so it is the same column as extra_column ("_extra")`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.give, func(t *testing.T) {
+			cfg, err := parseSink(tt.give)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, err := DDL(cfg, "l", Options{Now: now}); err == nil || !strings.Contains(err.Error(), tt.want) {
+				t.Errorf("DDL error = %v\nwant %s", err, tt.want)
+			}
+		})
+	}
+}
+
+// TestDDLNotPartitioned: a sink without partition keys says so, not that
+// it has partition projection.
+func TestDDLNotPartitioned(t *testing.T) {
+	cfg, err := parseSink("[{name: Id, type: string}]")
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := DDL(cfg, "l", Options{Now: now})
+	if err != nil || !strings.HasPrefix(got, "-- Sluice sink l: s3://b/l/ Parquet (SNAPPY), not partitioned.\n") || strings.Contains(got, "projection") {
+		t.Errorf("DDL = %v, %v; want a table that says it is not partitioned", got, err)
+	}
+}
+
+// parseSink is a config whose Parquet sink l has the given schema.
+func parseSink(schema string) (*config.Config, error) {
+	return config.Parse("cols.yaml", []byte(`service: {error_sink: e}
+sources: [{name: a, type: file, format: json, file: {paths: [x]}}]
+routes: [{name: r, from: [a], to: [l]}]
+sinks:
+  - {name: l, type: s3, url: "s3://b/l/", format: parquet, schema: `+schema+`}
+  - {name: e, type: s3, url: "s3://b/errors/", format: ndjson}
+`), func(string) (string, bool) { return "", false })
 }
 
 // table is what a test reads back from DDL text, as Athena would.
@@ -451,4 +567,32 @@ func writeLake(t *testing.T, cfg *config.Config, sink string, lines []string) st
 		t.Fatal(err)
 	}
 	return dir
+}
+
+// TestDDLPlaceholderNote: the note on a file: sink's placeholder LOCATION
+// names storage.location.template only when the table has one.
+func TestDDLPlaceholderNote(t *testing.T) {
+	cfg, err := config.Parse("f.yaml", []byte(`service: {error_sink: e}
+sources: [{name: a, type: file, format: json, file: {paths: [x]}}]
+routes: [{name: r, from: [a], to: [l]}]
+sinks:
+  - {name: l, type: s3, url: "file:out/l/", format: parquet, partition_keys: {k: .k}, schema: [{name: m, type: string}]}
+  - {name: e, type: s3, url: "file:out/errors/", format: ndjson}
+`), func(string) (string, bool) { return "", false })
+	if err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		opts Options
+		want string
+	}{
+		{Options{Now: now}, "-- in LOCATION.\n"},
+		{Options{Now: now, Injected: []string{"k"}}, "-- in LOCATION and storage.location.template.\n"},
+	}
+	for _, tt := range tests {
+		got, err := DDL(cfg, "l", tt.opts)
+		if err != nil || !strings.Contains(got, tt.want) {
+			t.Errorf("DDL(%+v) = %v, %v; want it to contain %q", tt.opts, got, err, tt.want)
+		}
+	}
 }

@@ -11,9 +11,11 @@ import (
 	"io/fs"
 	"os"
 	"path"
+	"regexp"
 	"sort"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/sluice-data/sluice/internal/template"
 )
@@ -91,8 +93,35 @@ func (s *FileStore) open(create bool) (*os.Root, error) {
 	if err != nil {
 		return nil, err
 	}
+	sweepTemporary(r)
 	s.root = r
 	return r, nil
+}
+
+// processStart is when this process started, as far as stores are
+// concerned: a temporary file last written before it belongs to a process
+// that is gone.
+var processStart = time.Now()
+
+// tmpName matches Put's temporary files: "." + name + ".tmp-" + 12 hex digits.
+var tmpName = regexp.MustCompile(`^\..+\.tmp-[0-9a-f]{12}$`)
+
+// sweepTemporary removes the temporary files that a process killed during
+// Put left under root. Readers that take a table location whole (DuckDB's
+// read_parquet('lake/**') does not skip hidden files) would fail on them.
+// A temporary file written since this process started may be another
+// writer's, in flight, and stays. Errors are ignored: a file left behind is
+// what there was before.
+func sweepTemporary(root *os.Root) {
+	_ = fs.WalkDir(root.FS(), ".", func(p string, d fs.DirEntry, err error) error {
+		if err != nil || d.IsDir() || !tmpName.MatchString(d.Name()) {
+			return nil
+		}
+		if info, err := d.Info(); err == nil && info.ModTime().Before(processStart) {
+			_ = root.Remove(p)
+		}
+		return nil
+	})
 }
 
 // Put writes body to a temporary file in the target directory, syncs it,

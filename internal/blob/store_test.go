@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/sluice-data/sluice/internal/template"
 	"github.com/sluice-data/sluice/internal/testutil"
@@ -167,5 +168,51 @@ func TestFileStoreSymlinkOut(t *testing.T) {
 	}
 	if got := testutil.Files(t, outside); len(got) != 0 {
 		t.Errorf("files outside the root: %v", got)
+	}
+}
+
+// TestFileStoreSweepsStaleTemporaryFiles: a process killed during Put
+// leaves its temporary file (.name.tmp-XXXXXXXXXXXX) in the partition
+// directory, where a reader of the whole table (DuckDB's
+// read_parquet('lake/**'), which does not skip hidden files) fails on it
+// ("No magic bytes"). A file store removes those a previous process left
+// when it is first used; a temporary file newer than this process (another
+// writer's, in flight) and other hidden files stay.
+func TestFileStoreSweepsStaleTemporaryFiles(t *testing.T) {
+	dir := t.TempDir()
+	part := filepath.Join(dir, "project_id=P1", "year=2024")
+	if err := os.MkdirAll(part, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	stale := filepath.Join(part, ".a+0+1-9.parquet.tmp-0123456789ab")
+	fresh := filepath.Join(part, ".a+0+10-19.parquet.tmp-ba9876543210")
+	hidden := filepath.Join(part, ".keep")
+	for _, f := range []string{stale, fresh, hidden} {
+		if err := os.WriteFile(f, []byte("PAR1 half"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	past := processStart.Add(-time.Hour)
+	if err := os.Chtimes(stale, past, past); err != nil {
+		t.Fatal(err)
+	}
+	future := processStart.Add(time.Hour)
+	if err := os.Chtimes(fresh, future, future); err != nil {
+		t.Fatal(err)
+	}
+	st, err := NewFileStore(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := st.Put(context.Background(), "project_id=P2/x.parquet", Bytes([]byte("PAR1"))); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(stale); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("stale temporary file still there (stat: %v)", err)
+	}
+	for _, f := range []string{fresh, hidden} {
+		if _, err := os.Stat(f); err != nil {
+			t.Errorf("%s removed: %v", filepath.Base(f), err)
+		}
 	}
 }

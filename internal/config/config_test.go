@@ -205,3 +205,65 @@ sinks:
 		t.Errorf("warnings:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
 	}
 }
+
+// TestParquetKeysOnOtherFormats: schema, extra_column and max_value_bytes
+// shape Parquet rows only; on an ndjson or csv sink they would be ignored,
+// so validate says so. Glue registration describes Parquet objects, so on
+// another format it is an error.
+func TestParquetKeysOnOtherFormats(t *testing.T) {
+	const y = `service: {error_sink: errs}
+sources:
+  - {name: logs, type: file, file: {paths: ["-"]}}
+routes:
+  - {name: r, from: [logs], to: [nd]}
+  - {name: c, from: [logs], transforms: [{json_to_csv: {columns: [a]}}], to: [csv]}
+sinks:
+  - name: nd
+    type: s3
+    url: "s3://b/nd/"
+    format: ndjson
+    partition_keys: {k: .k}
+    schema: [{name: a, type: string}]
+    glue: {database: d, table: t}
+  - name: csv
+    type: s3
+    url: "file:out/csv/"
+    format: csv
+    extra_column: rest
+    max_value_bytes: 1KiB
+  - {name: errs, type: s3, url: "file:out/errors/", format: ndjson}
+`
+	_, err := Parse("p.yaml", []byte(y), lookup(nil))
+	want := `p.yaml:13: sinks[0].schema: applies to format: parquet sinks, not ndjson: ignored
+p.yaml:14: sinks[0].glue: Glue registration describes Parquet objects (its SerDe is Parquet's), not ndjson
+p.yaml:19: sinks[1].extra_column: applies to format: parquet sinks, not csv: ignored
+p.yaml:20: sinks[1].max_value_bytes: applies to format: parquet sinks, not csv: ignored`
+	if err == nil || strings.ReplaceAll(err.Error(), "warning: ", "") != want {
+		t.Errorf("got:\n%v\nwant:\n%s", err, want)
+	}
+}
+
+// TestGlueColumnNames: the glue option registers the schema's column names,
+// and Athena refuses a dotted one (a field path without column:), so
+// validate says which entry to name.
+func TestGlueColumnNames(t *testing.T) {
+	const y = `service: {error_sink: errs}
+sources:
+  - {name: logs, type: file, file: {paths: ["-"]}}
+routes:
+  - {name: r, from: [logs], to: [lake]}
+sinks:
+  - name: lake
+    type: s3
+    url: "s3://b/lake/"
+    partition_keys: {k: .k}
+    schema: [{name: detail.severity, type: string}, {name: detail.id, column: id, type: string}]
+    glue: {database: d, table: t}
+  - {name: errs, type: s3, url: "file:out/errors/", format: ndjson}
+`
+	_, err := Parse("g.yaml", []byte(y), lookup(nil))
+	want := `g.yaml:11: sinks[0].schema[0]: column "detail.severity": Glue registers it and Athena refuses '.' and ':' in column names; name the column (column: detail_severity)`
+	if err == nil || err.Error() != want {
+		t.Errorf("got:\n%v\nwant:\n%s", err, want)
+	}
+}

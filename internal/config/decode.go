@@ -37,20 +37,7 @@ func Parse(file string, data []byte, lookup func(string) (string, bool)) (*Confi
 	text, refs := protect(data)
 	var root yaml.Node
 	if err := yaml.Unmarshal(text, &root); err != nil {
-		line := 0
-		msg := refs.restore(err.Error())
-		if m := yamlLine.FindStringSubmatch(msg); m != nil {
-			line, _ = strconv.Atoi(m[1])
-			msg = strings.TrimSpace(yamlLine.ReplaceAllString(msg, ""))
-		}
-		msg = strings.TrimPrefix(msg, "yaml: ")
-		if strings.HasPrefix(msg, "did not find expected") && line > 0 {
-			// yaml.v3 reports the zero-based line where the unclosed
-			// list or mapping starts; name it one-based.
-			line++
-			msg += " (in the list or mapping that starts here)"
-		}
-		return nil, Errors{{File: file, Line: line, Msg: "invalid YAML: " + msg}}
+		return nil, Errors{YAMLError(file, data, refs.restore(err.Error()))}
 	}
 	cfg := &Config{File: file}
 	if len(root.Content) == 0 {
@@ -352,4 +339,43 @@ func (c *Config) Line(path string) int {
 		p = p[:i]
 	}
 	return 0
+}
+
+// YAMLError is a YAML syntax error (msg, as yaml.v3 words it) in file as
+// Sluice reports it: file:line: invalid YAML: what, with yaml.v3's lines
+// made to point where the mistake is. processor test's files use it too.
+func YAMLError(file string, data []byte, msg string) *Error {
+	line := 0
+	if m := yamlLine.FindStringSubmatch(msg); m != nil {
+		line, _ = strconv.Atoi(m[1])
+		msg = strings.TrimSpace(yamlLine.ReplaceAllString(msg, ""))
+	}
+	msg = strings.TrimPrefix(msg, "yaml: ")
+	if strings.HasPrefix(msg, "did not find expected") && line > 0 {
+		// yaml.v3 reports the zero-based line where the unclosed
+		// list or mapping starts; name it one-based.
+		line++
+		msg += " (in the list or mapping that starts here)"
+	}
+	if strings.HasPrefix(msg, "found a tab character") && line > 0 {
+		// yaml.v3 reports where the scalar before the tab began;
+		// name the line whose indentation holds the tab.
+		line = tabLine(data, line)
+		msg += " (YAML indents with spaces only)"
+	}
+	return &Error{File: file, Line: line, Msg: "invalid YAML: " + msg}
+}
+
+// tabLine returns the first line from line on (one-based) whose
+// indentation holds a tab, or line when none does.
+func tabLine(data []byte, line int) int {
+	for i, l := range strings.Split(string(data), "\n") {
+		if i+1 < line {
+			continue
+		}
+		if indent := l[:len(l)-len(strings.TrimLeft(l, " \t"))]; strings.Contains(indent, "\t") {
+			return i + 1
+		}
+	}
+	return line
 }

@@ -54,6 +54,9 @@ func walk(b *strings.Builder, title, path string, t reflect.Type) {
 		if f.Tag.Get("required") == "true" {
 			def = "required"
 		}
+		if t := f.Tag.Get("requiredfor"); t != "" {
+			def = "required (type: " + t + ")"
+		}
 		vals := strings.ReplaceAll(f.Tag.Get("enum"), "|", ", ")
 		fmt.Fprintf(b, "| `%s` | %s | %s | %s | %s |\n", key, typeName(f.Type), def, vals, cell(f.Tag.Get("doc")))
 		if st, suffix := structBelow(f.Type); st != nil {

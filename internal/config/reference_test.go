@@ -118,3 +118,45 @@ func TestConfigurationExample(t *testing.T) {
 		t.Error(err)
 	}
 }
+
+// TestReferenceMarksRequiredByType: a key that validate requires for one
+// type (a kafka source's group, an s3 sink's url) says so in the reference,
+// whose default column would otherwise suggest it may be left out.
+func TestReferenceMarksRequiredByType(t *testing.T) {
+	const base = "service: {error_sink: e}\nroutes: [{name: r, from: [s], to: [e]}]\n"
+	const errSink = "  - {name: e, type: s3, url: 'file:e/', format: ndjson}\n"
+	tests := []struct {
+		key, give string
+	}{
+		{"sources[].kafka.brokers", "sources: [{name: s, type: kafka, kafka: {topics: [t], group: g}}]\nsinks:\n" + errSink},
+		{"sources[].kafka.topics", "sources: [{name: s, type: kafka, kafka: {brokers: [b:9092], group: g}}]\nsinks:\n" + errSink},
+		{"sources[].kafka.group", "sources: [{name: s, type: kafka, kafka: {brokers: [b:9092], topics: [t]}}]\nsinks:\n" + errSink},
+		{"sources[].kinesis.stream", "sources: [{name: s, type: kinesis, kinesis: {lease_table: l}}]\nsinks:\n" + errSink},
+		{"sources[].kinesis.lease_table", "sources: [{name: s, type: kinesis, kinesis: {stream: k}}]\nsinks:\n" + errSink},
+		{"sources[].archive.url", "sources: [{name: s, type: archive, archive: {from: '2024-01-01T00:00:00Z'}}]\nsinks:\n" + errSink},
+		{"sources[].archive.from", "sources: [{name: s, type: archive, archive: {url: 'file:a/'}}]\nsinks:\n" + errSink},
+		{"sources[].file.paths", "sources: [{name: s, type: file}]\nsinks:\n" + errSink},
+		{"sinks[].url", "sources: [{name: s, type: file, file: {paths: [x]}}]\nsinks:\n" + errSink + "  - {name: l, type: s3, format: ndjson}\n"},
+		{"sinks[].endpoints", "sources: [{name: s, type: file, file: {paths: [x]}}]\nsinks:\n" + errSink + "  - {name: o, type: opensearch, index: i}\n"},
+		{"sinks[].index", "sources: [{name: s, type: file, file: {paths: [x]}}]\nsinks:\n" + errSink + "  - {name: o, type: opensearch, endpoints: ['http://h:9200']}\n"},
+	}
+	doc := Reference()
+	for _, tt := range tests {
+		t.Run(tt.key, func(t *testing.T) {
+			_, err := Parse("t.yaml", []byte(base+tt.give), lookup(nil))
+			leaf := tt.key[strings.LastIndexByte(tt.key, '.')+1:]
+			if err == nil || !strings.Contains(err.Error(), leaf) {
+				t.Fatalf("validate without %s: %v, want an error naming it", tt.key, err)
+			}
+			var row string
+			for _, line := range strings.Split(doc, "\n") {
+				if strings.HasPrefix(line, "| `"+tt.key+"` |") {
+					row = line
+				}
+			}
+			if cells := strings.Split(row, " | "); len(cells) < 3 || !strings.HasPrefix(cells[2], "required") {
+				t.Errorf("reference row for %s does not say required:\n%s", tt.key, row)
+			}
+		})
+	}
+}

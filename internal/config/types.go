@@ -3,7 +3,9 @@ package config
 // The structs below are the configuration contract (docs/configuration.md).
 // Their tags drive decoding (yaml), defaults (default), allowed values (enum),
 // required keys (required) and the reference in docs/config-reference.md
-// (doc), so the three cannot drift apart.
+// (doc), so the three cannot drift apart. requiredfor:"TYPE" marks a key that
+// Validate requires when the source or sink is of that type; the reference
+// says so (TestReferenceMarksRequiredByType ties the two).
 
 // Config is one configuration file.
 type Config struct {
@@ -98,11 +100,11 @@ type FirehoseTLS struct {
 
 // Kinesis reads a stream with shard leases in DynamoDB, KCL-style.
 type Kinesis struct {
-	Stream           string   `yaml:"stream" doc:"Stream name."`
+	Stream           string   `yaml:"stream" requiredfor:"kinesis" doc:"Stream name."`
 	Region           string   `yaml:"region" doc:"AWS region (default: the SDK's)."`
 	Endpoint         string   `yaml:"endpoint" doc:"Kinesis endpoint override, for emulators (AWS_ENDPOINT_URL_KINESIS also works)."`
 	DynamoDBEndpoint string   `yaml:"dynamodb_endpoint" doc:"Endpoint override for the lease table (AWS_ENDPOINT_URL_DYNAMODB also works)."`
-	LeaseTable       string   `yaml:"lease_table" doc:"DynamoDB table holding shard leases and checkpoints; created (on-demand billing) if missing."`
+	LeaseTable       string   `yaml:"lease_table" requiredfor:"kinesis" doc:"DynamoDB table holding shard leases and checkpoints; created (on-demand billing) if missing."`
 	Start            string   `yaml:"start" default:"trim_horizon" doc:"Where a shard without a checkpoint starts: trim_horizon, latest, or an RFC 3339 time."`
 	LeaseDuration    Duration `yaml:"lease_duration" default:"10s" doc:"A lease not renewed for this long is expired and may be taken."`
 	MaxLeasesPerTake int      `yaml:"max_leases_per_take" default:"2" doc:"Leases a worker takes at most per lease interval, so workers balance gradually."`
@@ -110,9 +112,9 @@ type Kinesis struct {
 
 // Kafka reads topics as a consumer group.
 type Kafka struct {
-	Brokers  []string `yaml:"brokers" doc:"Seed brokers, host:port."`
-	Topics   []string `yaml:"topics" doc:"Topics to consume."`
-	Group    string   `yaml:"group" doc:"Consumer group; offsets are committed only after every sink durably wrote the records."`
+	Brokers  []string `yaml:"brokers" requiredfor:"kafka" doc:"Seed brokers, host:port."`
+	Topics   []string `yaml:"topics" requiredfor:"kafka" doc:"Topics to consume."`
+	Group    string   `yaml:"group" requiredfor:"kafka" doc:"Consumer group; offsets are committed only after every sink durably wrote the records."`
 	Start    string   `yaml:"start" default:"earliest" doc:"Where a group without committed offsets starts: earliest, latest, or an RFC 3339 time."`
 	ClientID string   `yaml:"client_id" default:"sluice" doc:"Kafka client id."`
 	// SessionTimeout is how long the group waits for a silent member
@@ -145,8 +147,8 @@ type KafkaSASL struct {
 // Archive reads back a raw event archive (a format: raw sink's objects)
 // for a time range of arrival, with the original positions.
 type Archive struct {
-	URL      string `yaml:"url" doc:"Where the archive sink writes: s3://bucket/prefix/ or file:path/."`
-	From     string `yaml:"from" doc:"RFC 3339 start of the arrival-time range (inclusive)."`
+	URL      string `yaml:"url" requiredfor:"archive" doc:"Where the archive sink writes: s3://bucket/prefix/ or file:path/."`
+	From     string `yaml:"from" requiredfor:"archive" doc:"RFC 3339 start of the arrival-time range (inclusive)."`
 	To       string `yaml:"to" doc:"RFC 3339 end of the range (exclusive); default now."`
 	Region   string `yaml:"region" doc:"AWS region for s3:// URLs."`
 	Endpoint string `yaml:"endpoint" doc:"Endpoint override for S3-compatible servers."`
@@ -160,7 +162,7 @@ type EventTime struct {
 
 // FileSource reads local files or stdin.
 type FileSource struct {
-	Paths []string `yaml:"paths" doc:"Files or globs; \"-\" is stdin; .gz files are decompressed."`
+	Paths []string `yaml:"paths" requiredfor:"file" doc:"Files or globs; \"-\" is stdin; .gz files are decompressed."`
 
 	MaxLineBytes Size `yaml:"max_line_bytes" default:"16MiB" doc:"Longest line read whole; a longer line goes to the error output (Sluice.ReadFailed) with its first max_line_bytes bytes, the rest skipped."`
 }
@@ -179,7 +181,7 @@ type Route struct {
 type Sink struct {
 	Name              string   `yaml:"name" required:"true" doc:"Unique sink name."`
 	Type              string   `yaml:"type" required:"true" enum:"s3|opensearch" doc:"Sink kind."`
-	URL               string   `yaml:"url" doc:"s3://bucket/prefix, file:///abs/path or file:relative/path."`
+	URL               string   `yaml:"url" requiredfor:"s3" doc:"s3://bucket/prefix, file:///abs/path or file:relative/path."`
 	Format            string   `yaml:"format" default:"parquet" enum:"parquet|ndjson|csv|raw" doc:"Object format."`
 	Compression       string   `yaml:"compression" enum:"snappy|zstd|gzip|none" doc:"parquet: snappy (default), zstd, gzip, none; ndjson/csv/raw: gzip or none (default none; raw gzip)."`
 	PartitionKeys     KeyMap   `yaml:"partition_keys" doc:"Firehose dynamic-partitioning jq, evaluated per record, in order."`
@@ -206,9 +208,9 @@ type Sink struct {
 	Retry             Retry    `yaml:"retry" doc:"Retry limits of store writes and listings (s3) or of documents (opensearch)."`
 
 	// OpenSearch sinks.
-	Endpoints []string       `yaml:"endpoints" doc:"OpenSearch endpoints."`
+	Endpoints []string       `yaml:"endpoints" requiredfor:"opensearch" doc:"OpenSearch endpoints."`
 	Auth      OpenSearchAuth `yaml:"auth" doc:"OpenSearch authentication."`
-	Index     string         `yaml:"index" doc:"Index name template."`
+	Index     string         `yaml:"index" requiredfor:"opensearch" doc:"Index name template."`
 	ID        string         `yaml:"id" doc:"jq for the document _id; default derived from the source position."`
 	Bulk      Bulk           `yaml:"bulk" doc:"Bulk request limits."`
 	ErrorSink string         `yaml:"error_sink" doc:"opensearch only: where documents OpenSearch rejects go (an s3 sink); default service.error_sink. An s3 sink's own failures go to its error_prefix."`

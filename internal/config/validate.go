@@ -376,6 +376,22 @@ func (v *validator) firehoseFlush(sinks map[string]int) {
 func (v *validator) source(i int, sinks map[string]int) {
 	s := &v.c.Sources[i]
 	p := fmt.Sprintf("sources[%d]", i)
+	if s.Type == "" {
+		// The type is missing or did not decode (reported): when one
+		// type's block is there, check it as that type, so that its
+		// mistakes come in this pass and not after the type is fixed.
+		var blocks []string
+		for _, typ := range Available.Sources {
+			if v.c.has(p + "." + typ) {
+				blocks = append(blocks, typ)
+			}
+		}
+		if len(blocks) == 1 {
+			meant := *s
+			meant.Type = blocks[0]
+			s = &meant
+		}
+	}
 	if s.Type != "" && !slices.Contains(Available.Sources, s.Type) {
 		v.errorf(p+".type", "source type %q is not available in this build (available: %s)", s.Type, strings.Join(Available.Sources, ", "))
 	}
@@ -653,6 +669,17 @@ func (v *validator) sink(i int, sinks map[string]int) {
 		v.errorf(p+".type", "sink type %q is not available in this build (available: %s)", s.Type, strings.Join(Available.Sinks, ", "))
 		return
 	}
+	if s.Type == "" {
+		// The type is missing or did not decode (reported): when the
+		// keys say which type was meant, check the sink as that type, so
+		// that its other mistakes come in this pass.
+		s3Keys, osKeys := v.c.has(p+".url") || v.c.has(p+".format"), v.c.has(p+".endpoints") || v.c.has(p+".index")
+		if s3Keys != osKeys {
+			meant := *s
+			meant.Type = map[bool]string{true: "s3", false: "opensearch"}[s3Keys]
+			s = &meant
+		}
+	}
 	for _, key := range sinkKeys() {
 		switch {
 		case s.Type == "s3" && openSearchOnly[key] && key != "error_sink" && v.c.has(p+"."+key):
@@ -694,10 +721,10 @@ func (v *validator) sink(i int, sinks map[string]int) {
 		}
 	}
 	checkTpl := func(key, src string, errorPrefix bool) {
-		tpl, err := template.Parse(src)
-		if err != nil {
+		// Every expression's mistake, then the checks of those that parsed.
+		tpl, errs := template.ParseAll(src)
+		for _, err := range errs {
 			v.errorf(p+"."+key, "%v", err)
-			return
 		}
 		for _, k := range tpl.Keys() {
 			if _, ok := s.PartitionKeys.Get(k); !ok {
@@ -711,7 +738,11 @@ func (v *validator) sink(i int, sinks map[string]int) {
 			v.errorf(p+"."+key, "!{error-output-type} belongs in error_prefix")
 		}
 		// Record values are escaped when rendered; what the template
-		// itself puts in a key must keep it under the url.
+		// itself puts in a key must keep it under the url. (A template
+		// with a bad expression has gaps: its sample says nothing.)
+		if len(errs) > 0 {
+			return
+		}
 		if err := template.CheckPrefix(tpl.Sample(errorOutputTypes[0])); err != nil {
 			v.errorf(p+"."+key, "%q would write outside the sink's url: %s", src, strings.TrimPrefix(err.Error(), template.ErrUnsafeKey.Error()+": "))
 		}
@@ -732,6 +763,16 @@ func (v *validator) sink(i int, sinks map[string]int) {
 			v.errorf(p+".glue", "Glue registration needs partition_keys")
 		case s.Prefix != "":
 			v.errorf(p+".glue", "Glue registration needs the default Hive-style prefix (leave prefix unset)")
+		case s.Format != "parquet":
+			v.errorf(p+".glue", "Glue registration describes Parquet objects (its SerDe is Parquet's), not %s", s.Format)
+		}
+	}
+	if s.Format != "parquet" {
+		// These shape Parquet rows only (the objstore Parquet layout).
+		for _, key := range []string{"schema", "extra_column", "max_value_bytes"} {
+			if v.c.has(p + "." + key) {
+				v.warnf(p+"."+key, "applies to format: parquet sinks, not %s: ignored", s.Format)
+			}
 		}
 	}
 	if s.Format == "parquet" && len(s.Schema) == 0 {
@@ -749,6 +790,10 @@ func (v *validator) sink(i int, sinks map[string]int) {
 		}
 		if k, dup := cols[col]; dup {
 			v.errorf(cp, "duplicate column %q (also schema[%d])", col, k)
+		}
+		if s.Glue.Table != "" && strings.ContainsAny(col, ".:") {
+			v.errorf(cp, "column %q: Glue registers it and Athena refuses '.' and ':' in column names; name the column (column: %s)",
+				col, strings.ToLower(strings.NewReplacer(".", "_", ":", "_").Replace(col)))
 		}
 		cols[col] = j
 	}

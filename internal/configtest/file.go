@@ -10,7 +10,7 @@
 //	  - name: high findings reach the lake
 //	    input:
 //	      source: security            # a source in the config
-//	      records:                    # a JSON object, or a string taken as raw bytes
+//	      records:                    # a JSON object, a string taken as raw bytes, or !!binary base64
 //	        - {"source": "aws.securityhub", "detail": {...}}
 //	      # or file: testdata/x.ndjson  (relative to the test file; one message per line)
 //	      arrival: 2024-11-05T10:00:00Z  # optional: the records' arrival time (default now)
@@ -73,28 +73,6 @@ type SinkExpect struct {
 // ErrorTypes are the error-output types expect.errors may name.
 var ErrorTypes = []string{sinks.ProcessingFailed, sinks.SchemaMismatch, sinks.SinkRejected, sinks.PartitionLimit}
 
-type rawFile struct {
-	Tests []rawTest `yaml:"tests"`
-}
-
-type rawTest struct {
-	Name  string `yaml:"name"`
-	Input struct {
-		Source  string      `yaml:"source"`
-		Records []yaml.Node `yaml:"records"`
-		File    string      `yaml:"file"`
-		Arrival string      `yaml:"arrival"`
-	} `yaml:"input"`
-	Expect yaml.Node `yaml:"expect"`
-	line   int
-}
-
-type rawSink struct {
-	Count      *int64           `yaml:"count"`
-	Partitions map[string]int64 `yaml:"partitions"`
-	Records    []yaml.Node      `yaml:"records"`
-}
-
 // Load reads the test file at path and checks it against cfg: sources,
 // sinks and error types must exist. An input.file is read relative to the
 // test file.
@@ -106,164 +84,269 @@ func Load(path string, cfg *config.Config) (*File, error) {
 	return Parse(path, data, cfg)
 }
 
-// Parse is Load of data already read.
+// problems collects every mistake in a test file, each naming the file,
+// line and key, so that one run reports them all (as processor validate
+// does for a configuration).
+type problems struct {
+	file string
+	list []string
+}
+
+func (p *problems) add(line int, key, format string, args ...any) {
+	p.list = append(p.list, fmt.Sprintf("%s:%d: %s: %s", p.file, line, key, fmt.Sprintf(format, args...)))
+}
+
+// mapping returns the values of mapping node n by key, reporting keys not
+// in known and a node that is not a mapping.
+func (p *problems) mapping(n *yaml.Node, key string, known ...string) (map[string]*yaml.Node, bool) {
+	if n.Kind == yaml.AliasNode {
+		n = n.Alias
+	}
+	if n.Kind != yaml.MappingNode {
+		p.add(n.Line, key, "want a mapping")
+		return nil, false
+	}
+	m := map[string]*yaml.Node{}
+	for i := 0; i+1 < len(n.Content); i += 2 {
+		k := n.Content[i].Value
+		if known != nil && !slices.Contains(known, k) {
+			p.add(n.Content[i].Line, key+"."+k, "unknown key %q (known keys: %s)", k, strings.Join(known, ", "))
+			continue
+		}
+		m[k] = n.Content[i+1]
+	}
+	return m, true
+}
+
+// str decodes a scalar string; "" when n is nil or not a string.
+func (p *problems) str(n *yaml.Node, key string) string {
+	if n == nil {
+		return ""
+	}
+	if n.Kind != yaml.ScalarNode || n.Tag == "!!null" {
+		p.add(n.Line, key, "want a string")
+		return ""
+	}
+	return n.Value
+}
+
+// Parse is Load of data already read. Every problem is reported at once,
+// one line each: file:line: key: message.
 func Parse(path string, data []byte, cfg *config.Config) (*File, error) {
 	var root yaml.Node
 	if err := yaml.Unmarshal(data, &root); err != nil {
-		return nil, fmt.Errorf("%s: %w", path, err)
+		return nil, config.YAMLError(path, data, err.Error())
 	}
-	var rf rawFile
-	dec := yaml.NewDecoder(bytes.NewReader(data))
-	dec.KnownFields(true)
-	if err := dec.Decode(&rf); err != nil {
-		if errors.Is(err, io.EOF) {
-			return nil, fmt.Errorf("%s: no tests", path)
-		}
-		return nil, fmt.Errorf("%s: %w", path, err)
-	}
-	lines := testLines(&root)
-	f := &File{Path: path}
-	names := map[string]bool{}
-	for i, rt := range rf.Tests {
-		at := fmt.Sprintf("%s: tests[%d]", path, i)
-		if i < len(lines) {
-			at = fmt.Sprintf("%s:%d: tests[%d]", path, lines[i], i)
-		}
-		t, err := buildTest(path, &rt, cfg)
-		if err != nil {
-			return nil, fmt.Errorf("%s: %w", at, err)
-		}
-		if names[t.Name] {
-			return nil, fmt.Errorf("%s: name %q used twice", at, t.Name)
-		}
-		names[t.Name] = true
-		f.Tests = append(f.Tests, t)
-	}
-	if len(f.Tests) == 0 {
+	if root.Kind != yaml.DocumentNode || len(root.Content) == 0 {
 		return nil, fmt.Errorf("%s: no tests", path)
+	}
+	p := &problems{file: path}
+	top, ok := p.mapping(root.Content[0], "(top level)", "tests")
+	if !ok {
+		return nil, errors.New(strings.Join(p.list, "\n"))
+	}
+	list := top["tests"]
+	f := &File{Path: path}
+	if list == nil || list.Kind != yaml.SequenceNode || len(list.Content) == 0 {
+		line := root.Content[0].Line
+		if list != nil {
+			line = list.Line
+		}
+		p.add(line, "tests", "want a list of tests")
+	} else {
+		names := map[string]int{}
+		for i, n := range list.Content {
+			key := fmt.Sprintf("tests[%d]", i)
+			t := buildTest(p, key, path, n, cfg)
+			if t == nil {
+				continue
+			}
+			if prev, ok := names[t.Name]; ok && t.Name != "" {
+				p.add(n.Line, key+".name", "%q used twice (also tests[%d])", t.Name, prev)
+			}
+			names[t.Name] = i
+			f.Tests = append(f.Tests, t)
+		}
+	}
+	if len(p.list) > 0 {
+		return nil, errors.New(strings.Join(p.list, "\n"))
 	}
 	return f, nil
 }
 
-// testLines returns the line of each item of the tests list.
-func testLines(root *yaml.Node) []int {
-	if root.Kind != yaml.DocumentNode || len(root.Content) == 0 {
+// buildTest reads one test; nil when it is not a mapping.
+func buildTest(p *problems, key, path string, n *yaml.Node, cfg *config.Config) *Test {
+	m, ok := p.mapping(n, key, "name", "input", "expect")
+	if !ok {
 		return nil
 	}
-	m := root.Content[0]
-	for i := 0; i+1 < len(m.Content); i += 2 {
-		if m.Content[i].Value == "tests" {
-			var out []int
-			for _, n := range m.Content[i+1].Content {
-				out = append(out, n.Line)
-			}
-			return out
-		}
+	t := &Test{Sinks: map[string]*SinkExpect{}, Errors: map[string]int64{}}
+	switch t.Name = p.str(m["name"], key+".name"); {
+	case m["name"] == nil:
+		p.add(n.Line, key, "missing required key \"name\"")
+	case t.Name == "":
+		p.add(m["name"].Line, key+".name", "must not be empty")
 	}
-	return nil
+	if in := m["input"]; in == nil {
+		p.add(n.Line, key, "missing required key \"input\"")
+	} else {
+		buildInput(p, key+".input", path, in, cfg, t)
+	}
+	if e := m["expect"]; e == nil {
+		p.add(n.Line, key, "missing required key \"expect\": a map of sink name to expectations")
+	} else {
+		buildExpect(p, key+".expect", e, cfg, t)
+	}
+	return t
 }
 
-func buildTest(path string, rt *rawTest, cfg *config.Config) (*Test, error) {
-	t := &Test{Name: rt.Name, Source: rt.Input.Source, Sinks: map[string]*SinkExpect{}, Errors: map[string]int64{}}
-	if t.Name == "" {
-		return nil, errors.New("name: required")
+func buildInput(p *problems, key, path string, n *yaml.Node, cfg *config.Config, t *Test) {
+	in, ok := p.mapping(n, key, "source", "records", "file", "arrival")
+	if !ok {
+		return
 	}
-	if t.Source == "" {
-		return nil, errors.New("input.source: required")
-	}
-	if !slices.ContainsFunc(cfg.Sources, func(s config.Source) bool { return s.Name == t.Source }) {
-		return nil, fmt.Errorf("input.source: no source %q in %s", t.Source, cfg.File)
-	}
-	if rt.Input.Arrival != "" {
-		a, err := time.Parse(time.RFC3339Nano, rt.Input.Arrival)
-		if err != nil {
-			return nil, fmt.Errorf("input.arrival: want an RFC 3339 time, not %q", rt.Input.Arrival)
-		}
-		t.Arrival = a
-	}
+	t.Source = p.str(in["source"], key+".source")
 	switch {
-	case rt.Input.File != "" && rt.Input.Records != nil:
-		return nil, errors.New("input: give records or file, not both")
-	case rt.Input.File != "":
-		p := rt.Input.File
-		if !filepath.IsAbs(p) {
-			p = filepath.Join(filepath.Dir(path), p)
+	case in["source"] == nil:
+		p.add(n.Line, key, "missing required key \"source\"")
+	case t.Source != "" && !slices.ContainsFunc(cfg.Sources, func(s config.Source) bool { return s.Name == t.Source }):
+		var names []string
+		for _, s := range cfg.Sources {
+			names = append(names, s.Name)
 		}
-		msgs, err := readLines(p)
+		p.add(in["source"].Line, key+".source", "no source %q in %s (defined: %s)", t.Source, cfg.File, strings.Join(names, ", "))
+	}
+	if a := in["arrival"]; a != nil {
+		at, err := time.Parse(time.RFC3339Nano, a.Value)
 		if err != nil {
-			return nil, fmt.Errorf("input.file: %w", err)
+			p.add(a.Line, key+".arrival", "want an RFC 3339 time, not %q", a.Value)
+		}
+		t.Arrival = at
+	}
+	file, records := in["file"], in["records"]
+	switch {
+	case file != nil && records != nil:
+		p.add(n.Line, key, "give records or file, not both")
+	case file != nil:
+		f := p.str(file, key+".file")
+		if f == "" {
+			return
+		}
+		if !filepath.IsAbs(f) {
+			f = filepath.Join(filepath.Dir(path), f)
+		}
+		msgs, err := readLines(f)
+		if err != nil {
+			p.add(file.Line, key+".file", "%v (relative to the test file)", err)
 		}
 		t.Input = msgs
-	case rt.Input.Records != nil:
-		for i := range rt.Input.Records {
-			n := &rt.Input.Records[i]
-			if n.Kind == yaml.ScalarNode && n.Tag == "!!str" {
-				t.Input = append(t.Input, []byte(n.Value))
+	case records != nil:
+		if records.Kind != yaml.SequenceNode {
+			p.add(records.Line, key+".records", "want a list")
+			return
+		}
+		for i, r := range records.Content {
+			if r.Kind == yaml.ScalarNode && r.Tag == "!!str" {
+				t.Input = append(t.Input, []byte(r.Value))
 				continue
 			}
-			if n.Kind != yaml.MappingNode {
-				return nil, fmt.Errorf("input.records[%d] (line %d): want a JSON object or a string of raw bytes", i, n.Line)
+			if r.Kind == yaml.ScalarNode && r.Tag == "!!binary" {
+				// Bytes a YAML string cannot hold (otlp_metrics input).
+				var b string
+				if err := r.Decode(&b); err != nil {
+					p.add(r.Line, fmt.Sprintf("%s.records[%d]", key, i), "!!binary: %v", err)
+					continue
+				}
+				t.Input = append(t.Input, []byte(b))
+				continue
 			}
-			b, err := nodeJSON(nil, n)
+			if r.Kind != yaml.MappingNode {
+				p.add(r.Line, fmt.Sprintf("%s.records[%d]", key, i), "want a JSON object, a string of raw bytes or !!binary base64")
+				continue
+			}
+			b, err := nodeJSON(nil, r)
 			if err != nil {
-				return nil, fmt.Errorf("input.records[%d]: %w", i, err)
+				p.add(r.Line, fmt.Sprintf("%s.records[%d]", key, i), "%v", err)
+				continue
 			}
 			t.Input = append(t.Input, b)
 		}
 	default:
-		return nil, errors.New("input: records or file required")
+		p.add(n.Line, key, "records or file required")
 	}
-	e := &rt.Expect
-	if e.Kind != yaml.MappingNode {
-		return nil, errors.New("expect: required, a map of sink name to expectations")
+}
+
+func buildExpect(p *problems, key string, n *yaml.Node, cfg *config.Config, t *Test) {
+	if n.Kind != yaml.MappingNode {
+		p.add(n.Line, key, "want a map of sink name to expectations")
+		return
 	}
-	for i := 0; i+1 < len(e.Content); i += 2 {
-		k, v := e.Content[i].Value, e.Content[i+1]
+	for i := 0; i+1 < len(n.Content); i += 2 {
+		k, v := n.Content[i].Value, n.Content[i+1]
+		if v.Kind == yaml.AliasNode {
+			v = v.Alias
+		}
+		at := key + "." + k
 		if k == "errors" {
-			var m map[string]int64
-			if err := v.Decode(&m); err != nil {
-				return nil, fmt.Errorf("expect.errors (line %d): want a map of error-output type to records: %w", v.Line, err)
+			if _, ok := p.mapping(v, at); !ok {
+				continue
 			}
-			for typ, n := range m {
+			for j := 0; j+1 < len(v.Content); j += 2 {
+				typ, c := v.Content[j].Value, v.Content[j+1]
 				if !slices.Contains(ErrorTypes, typ) {
-					return nil, fmt.Errorf("expect.errors (line %d): unknown error-output type %q (want one of %s)", v.Line, typ, strings.Join(ErrorTypes, ", "))
+					p.add(c.Line, at+"."+typ, "unknown error-output type %q (want one of %s)", typ, strings.Join(ErrorTypes, ", "))
+					continue
 				}
-				t.Errors[typ] = n
+				var count int64
+				if err := c.Decode(&count); err != nil {
+					p.add(c.Line, at+"."+typ, "want a number of records, not %q", c.Value)
+				}
+				t.Errors[typ] = count
 			}
 			continue
 		}
 		if !slices.ContainsFunc(cfg.Sinks, func(s config.Sink) bool { return s.Name == k }) {
-			return nil, fmt.Errorf("expect.%s (line %d): no sink %q in %s", k, e.Content[i].Line, k, cfg.File)
+			var names []string
+			for _, s := range cfg.Sinks {
+				names = append(names, s.Name)
+			}
+			p.add(n.Content[i].Line, at, "no sink %q in %s (defined: %s; or errors)", k, cfg.File, strings.Join(names, ", "))
+			continue
 		}
-		var rs rawSink
-		if err := decodeStrict(v, &rs); err != nil {
-			return nil, fmt.Errorf("expect.%s (line %d): %w", k, v.Line, err)
+		m, ok := p.mapping(v, at, "count", "partitions", "records")
+		if !ok {
+			continue
 		}
-		se := &SinkExpect{Count: rs.Count, Partitions: rs.Partitions}
-		if rs.Records != nil {
-			se.Records = []any{}
-			for j := range rs.Records {
-				x, err := nodeValue(&rs.Records[j])
-				if err != nil {
-					return nil, fmt.Errorf("expect.%s.records[%d]: %w", k, j, err)
+		se := &SinkExpect{}
+		if c := m["count"]; c != nil {
+			var count int64
+			if err := c.Decode(&count); err != nil {
+				p.add(c.Line, at+".count", "want a number of records, not %q", c.Value)
+			}
+			se.Count = &count
+		}
+		if ps := m["partitions"]; ps != nil {
+			if err := ps.Decode(&se.Partitions); err != nil {
+				p.add(ps.Line, at+".partitions", "want a map of rendered prefix to records")
+			}
+		}
+		if rs := m["records"]; rs != nil {
+			if rs.Kind != yaml.SequenceNode {
+				p.add(rs.Line, at+".records", "want a list")
+			} else {
+				se.Records = []any{}
+				for j, r := range rs.Content {
+					x, err := nodeValue(r)
+					if err != nil {
+						p.add(r.Line, fmt.Sprintf("%s.records[%d]", at, j), "%v", err)
+						continue
+					}
+					se.Records = append(se.Records, x)
 				}
-				se.Records = append(se.Records, x)
 			}
 		}
 		t.Sinks[k] = se
 	}
-	return t, nil
-}
-
-// decodeStrict decodes n into v, refusing unknown keys.
-func decodeStrict(n *yaml.Node, v any) error {
-	b, err := yaml.Marshal(n)
-	if err != nil {
-		return err
-	}
-	dec := yaml.NewDecoder(bytes.NewReader(b))
-	dec.KnownFields(true)
-	return dec.Decode(v)
 }
 
 // readLines reads a file (gzip when it ends in .gz) as one message per

@@ -51,7 +51,20 @@ var Expressions = []struct {
 // Parse parses src. Unknown namespaces, and ones Sluice cannot honour
 // deterministically (random-string, Lambda keys), are errors.
 func Parse(src string) (*Template, error) {
+	t, errs := ParseAll(src)
+	if len(errs) > 0 {
+		return nil, errs[0]
+	}
+	return t, nil
+}
+
+// ParseAll parses src as Parse does, but reads every expression: it returns
+// each error, in order, and the template of the expressions that parsed, so
+// that a configuration check can report all mistakes in one pass (and still
+// check the partition keys the valid expressions name).
+func ParseAll(src string) (*Template, []error) {
 	t := &Template{src: src}
+	var errs []error
 	rest := src
 	for rest != "" {
 		i := strings.Index(rest, "!{")
@@ -64,47 +77,57 @@ func Parse(src string) (*Template, error) {
 		}
 		j := strings.IndexByte(rest[i:], '}')
 		if j < 0 {
-			return nil, fmt.Errorf("unterminated !{ in %q", src)
+			errs = append(errs, fmt.Errorf("unterminated !{ in %q", src))
+			break
 		}
 		expr := rest[i+2 : i+j]
 		rest = rest[i+j+1:]
-		ns, arg, _ := strings.Cut(expr, ":")
-		switch ns {
-		case "partitionKeyFromQuery":
-			if arg == "" {
-				return nil, fmt.Errorf("!{partitionKeyFromQuery:} needs a key name")
-			}
-			t.parts = append(t.parts, part{kind: partitionKey, text: arg})
-		case "timestamp":
-			d, err := parseDate(arg)
-			if err != nil {
-				return nil, err
-			}
-			t.parts = append(t.parts, part{kind: timestamp, date: d})
-		case "arrival":
-			d, err := parseDate(arg)
-			if err != nil {
-				return nil, err
-			}
-			t.parts = append(t.parts, part{kind: arrival, date: d})
-		case "error-output-type":
-			t.parts = append(t.parts, part{kind: errorType})
-		case "firehose":
-			switch arg {
-			case "error-output-type":
-				t.parts = append(t.parts, part{kind: errorType})
-			case "random-string":
-				return nil, fmt.Errorf("!{firehose:random-string} is not supported: object names derive from source positions so that re-processing overwrites")
-			default:
-				return nil, fmt.Errorf("unknown !{firehose:%s}", arg)
-			}
-		case "partitionKeyFromLambda":
-			return nil, fmt.Errorf("!{partitionKeyFromLambda:%s} is not supported: use partition_keys (jq)", arg)
-		default:
-			return nil, fmt.Errorf("unknown template expression !{%s} (want partitionKeyFromQuery:KEY, timestamp:FORMAT, arrival:FORMAT or error-output-type)", expr)
+		if p, err := parseExpr(expr); err != nil {
+			errs = append(errs, err)
+		} else {
+			t.parts = append(t.parts, p)
 		}
 	}
-	return t, nil
+	return t, errs
+}
+
+// parseExpr parses the expression inside one !{...}.
+func parseExpr(expr string) (part, error) {
+	ns, arg, _ := strings.Cut(expr, ":")
+	switch ns {
+	case "partitionKeyFromQuery":
+		if arg == "" {
+			return part{}, fmt.Errorf("!{partitionKeyFromQuery:} needs a key name")
+		}
+		return part{kind: partitionKey, text: arg}, nil
+	case "timestamp":
+		d, err := parseDate(arg)
+		if err != nil {
+			return part{}, err
+		}
+		return part{kind: timestamp, date: d}, nil
+	case "arrival":
+		d, err := parseDate(arg)
+		if err != nil {
+			return part{}, err
+		}
+		return part{kind: arrival, date: d}, nil
+	case "error-output-type":
+		return part{kind: errorType}, nil
+	case "firehose":
+		switch arg {
+		case "error-output-type":
+			return part{kind: errorType}, nil
+		case "random-string":
+			return part{}, fmt.Errorf("!{firehose:random-string} is not supported: object names derive from source positions so that re-processing overwrites")
+		default:
+			return part{}, fmt.Errorf("unknown !{firehose:%s}", arg)
+		}
+	case "partitionKeyFromLambda":
+		return part{}, fmt.Errorf("!{partitionKeyFromLambda:%s} is not supported: use partition_keys (jq)", arg)
+	default:
+		return part{}, fmt.Errorf("unknown template expression !{%s} (want partitionKeyFromQuery:KEY, timestamp:FORMAT, arrival:FORMAT or error-output-type)", expr)
+	}
 }
 
 // String returns the source.

@@ -1,6 +1,9 @@
 -- Sluice sink app-lake: s3://mozart-lake/app-logs/ Parquet (SNAPPY), partitions registered, not projected:
 -- Athena cannot enumerate project_id, plan_ver. Register partitions with the sink's glue option
 -- or MSCK REPAIR TABLE; or print projection with --enum project_id=A,B,... or --injected project_id,plan_ver.
+-- project_id, plan_ver: partition columns only (Athena allows no column twice).
+-- project_id, plan_ver: registered partitions hold the path value unescaped (AWS%2FEC2 in the path is AWS/EC2);
+-- filter with the clean value.
 CREATE EXTERNAL TABLE IF NOT EXISTS `telemetry`.`app_lake` (
   `event_timestamp` bigint,
   `level` string,
@@ -15,8 +18,6 @@ PARTITIONED BY (
   `day` int,
   `hour` int
 )
--- project_id, plan_ver: partition columns only; the path value (AWS%2FEC2) stands for the data column.
--- project_id, plan_ver: path values are Hive-escaped (AWS/EC2 is stored as AWS%2FEC2); filter with the escaped form.
 STORED AS PARQUET
 LOCATION 's3://mozart-lake/app-logs/'
 TBLPROPERTIES (

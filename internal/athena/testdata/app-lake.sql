@@ -1,4 +1,8 @@
 -- Sluice sink app-lake: s3://mozart-lake/app-logs/ Parquet (SNAPPY) with partition projection.
+-- Also data columns: project_id as project_id_path, plan_ver as plan_ver_path. The data column keeps the clean value (AWS/EC2);
+-- the partition column holds the path value (AWS%2FEC2) and prunes partitions.
+-- project_id_path, plan_ver_path: injected, so every query must filter on each with = or IN.
+-- project_id_path, plan_ver_path: path values are Hive-escaped (AWS/EC2 is stored as AWS%2FEC2); filter with the escaped form.
 CREATE EXTERNAL TABLE IF NOT EXISTS `telemetry`.`app_lake` (
   `project_id` string,
   `plan_ver` string,
@@ -15,10 +19,6 @@ PARTITIONED BY (
   `day` int,
   `hour` int
 )
--- Also data columns: project_id as project_id_path, plan_ver as plan_ver_path. The data column keeps the clean value (AWS/EC2);
--- the partition column holds the path value (AWS%2FEC2) and prunes partitions.
--- project_id_path, plan_ver_path: injected, so every query must filter on each with = or IN.
--- project_id_path, plan_ver_path: path values are Hive-escaped (AWS/EC2 is stored as AWS%2FEC2); filter with the escaped form.
 STORED AS PARQUET
 LOCATION 's3://mozart-lake/app-logs/'
 TBLPROPERTIES (

@@ -1,6 +1,9 @@
 -- Sluice sink metrics-lake: file:out/lake/metrics/ Parquet (SNAPPY) with partition projection.
 -- metrics-lake writes local files: LOCATION is a placeholder. Upload out/lake/metrics/ to S3 as it is and put its URL
 -- in LOCATION and storage.location.template.
+-- Also data columns: namespace as namespace_path. The data column keeps the clean value (AWS/EC2);
+-- the partition column holds the path value (AWS%2FEC2) and prunes partitions.
+-- namespace_path: path values are Hive-escaped (AWS/EC2 is stored as AWS%2FEC2); filter with the escaped form.
 CREATE EXTERNAL TABLE IF NOT EXISTS `telemetry`.`metrics_lake` (
   `time_utc` timestamp,
   `namespace` string,
@@ -13,9 +16,6 @@ PARTITIONED BY (
   `dt` string,
   `hour` int
 )
--- Also data columns: namespace as namespace_path. The data column keeps the clean value (AWS/EC2);
--- the partition column holds the path value (AWS%2FEC2) and prunes partitions.
--- namespace_path: path values are Hive-escaped (AWS/EC2 is stored as AWS%2FEC2); filter with the escaped form.
 STORED AS PARQUET
 LOCATION 's3://YOUR-BUCKET/metrics/'
 TBLPROPERTIES (
