@@ -164,6 +164,13 @@ func (s *Source) start() error {
 	s.addr.Store(ln.Addr())
 	mux := http.NewServeMux()
 	mux.HandleFunc(s.cfg.Path, s.handle)
+	if s.cfg.Path != "/" {
+		// Every answer is Firehose's JSON, also for a stream configured
+		// with the wrong URL: its error log then shows why.
+		mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+			s.answer(w, r.Header.Get("X-Amz-Firehose-Request-Id"), http.StatusNotFound, fmt.Sprintf("no Firehose endpoint at %s; it is at %s", r.URL.Path, s.cfg.Path))
+		})
+	}
 	s.srv = &http.Server{Handler: mux, ReadHeaderTimeout: 30 * time.Second, ErrorLog: zap.NewStdLog(s.log)}
 	go func() {
 		defer close(s.served)
@@ -413,8 +420,10 @@ func (s *Source) readRequest(w http.ResponseWriter, r *http.Request) (*request, 
 		return nil, bodyStatus(err), fmt.Errorf("body: %w", err)
 	}
 	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
-		if st := bodyStatus(err); err != nil && st == http.StatusRequestEntityTooLarge {
-			return &req, st, fmt.Errorf("body: %w", err)
+		if err != nil {
+			// A truncated or corrupt gzip stream, or a body cut short,
+			// after a complete object: say what it was.
+			return &req, bodyStatus(err), fmt.Errorf("body: %w", err)
 		}
 		return &req, http.StatusBadRequest, errors.New("body: data after the JSON object")
 	}
