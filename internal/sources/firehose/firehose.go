@@ -336,7 +336,7 @@ type request struct {
 	RequestID string `json:"requestId"`
 	Timestamp int64  `json:"timestamp"`
 	Records   []struct {
-		Data []byte `json:"data"` // base64 in JSON
+		Data *[]byte `json:"data"` // base64 in JSON; nil when absent or null
 	} `json:"records"`
 }
 
@@ -431,8 +431,14 @@ func (s *Source) readRequest(w http.ResponseWriter, r *http.Request) (*request, 
 		return &req, http.StatusBadRequest, fmt.Errorf("records: %d, want 1 to %d", n, maxRecords)
 	}
 	for i, rec := range req.Records {
-		if len(rec.Data) > maxRecordSize {
-			return &req, http.StatusRequestEntityTooLarge, fmt.Errorf("record %d: %d bytes exceeds %d", i, len(rec.Data), maxRecordSize)
+		if rec.Data == nil {
+			// Firehose always sends data (an empty record is ""): a
+			// record without it is a malformed delivery, not an empty
+			// record.
+			return &req, http.StatusBadRequest, fmt.Errorf("record %d: no data", i)
+		}
+		if len(*rec.Data) > maxRecordSize {
+			return &req, http.StatusRequestEntityTooLarge, fmt.Errorf("record %d: %d bytes exceeds %d", i, len(*rec.Data), maxRecordSize)
 		}
 	}
 	return &req, 0, nil
@@ -577,7 +583,7 @@ func (s *Source) batch(id string, r *http.Request, req *request) record.Batch {
 	msgs := make([]record.Message, len(req.Records))
 	for i, rec := range req.Records {
 		msgs[i] = record.Message{
-			Data:    rec.Data,
+			Data:    *rec.Data,
 			Pos:     record.Position{Partition: id, Offset: int64(i)},
 			Arrival: now,
 			Meta:    &record.Meta{Topic: arn, Offset: int64(i), Timestamp: ts, Key: []byte(id), Headers: headers},
