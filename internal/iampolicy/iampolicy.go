@@ -282,7 +282,7 @@ var mskBroker = regexp.MustCompile(`^b-\d+(?:-public)?\.([A-Za-z0-9-]+)\.[a-z0-9
 // host names; "*" when they do not name one (serverless, a custom name).
 func mskCluster(brokers []string) (name, region string) {
 	name = ""
-	for _, b := range brokers {
+	for _, b := range config.SeedBrokers(brokers) {
 		m := mskBroker.FindStringSubmatch(b)
 		if m == nil {
 			return "*", ""
