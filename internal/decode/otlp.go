@@ -39,12 +39,14 @@ const (
 
 // otlpUnits maps the UCUM units CloudWatch writes back to CloudWatch's own
 // unit names, which the JSON format carries; a unit combined with a slash
-// maps each side ("By/s" is "Bytes/Second").
+// maps each side ("By/s" is "Bytes/Second"). The translation table maps
+// None to "1", but the 1.0.0 format's documented sample message carries
+// "NoneTranslated": both are None.
 var otlpUnits = map[string]string{
 	"s": "Seconds", "us": "Microseconds", "ms": "Milliseconds",
 	"By": "Bytes", "kBy": "Kilobytes", "MBy": "Megabytes", "GBy": "Gigabytes", "TBy": "Terabytes",
 	"bit": "Bits", "kbit": "Kilobits", "MBit": "Megabits", "Mbit": "Megabits", "GBit": "Gigabits", "Gbit": "Gigabits",
-	"Tbit": "Terabits", "TBit": "Terabits", "%": "Percent", "{Count}": "Count", "1": "None",
+	"Tbit": "Terabits", "TBit": "Terabits", "%": "Percent", "{Count}": "Count", "1": "None", "NoneTranslated": "None",
 }
 
 func cloudWatchUnit(u string) string {

@@ -135,7 +135,7 @@ func TestOTLPMalformed(t *testing.T) {
 func TestCloudWatchUnit(t *testing.T) {
 	tests := []struct{ give, want string }{
 		{"{Count}", "Count"}, {"By/s", "Bytes/Second"}, {"{Count}/s", "Count/Second"}, {"kbit/s", "Kilobits/Second"},
-		{"1", "None"}, {"%", "Percent"}, {"us", "Microseconds"}, {"furlong", "furlong"},
+		{"1", "None"}, {"NoneTranslated", "None"}, {"%", "Percent"}, {"us", "Microseconds"}, {"furlong", "furlong"},
 	}
 	for _, tt := range tests {
 		if got := cloudWatchUnit(tt.give); got != tt.want {

@@ -282,7 +282,7 @@ var mskBroker = regexp.MustCompile(`^b-\d+(?:-public)?\.([A-Za-z0-9-]+)\.[a-z0-9
 // host names; "*" when they do not name one (serverless, a custom name).
 func mskCluster(brokers []string) (name, region string) {
 	name = ""
-	for _, b := range brokers {
+	for _, b := range config.SeedBrokers(brokers) {
 		m := mskBroker.FindStringSubmatch(b)
 		if m == nil {
 			return "*", ""
@@ -306,11 +306,16 @@ func (g *gen) sink(s *config.Sink) error {
 			return nil // file: sinks need no permission
 		}
 		prefixes := []string{prefix}
-		// Error records go by default to the sibling prefix
+		// Error records go where the sink writes them
+		// (config.Sink.ErrorLocation): by default to the sibling prefix
 		// <url without trailing slash>-errors/ (outside the table's
-		// location, as Firehose's error prefix is).
-		if prefix != "" {
-			prefixes = append(prefixes, strings.TrimSuffix(prefix, "/")+"-errors/")
+		// location, as Firehose's error prefix is); under the url itself
+		// with error_prefix set, for a pure error output, or at a bucket
+		// root, which the url's prefix already covers.
+		if eurl, _ := s.ErrorLocation(); eurl != s.URL {
+			if _, ep, ok := splitS3(eurl); ok {
+				prefixes = append(prefixes, ep)
+			}
 		}
 		var objects []string
 		for _, p := range prefixes {

@@ -122,3 +122,27 @@ func TestAllows(t *testing.T) {
 		}
 	}
 }
+
+// TestMSKCluster: the cluster is named from the brokers however they are
+// given, also as one comma-separated bootstrap string
+// (brokers: ["${KAFKA_BROKERS}"]), which the Kafka source splits too.
+func TestMSKCluster(t *testing.T) {
+	const b1, b2 = "b-1.prod-msk.x1y2z3.c3.kafka.us-east-1.amazonaws.com:9098", "b-2.prod-msk.x1y2z3.c3.kafka.us-east-1.amazonaws.com:9098"
+	tests := []struct {
+		give       []string
+		wantName   string
+		wantRegion string
+	}{
+		{[]string{b1, b2}, "prod-msk", "us-east-1"},
+		{[]string{b1 + "," + b2}, "prod-msk", "us-east-1"},
+		{[]string{b1 + ", " + b2 + ","}, "prod-msk", "us-east-1"},
+		{[]string{b1 + ",localhost:9092"}, "*", ""},
+		{[]string{"boot-abc.c2.kafka-serverless.us-east-1.amazonaws.com:9098"}, "*", ""},
+	}
+	for _, tt := range tests {
+		name, region := mskCluster(tt.give)
+		if name != tt.wantName || region != tt.wantRegion {
+			t.Errorf("mskCluster(%q) = %q, %q; want %q, %q", tt.give, name, region, tt.wantName, tt.wantRegion)
+		}
+	}
+}

@@ -164,6 +164,13 @@ func (s *Source) start() error {
 	s.addr.Store(ln.Addr())
 	mux := http.NewServeMux()
 	mux.HandleFunc(s.cfg.Path, s.handle)
+	if s.cfg.Path != "/" {
+		// Every answer is Firehose's JSON, also for a stream configured
+		// with the wrong URL: its error log then shows why.
+		mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+			s.answer(w, r.Header.Get("X-Amz-Firehose-Request-Id"), http.StatusNotFound, fmt.Sprintf("no Firehose endpoint at %s; it is at %s", r.URL.Path, s.cfg.Path))
+		})
+	}
 	s.srv = &http.Server{Handler: mux, ReadHeaderTimeout: 30 * time.Second, ErrorLog: zap.NewStdLog(s.log)}
 	go func() {
 		defer close(s.served)
@@ -329,7 +336,7 @@ type request struct {
 	RequestID string `json:"requestId"`
 	Timestamp int64  `json:"timestamp"`
 	Records   []struct {
-		Data []byte `json:"data"` // base64 in JSON
+		Data *[]byte `json:"data"` // base64 in JSON; nil when absent or null
 	} `json:"records"`
 }
 
@@ -413,8 +420,10 @@ func (s *Source) readRequest(w http.ResponseWriter, r *http.Request) (*request, 
 		return nil, bodyStatus(err), fmt.Errorf("body: %w", err)
 	}
 	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
-		if st := bodyStatus(err); err != nil && st == http.StatusRequestEntityTooLarge {
-			return &req, st, fmt.Errorf("body: %w", err)
+		if err != nil {
+			// A truncated or corrupt gzip stream, or a body cut short,
+			// after a complete object: say what it was.
+			return &req, bodyStatus(err), fmt.Errorf("body: %w", err)
 		}
 		return &req, http.StatusBadRequest, errors.New("body: data after the JSON object")
 	}
@@ -422,8 +431,14 @@ func (s *Source) readRequest(w http.ResponseWriter, r *http.Request) (*request, 
 		return &req, http.StatusBadRequest, fmt.Errorf("records: %d, want 1 to %d", n, maxRecords)
 	}
 	for i, rec := range req.Records {
-		if len(rec.Data) > maxRecordSize {
-			return &req, http.StatusRequestEntityTooLarge, fmt.Errorf("record %d: %d bytes exceeds %d", i, len(rec.Data), maxRecordSize)
+		if rec.Data == nil {
+			// Firehose always sends data (an empty record is ""): a
+			// record without it is a malformed delivery, not an empty
+			// record.
+			return &req, http.StatusBadRequest, fmt.Errorf("record %d: no data", i)
+		}
+		if len(*rec.Data) > maxRecordSize {
+			return &req, http.StatusRequestEntityTooLarge, fmt.Errorf("record %d: %d bytes exceeds %d", i, len(*rec.Data), maxRecordSize)
 		}
 	}
 	return &req, 0, nil
@@ -568,7 +583,7 @@ func (s *Source) batch(id string, r *http.Request, req *request) record.Batch {
 	msgs := make([]record.Message, len(req.Records))
 	for i, rec := range req.Records {
 		msgs[i] = record.Message{
-			Data:    rec.Data,
+			Data:    *rec.Data,
 			Pos:     record.Position{Partition: id, Offset: int64(i)},
 			Arrival: now,
 			Meta:    &record.Meta{Topic: arn, Offset: int64(i), Timestamp: ts, Key: []byte(id), Headers: headers},

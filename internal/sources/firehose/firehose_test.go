@@ -207,10 +207,14 @@ func TestStatuses(t *testing.T) {
 		{"malformed JSON", key1, []byte(`{"requestId":"r1","records":[`), nil, 400, "body:"},
 		{"bad base64", key1, []byte(`{"requestId":"r1","records":[{"data":"@@@"}]}`), nil, 400, "illegal base64"},
 		{"no records", key1, body("r1"), nil, 400, "records: 0"},
+		{"record without data", key1, []byte(`{"requestId":"r1","records":[{"data":"eA=="},{}]}`), nil, 400, "record 1: no data"},
+		{"record data null", key1, []byte(`{"requestId":"r1","records":[{"data":null}]}`), nil, 400, "record 0: no data"},
+		{"record null", key1, []byte(`{"requestId":"r1","records":[null]}`), nil, 400, "record 0: no data"},
 		{"bad gzip", key1, []byte("not gzip"), []string{"Content-Encoding", "gzip"}, 400, "gzip body"},
 		{"unknown encoding", key1, body("r1", "x"), []string{"Content-Encoding", "br"}, 400, `content encoding "br"`},
 		{"body too large", key1, body("r1", strings.Repeat("x", 2<<20)), nil, 413, "exceeds max_body"},
 		{"gzip bomb", key1, gz(body("r1", strings.Repeat("x", 2<<20))), []string{"Content-Encoding", "gzip"}, 413, "exceeds max_body"},
+		{"truncated gzip", key1, gzCut(body("r1", "x")), []string{"Content-Encoding", "gzip"}, 400, "body: unexpected EOF"},
 		{"trailing data", key1, append(body("r1", "x"), `{}`...), nil, 400, "data after the JSON object"},
 		{"ids differ", key1, body("other", "x"), nil, 400, "differs"},
 	}
@@ -225,6 +229,28 @@ func TestStatuses(t *testing.T) {
 	}
 	if h.count() != 0 {
 		t.Errorf("%d batches handed on from refused requests", h.count())
+	}
+}
+
+// gzCut is b gzipped with the end of its trailer cut off: the JSON
+// inflates whole, the gzip stream does not end.
+func gzCut(b []byte) []byte {
+	z := gz(b)
+	return z[:len(z)-4]
+}
+
+// TestWrongPathIsJSON: a stream sent to another path gets a 404 in
+// Firehose's answer shape, which Firehose's error log shows.
+func TestWrongPathIsJSON(t *testing.T) {
+	h := newHarness(t, nil)
+	base := h.url
+	h.url = strings.TrimSuffix(base, "/firehose") + "/elsewhere"
+	r := h.post("r9", key1, body("r9", "x"))
+	if r.status != http.StatusNotFound || !strings.Contains(r.body.ErrorMessage, "/firehose") {
+		t.Errorf("got %d %q, want 404 naming the endpoint's path", r.status, r.body.ErrorMessage)
+	}
+	if h.count() != 0 {
+		t.Errorf("%d batches handed on from a wrong path", h.count())
 	}
 }
 

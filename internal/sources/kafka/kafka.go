@@ -31,7 +31,6 @@ import (
 	"slices"
 	"sort"
 	"strconv"
-	"strings"
 	"sync"
 	"time"
 
@@ -184,27 +183,10 @@ func newSource(cfg *config.Source, relieve func(), log *zap.Logger) *Source {
 // was revoked or lost while some of its records were not yet durable.
 var ErrPartitionGone = errors.New("kafka: partition left this process with records not yet durable")
 
-// seedBrokers splits entries that hold a comma-separated list, as MSK's
-// bootstrap string does: brokers: ["${KAFKA_BROKERS}"] with
-// KAFKA_BROKERS=b-1:9092,b-2:9092 is two seed brokers. (${VAR} is
-// expanded inside one value, never into the YAML text, so it cannot make
-// two list items.)
-func seedBrokers(list []string) []string {
-	var out []string
-	for _, b := range list {
-		for part := range strings.SplitSeq(b, ",") {
-			if part = strings.TrimSpace(part); part != "" {
-				out = append(out, part)
-			}
-		}
-	}
-	return out
-}
-
 // clientOpts are the connection options: brokers, TLS, SASL.
 func clientOpts(cfg *config.Source) ([]kgo.Opt, error) {
 	k := cfg.Kafka
-	opts := []kgo.Opt{kgo.SeedBrokers(seedBrokers(k.Brokers)...), kgo.ClientID(k.ClientID), kgo.FetchMaxWait(500 * time.Millisecond)}
+	opts := []kgo.Opt{kgo.SeedBrokers(config.SeedBrokers(k.Brokers)...), kgo.ClientID(k.ClientID), kgo.FetchMaxWait(500 * time.Millisecond)}
 	if k.FetchMaxBytes > 0 {
 		// Small fetches cost little now that the next is fetched while
 		// the source hands out the last (ReadBatch), and keep the queued

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 	"math/rand/v2"
-	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -360,22 +359,6 @@ func TestReplayRange(t *testing.T) {
 	}
 	if offs := committed(t, c, "g4"); len(offs) != 0 {
 		t.Errorf("replay committed %v", offs)
-	}
-}
-
-func TestSeedBrokers(t *testing.T) {
-	tests := []struct {
-		give []string
-		want []string
-	}{
-		{[]string{"b-1:9092"}, []string{"b-1:9092"}},
-		{[]string{"b-1:9092,b-2:9092, b-3:9092"}, []string{"b-1:9092", "b-2:9092", "b-3:9092"}},
-		{[]string{"a:1", "b:2,c:3,"}, []string{"a:1", "b:2", "c:3"}},
-	}
-	for _, tt := range tests {
-		if got := seedBrokers(tt.give); !slices.Equal(got, tt.want) {
-			t.Errorf("seedBrokers(%q) = %q, want %q", tt.give, got, tt.want)
-		}
 	}
 }
 
