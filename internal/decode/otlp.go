@@ -1,6 +1,7 @@
 package decode
 
 import (
+	"cmp"
 	"encoding/base64"
 	"errors"
 	"fmt"
@@ -32,9 +33,13 @@ const (
 	attrAccount  = "cloud.account.id"
 	attrRegion   = "cloud.region"
 	attrExporter = "aws.exporter.arn"
-	attrNS       = "Namespace"
-	attrName     = "MetricName"
-	attrDims     = "Dimensions"
+	// attrStreamName is the stream's name as the OpenTelemetry
+	// collector's CloudWatch receivers write it; the 1.0.0 format has
+	// aws.exporter.arn, which wins where both are present.
+	attrStreamName = "aws.cloudwatch.metric_stream_name"
+	attrNS         = "Namespace"
+	attrName       = "MetricName"
+	attrDims       = "Dimensions"
 )
 
 // otlpUnits maps the UCUM units CloudWatch writes back to CloudWatch's own
@@ -176,20 +181,32 @@ func mendString(s []byte) ([]byte, bool) {
 
 func appendRequest(buf []byte, ends []int, req *metricspb.MetricsData) ([]byte, []int, error) {
 	for _, rm := range req.GetResourceMetrics() {
-		var account, region, stream string
+		var account, region, stream, named string
+		var arnRegion, arnAccount string
 		for _, kv := range rm.GetResource().GetAttributes() {
 			switch kv.GetKey() {
 			case attrAccount:
 				account = kv.GetValue().GetStringValue()
 			case attrRegion:
 				region = kv.GetValue().GetStringValue()
+			case attrStreamName:
+				named = kv.GetValue().GetStringValue()
 			case attrExporter:
+				// arn:aws:cloudwatch:REGION:ACCOUNT:metric-stream/NAME
 				arn := kv.GetValue().GetStringValue()
-				if _, name, ok := strings.Cut(arn, ":metric-stream/"); ok {
+				if head, name, ok := strings.Cut(arn, ":metric-stream/"); ok {
 					stream = name
+					if f := strings.Split(head, ":"); len(f) == 5 {
+						arnRegion, arnAccount = f[3], f[4]
+					}
 				}
 			}
 		}
+		// The resource's own attributes first; the ARN (or the name
+		// attribute) fills what a resource leaves out.
+		stream = cmp.Or(stream, named)
+		account = cmp.Or(account, arnAccount)
+		region = cmp.Or(region, arnRegion)
 		for _, sm := range rm.GetScopeMetrics() {
 			for _, m := range sm.GetMetrics() {
 				s := m.GetSummary()

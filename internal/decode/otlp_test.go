@@ -227,3 +227,44 @@ func TestOTLPInvalidUTF8(t *testing.T) {
 		})
 	}
 }
+
+// TestOTLPResourceFallbacks: a resource that leaves out cloud.account.id
+// and cloud.region still gives them, from the stream's ARN; one with no
+// ARN takes the stream's name from aws.cloudwatch.metric_stream_name (as
+// the OpenTelemetry collector writes it). The records equal the fixture's.
+func TestOTLPResourceFallbacks(t *testing.T) {
+	want, errs := decodeAll(t, "otlp_metrics", otelFixture(t))
+	if len(errs) > 0 || len(want) == 0 {
+		t.Fatalf("fixture: %d records, errors %v", len(want), errs)
+	}
+	text, err := os.ReadFile("testdata/cloudwatch_otel.txtpb")
+	if err != nil {
+		t.Fatal(err)
+	}
+	account := `    attributes { key: "cloud.account.id" value { string_value: "123456789012" } }` + "\n"
+	region := `    attributes { key: "cloud.region" value { string_value: "us-east-1" } }` + "\n"
+	arn := `    attributes { key: "aws.exporter.arn" value { string_value: "arn:aws:cloudwatch:us-east-1:123456789012:metric-stream/MyMetricStream" } }` + "\n"
+	named := `    attributes { key: "aws.cloudwatch.metric_stream_name" value { string_value: "MyMetricStream" } }` + "\n"
+	for _, tt := range []struct{ name, text string }{
+		{"ARN alone", strings.NewReplacer(account, "", region, "").Replace(string(text))},
+		{"name attribute", strings.NewReplacer(arn, named).Replace(string(text))},
+	} {
+		if tt.text == string(text) {
+			t.Fatalf("%s: the fixture's attributes were not found", tt.name)
+		}
+		var data []byte
+		for part := range strings.SplitSeq(tt.text, "\n---\n") {
+			var m metricspb.MetricsData
+			if err := prototext.Unmarshal([]byte(part), &m); err != nil {
+				t.Fatal(err)
+			}
+			b, _ := proto.Marshal(&m)
+			data = protowire.AppendVarint(data, uint64(len(b)))
+			data = append(data, b...)
+		}
+		got, errs := decodeAll(t, "otlp_metrics", data)
+		if len(errs) > 0 || !reflect.DeepEqual(got, want) {
+			t.Errorf("%s: records %+v, errors %v; want %+v", tt.name, got, errs, want)
+		}
+	}
+}
