@@ -351,6 +351,46 @@ func TestKeysStayInRoot(t *testing.T) {
 	}
 }
 
+// TestLongNames: a record value too long for a key, on the seed's
+// Firehose layout, and an input file whose name is 247 bytes. Each once
+// made every write of its object fail with ENAMETOOLONG until
+// retry.max_elapsed ended the run with exit 1, on every re-run. Now the
+// long value is processing-failed and the rest is written.
+func TestLongNames(t *testing.T) {
+	line := func(project string) string {
+		return `{"project_id":"` + project + `","plan_ver":"v1","event_timestamp":1730617200,"level":"INFO","message":"m"}`
+	}
+	r := runCase(t, hcase{
+		inputs: map[string][]byte{
+			"a.ndjson":                           ndjson(line(strings.Repeat("x", 5000)), line("P-1"), line(strings.Repeat("/", 100))),
+			strings.Repeat("n", 240) + ".ndjson": ndjson(line("P-2")),
+		},
+		config: head("app_log", "in/*.ndjson") + `routes:
+  - {name: all, from: [in], to: [lake]}
+sinks:
+  - name: lake
+    type: s3
+    url: file:lake/t/
+    format: parquet
+    retry: {max_elapsed: 2s}
+    partition_keys:
+      project_id: .project_id
+      plan_ver: .plan_ver
+      year: '.event_timestamp| strftime("%Y")'
+      hour: '.event_timestamp| strftime("%H")'
+    schema:
+      - {name: project_id, type: string}
+      - {name: message, type: string}
+` + errorsSink,
+	})
+	if got := totalRows(r); got != 2 {
+		t.Errorf("%d rows, want 2", got)
+	}
+	if got := r.errorsByType["processing-failed"]; got != 2 {
+		t.Errorf("processing-failed %d, want 2", got)
+	}
+}
+
 // TestBadFiles: a truncated .gz, a file that is not gzip, a directory
 // matched by the glob, a symlink loop and a dangling symlink are each
 // reported in the error output; every other file is read. (An unreadable
