@@ -227,6 +227,27 @@ sinks:
 	})
 }
 
+// TestBlankLinesShutdown: SIGTERM while a .gz of 512 MiB of blank lines
+// is read. Only non-blank lines ended a batch and nothing else looked at
+// the context, so 2 GiB of "\n" once held shutdown for 70 s, past
+// shutdown_timeout. The record after the blank lines is read next run.
+func TestBlankLinesShutdown(t *testing.T) {
+	runCase(t, hcase{
+		inputs: map[string][]byte{"x.ndjson.gz": gz(append(bytes.Repeat([]byte("\n"), 512<<20), `{"n":1}`+"\n"...))},
+		config: `service: {name: hostile, http_listen: "", log_level: warn, shutdown_timeout: 2s, error_sink: errors}
+sources:
+  - {name: in, type: file, format: json, file: {paths: ["in/*.ndjson.gz"]}}
+routes:
+  - {name: all, from: [in], to: [lake]}
+sinks:
+  - {name: lake, type: s3, url: "file:lake/t/", format: ndjson}
+` + errorsSink,
+		stop:     func(t *testing.T, work string) { time.Sleep(time.Second) },
+		shutdown: 2 * time.Second,
+		wantOut:  []string{"checkpoints: in in/x.ndjson.gz: none"},
+	})
+}
+
 // firstError returns the errorMessage of the first error record of typ,
 // wherever under lake/ its error output put it.
 func firstError(t *testing.T, r *result, typ string) string {
