@@ -83,10 +83,44 @@ func Decode(line []byte) (record.Message, error) {
 	if err := json.Unmarshal(line, &e); err != nil {
 		return record.Message{}, fmt.Errorf("not an archive envelope: %w", err)
 	}
+	// A position goes into object names (a token verbatim): one Sluice
+	// could not have written is refused, so "../../x" or a 5,000-digit
+	// token never reaches a key.
+	if e.Offset < 0 {
+		return record.Message{}, fmt.Errorf("not an archive envelope: offset %d is negative", e.Offset)
+	}
+	if !isSequenceNumber(e.Token) {
+		return record.Message{}, fmt.Errorf("not an archive envelope: token %q is not a sequence number (up to %d decimal digits)", shorten(e.Token), maxTokenDigits)
+	}
 	return record.Message{
 		Data:    e.Data,
 		Pos:     record.Position{Partition: e.Partition, Offset: e.Offset, Token: e.Token, Sub: e.Sub},
 		Arrival: time.UnixMilli(e.Arrival).UTC(),
 		Origin:  e.Source,
 	}, nil
+}
+
+// maxTokenDigits is the longest token Decode takes: a Kinesis sequence
+// number is at most 129 digits (the API's pattern 0|([1-9]\d{0,128})).
+const maxTokenDigits = 129
+
+// isSequenceNumber reports whether t is empty or decimal digits, as the
+// tokens sources write are.
+func isSequenceNumber(t string) bool {
+	if len(t) > maxTokenDigits {
+		return false
+	}
+	for i := 0; i < len(t); i++ {
+		if t[i] < '0' || t[i] > '9' {
+			return false
+		}
+	}
+	return true
+}
+
+func shorten(s string) string {
+	if len(s) > 40 {
+		return s[:40] + "…"
+	}
+	return s
 }

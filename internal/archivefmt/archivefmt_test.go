@@ -22,7 +22,7 @@ func TestRoundTrip(t *testing.T) {
 		{"file line", record.Record{Source: "app", Pos: record.Position{Partition: "/var/log/a.ndjson", Offset: 42}, Raw: []byte(`{"a":1}`)}},
 		{"kinesis aggregated", record.Record{Source: "kin", Pos: record.Position{Partition: "shardId-000000000001", Offset: 7,
 			Token: "49590338271490256608559692538361571095921575989136588898", Sub: "/3"}, Raw: []byte{0, 1, 2, 0xff, '\n', '"'}}},
-		{"names to escape", record.Record{Source: "a\"b\\c\n", Pos: record.Position{Partition: "topic/3\t", Offset: -1, Token: "t\u2028", Sub: "/0"}, Raw: nil}},
+		{"names to escape", record.Record{Source: "a\"b\\c\n", Pos: record.Position{Partition: "topic/3\t\u2028", Offset: 3, Token: "0", Sub: "/0\u2028"}, Raw: nil}},
 		{"empty", record.Record{}},
 	}
 	for _, tt := range tests {
@@ -58,7 +58,10 @@ func TestOmitsEmptyToken(t *testing.T) {
 }
 
 func TestDecodeDamaged(t *testing.T) {
-	for _, line := range []string{``, `{`, `{"offset":"x"}`, `{"data":"not base64!"}`, `[1]`} {
+	// Positions Sluice never writes would go into object names as they
+	// are: a token "a/b" made directories, "../../x" failed the sink.
+	for _, line := range []string{``, `{`, `{"offset":"x"}`, `{"data":"not base64!"}`, `[1]`,
+		`{"offset":-5}`, `{"token":"../../evil"}`, `{"token":"a/b"}`, `{"token":"` + strings.Repeat("9", 130) + `"}`} {
 		if _, err := Decode([]byte(line)); err == nil || !strings.Contains(err.Error(), "not an archive envelope") {
 			t.Errorf("Decode(%q) = %v, want not an archive envelope", line, err)
 		}

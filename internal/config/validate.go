@@ -711,6 +711,12 @@ func (v *validator) sink(i int, sinks map[string]int) {
 		v.errorf(p+".url", "%v", err)
 	} else if slices.Contains(strings.Split(loc, "/"), "..") {
 		v.errorf(p+".url", "%q has a \"..\" segment: name the directory or prefix itself", s.URL)
+	} else if _, prefix, _ := strings.Cut(loc, "/"); strings.HasPrefix(s.URL, "s3://") {
+		// Keys under the URL's prefix are checked by the store; the
+		// prefix itself only here (s3://lake//x/ wrote "/x/…").
+		if err := template.CheckPrefix(prefix); err != nil {
+			v.errorf(p+".url", "%q has a prefix that is not a clean relative path: %s", s.URL, strings.TrimPrefix(err.Error(), template.ErrUnsafeKey.Error()+": "))
+		}
 	}
 	if s.StorageClass != "" && !slices.Contains(storageClasses, s.StorageClass) {
 		v.errorf(p+".storage_class", "unknown storage class %q (want one of: %s)", s.StorageClass, strings.Join(storageClasses, ", "))

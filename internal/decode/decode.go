@@ -149,6 +149,8 @@ func (d *Decoder) otlp(msg *record.Message, emit func(*record.Record), fail func
 	}
 }
 
+var bom = []byte("\ufeff")
+
 func (d *Decoder) one(msg *record.Message, data []byte, pos record.Position, emit func(*record.Record), fail func(*Error)) {
 	// The record lives in the decoder, so that emitting it allocates
 	// nothing; it is valid only during emit.
@@ -170,7 +172,10 @@ func (d *Decoder) one(msg *record.Message, data []byte, pos record.Position, emi
 		d.text = text
 		d.badUTF8.Inc()
 	}
-	v, err := d.parser.ParseBytes(text)
+	// RFC 8259 8.1 lets a parser ignore a leading byte order mark; files
+	// saved by Windows editors start with one, and so would their first
+	// record. Raw keeps it.
+	v, err := d.parser.ParseBytes(bytes.TrimPrefix(text, bom))
 	if err != nil {
 		fail(&Error{Pos: pos, Raw: data, Err: fmt.Errorf("invalid JSON: %w", err)})
 		return

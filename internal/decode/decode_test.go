@@ -62,6 +62,14 @@ func TestFormats(t *testing.T) {
 			{pos: "p:1/2", err: "invalid JSON: cannot parse JSON: unexpected value found: \"nope\"; unparsed tail: \"nope\"", fields: "nope"},
 		}},
 		{"raw", "raw", "anything \x00 at all", []result{{pos: "p:1", event: "2026-01-01T00:00:00Z"}}},
+		// RFC 8259 8.1: a parser may ignore a leading byte order mark, as
+		// a file saved by a Windows editor starts with one.
+		{"byte order mark", "app_log", "\ufeff{\"id\":\"a\",\"event_timestamp\":1730617200}", []result{{pos: "p:1", event: "2024-11-03T07:00:00Z", fields: "a"}}},
+		{"byte order mark in each line", "metric_stream", "\ufeff{\"id\":\"m0\",\"metric_name\":\"A\",\"timestamp\":1730617200000}\n\ufeff{\"id\":\"m1\",\"metric_name\":\"B\",\"timestamp\":1730617200000}", []result{
+			{pos: "p:1/0", event: "2024-11-03T07:00:00Z", fields: "m0"},
+			{pos: "p:1/1", event: "2024-11-03T07:00:00Z", fields: "m1"},
+		}},
+		{"byte order mark twice", "json", "\ufeff\ufeff{}", []result{{pos: "p:1", err: "invalid JSON: cannot parse JSON: cannot parse number: unexpected char: \"\\xef\"; unparsed tail: \"\\ufeff{}\"", fields: "\ufeff\ufeff{}"}}},
 	}
 	for _, tt := range tests {
 		got := run(t, tt.format, tt.data)

@@ -213,10 +213,55 @@ func (t *Template) Append(dst []byte, v Values) []byte {
 func (t *Template) AppendPrefix(dst []byte, v Values) ([]byte, error) {
 	start := len(dst)
 	dst = t.Append(dst, v)
-	if err := CheckPrefix(dst[start:]); err != nil {
-		return dst[:start], fmt.Errorf("key prefix %q: %w", dst[start:], err)
+	p := dst[start:]
+	if err := CheckPrefix(p); err != nil {
+		return dst[:start], fmt.Errorf("key prefix %q: %w", shorten(p), err)
+	}
+	if err := checkLength(p); err != nil {
+		return dst[:start], fmt.Errorf("key prefix %q: %w", shorten(p), err)
 	}
 	return dst, nil
+}
+
+// MaxSegmentBytes and MaxPrefixBytes bound a rendered prefix, so that a
+// long value from a record fails that record instead of every write of its
+// object: a file system refuses a name over 255 bytes (ENAMETOOLONG) and
+// S3 a key over 1,024 bytes, and the object's own name takes up to 255.
+const (
+	MaxSegmentBytes = 255
+	MaxPrefixBytes  = 1024 - MaxSegmentBytes
+)
+
+// ErrKeyTooLong is wrapped by AppendPrefix's error for a prefix over
+// MaxPrefixBytes or with a segment over MaxSegmentBytes.
+var ErrKeyTooLong = errors.New("key too long for the store")
+
+func checkLength(p []byte) error {
+	if len(p) > MaxPrefixBytes {
+		return fmt.Errorf("%w: %d bytes, over %d", ErrKeyTooLong, len(p), MaxPrefixBytes)
+	}
+	for len(p) > 0 {
+		seg := p
+		if i := bytes.IndexByte(p, '/'); i >= 0 {
+			seg, p = p[:i], p[i+1:]
+		} else {
+			p = nil
+		}
+		if len(seg) > MaxSegmentBytes {
+			return fmt.Errorf("%w: a segment of %d bytes, over %d", ErrKeyTooLong, len(seg), MaxSegmentBytes)
+		}
+	}
+	return nil
+}
+
+// shorten cuts a rendered prefix for an error message at 200 bytes: the
+// record itself is in the error output.
+func shorten(p []byte) string {
+	const n = 200
+	if len(p) <= n {
+		return string(p)
+	}
+	return string(p[:n]) + "…"
 }
 
 // Sample renders the template with every partition key set to "x", a fixed

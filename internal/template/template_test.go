@@ -134,6 +134,46 @@ func TestAppendPrefixStaysInside(t *testing.T) {
 	}
 }
 
+// TestAppendPrefixLength: a value that would make a segment or the key
+// longer than a store takes fails its record (ErrKeyTooLong) instead of
+// being rendered: a 5,000-byte project_id once made every write of its
+// object fail with ENAMETOOLONG until retry.max_elapsed stopped the run.
+func TestAppendPrefixLength(t *testing.T) {
+	x, slash := strings.Repeat("x", 300), strings.Repeat("/", 100)
+	tests := []struct {
+		tpl     string
+		a, b    string
+		wantErr bool
+	}{
+		{tpl: "a=!{partitionKeyFromQuery:a}/", a: x[:253]},                // 255 bytes
+		{tpl: "a=!{partitionKeyFromQuery:a}/", a: x[:254], wantErr: true}, // 256
+		{tpl: "a=!{partitionKeyFromQuery:a}/", a: slash[:84]},             // %2F each: 2 + 252
+		{tpl: "a=!{partitionKeyFromQuery:a}/", a: slash[:85], wantErr: true},
+		{tpl: "a=!{partitionKeyFromQuery:a}", a: x[:254], wantErr: true}, // the last segment too
+		{tpl: "a=!{partitionKeyFromQuery:a}/b=!{partitionKeyFromQuery:b}/c=!{partitionKeyFromQuery:a}/d=!{partitionKeyFromQuery:b}/", a: x[:180], b: x[:180]},                // 732 bytes
+		{tpl: "a=!{partitionKeyFromQuery:a}/b=!{partitionKeyFromQuery:b}/c=!{partitionKeyFromQuery:a}/d=!{partitionKeyFromQuery:b}/", a: x[:200], b: x[:200], wantErr: true}, // 812
+	}
+	for _, tt := range tests {
+		tpl, err := Parse(tt.tpl)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := tpl.Bind([]string{"a", "b"}); err != nil {
+			t.Fatal(err)
+		}
+		got, err := tpl.AppendPrefix([]byte("d"), Values{Keys: [][]byte{[]byte(tt.a), []byte(tt.b)}})
+		if tt.wantErr {
+			if !errors.Is(err, ErrKeyTooLong) || string(got) != "d" || len(err.Error()) > 400 {
+				t.Errorf("a of %d bytes, b of %d: %d bytes, %v; want ErrKeyTooLong in a short message and dst untouched", len(tt.a), len(tt.b), len(got), err)
+			}
+			continue
+		}
+		if err != nil {
+			t.Errorf("a of %d bytes, b of %d: %v", len(tt.a), len(tt.b), err)
+		}
+	}
+}
+
 func TestCheckKey(t *testing.T) {
 	tests := []struct {
 		give      string
@@ -178,7 +218,8 @@ var renderTemplates = []string{
 
 // FuzzRenderKey: for any record values, a prefix template that validation
 // accepts (its Sample is clean) renders a key prefix that stays under the
-// root, and does so by escaping: a non-empty value is never refused.
+// root, and does so by escaping: a non-empty value is never refused, unless
+// it makes the key too long for a store.
 func FuzzRenderKey(f *testing.F) {
 	for _, seed := range []struct{ src, a, b string }{
 		{"", "..", ".."}, {"", ".", "."}, {"", "/", ""}, {"", "..\\..", "a/../../b"},
@@ -199,7 +240,7 @@ func FuzzRenderKey(f *testing.F) {
 			v := Values{Keys: [][]byte{[]byte(a), []byte(b)}, Time: time.Unix(sec, 0), Arrival: time.Unix(sec, 0), ErrorType: "processing-failed"}
 			got, err := tpl.AppendPrefix(nil, v)
 			if err != nil {
-				if a != "" && b != "" {
+				if a != "" && b != "" && !errors.Is(err, ErrKeyTooLong) {
 					t.Fatalf("%q refused non-empty values a=%q b=%q: %v", src, a, b, err)
 				}
 				continue

@@ -227,6 +227,27 @@ sinks:
 	})
 }
 
+// TestBlankLinesShutdown: SIGTERM while a .gz of 512 MiB of blank lines
+// is read. Only non-blank lines ended a batch and nothing else looked at
+// the context, so 2 GiB of "\n" once held shutdown for 70 s, past
+// shutdown_timeout. The record after the blank lines is read next run.
+func TestBlankLinesShutdown(t *testing.T) {
+	runCase(t, hcase{
+		inputs: map[string][]byte{"x.ndjson.gz": gz(append(bytes.Repeat([]byte("\n"), 512<<20), `{"n":1}`+"\n"...))},
+		config: `service: {name: hostile, http_listen: "", log_level: warn, shutdown_timeout: 2s, error_sink: errors}
+sources:
+  - {name: in, type: file, format: json, file: {paths: ["in/*.ndjson.gz"]}}
+routes:
+  - {name: all, from: [in], to: [lake]}
+sinks:
+  - {name: lake, type: s3, url: "file:lake/t/", format: ndjson}
+` + errorsSink,
+		stop:     func(t *testing.T, work string) { time.Sleep(time.Second) },
+		shutdown: 2 * time.Second,
+		wantOut:  []string{"checkpoints: in in/x.ndjson.gz: none"},
+	})
+}
+
 // firstError returns the errorMessage of the first error record of typ,
 // wherever under lake/ its error output put it.
 func firstError(t *testing.T, r *result, typ string) string {
@@ -348,6 +369,46 @@ func TestKeysStayInRoot(t *testing.T) {
 			run(t, sink(tt.url, tt.prefix, tt.errPrefix), true, 1, tt.want, "config.yaml:")
 			run(t, sink(tt.url, tt.prefix, tt.errPrefix), false, 1, tt.want)
 		})
+	}
+}
+
+// TestLongNames: a record value too long for a key, on the seed's
+// Firehose layout, and an input file whose name is 247 bytes. Each once
+// made every write of its object fail with ENAMETOOLONG until
+// retry.max_elapsed ended the run with exit 1, on every re-run. Now the
+// long value is processing-failed and the rest is written.
+func TestLongNames(t *testing.T) {
+	line := func(project string) string {
+		return `{"project_id":"` + project + `","plan_ver":"v1","event_timestamp":1730617200,"level":"INFO","message":"m"}`
+	}
+	r := runCase(t, hcase{
+		inputs: map[string][]byte{
+			"a.ndjson":                           ndjson(line(strings.Repeat("x", 5000)), line("P-1"), line(strings.Repeat("/", 100))),
+			strings.Repeat("n", 240) + ".ndjson": ndjson(line("P-2")),
+		},
+		config: head("app_log", "in/*.ndjson") + `routes:
+  - {name: all, from: [in], to: [lake]}
+sinks:
+  - name: lake
+    type: s3
+    url: file:lake/t/
+    format: parquet
+    retry: {max_elapsed: 2s}
+    partition_keys:
+      project_id: .project_id
+      plan_ver: .plan_ver
+      year: '.event_timestamp| strftime("%Y")'
+      hour: '.event_timestamp| strftime("%H")'
+    schema:
+      - {name: project_id, type: string}
+      - {name: message, type: string}
+` + errorsSink,
+	})
+	if got := totalRows(r); got != 2 {
+		t.Errorf("%d rows, want 2", got)
+	}
+	if got := r.errorsByType["processing-failed"]; got != 2 {
+		t.Errorf("processing-failed %d, want 2", got)
 	}
 }
 

@@ -122,3 +122,28 @@ func TestS3DefaultErrorsBesideTable(t *testing.T) {
 		t.Errorf("keys:\n%s\nwant\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
 	}
 }
+
+// TestLongPartitionValueFailsItsRecord: a partition value too long for a
+// key fails its record to the error output, and the rest are written. A
+// 5,000-byte project_id once made every write of its object fail with
+// ENAMETOOLONG for retry.max_elapsed, then the run exited 1, and every
+// re-run met the same record.
+func TestLongPartitionValueFailsItsRecord(t *testing.T) {
+	dir := t.TempDir()
+	s, _ := newSink(t, "    url: 'file:"+dir+"/lake/'\n    error_prefix: errors/\n    retry: {max_elapsed: 1s}\n"+dotsSink, nil)
+	long := strings.Repeat("x", 5000)
+	fails := feed(t, s, nil, `{"a":"`+long+`","b":"y"}`, `{"a":"ok","b":"y"}`, `{"a":"ok","b":"`+strings.Repeat("/", 100)+`"}`)
+	if len(fails) != 2 || fails[0].Type != "processing-failed" || !strings.Contains(fails[0].Message, "too long") || len(fails[0].Message) > 400 {
+		t.Fatalf("failures: %v", fails)
+	}
+	if err := s.Flush(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	want := []string{
+		"lake/errors/src+f+000000000001-000000000003.ndjson",
+		"lake/ok/y/src+f+000000000002-000000000002.ndjson",
+	}
+	if got := files(t, dir); !slices.Equal(got, want) {
+		t.Errorf("files under %s:\n%s\nwant\n%s", dir, strings.Join(got, "\n"), strings.Join(want, "\n"))
+	}
+}

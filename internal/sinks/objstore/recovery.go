@@ -109,19 +109,31 @@ type span struct{ first, last seq }
 // StreamID names a source partition in object names: the source name and
 // the partition, each reduced to [A-Za-z0-9._-]. A partition that had to
 // be changed (a file path's slashes) gets a hash of the original, so two
-// partitions never share a name.
+// partitions never share a name. Each part is cut to maxIDPart bytes (then
+// also with the hash), so that an object's name stays under the 255 bytes
+// a file system takes: a 247-byte file name once made every object from
+// its file fail with ENAMETOOLONG until the run gave up.
 func StreamID(source, partition string) string {
 	return safeID(source) + "+" + safeID(partition)
 }
 
+// maxIDPart bounds each part of a stream id: two parts, the '+', two
+// places (a Kafka offset, or a 56-digit Kinesis sequence number beside a
+// 20-byte shard id) and ".ndjson.gz" stay under 255.
+const maxIDPart = 64
+
 func safeID(s string) string {
 	safe := record.SafeName(s)
-	if safe == s {
+	if safe == s && len(s) <= maxIDPart {
 		return s
 	}
 	h := fnv.New32a()
 	h.Write([]byte(s))
-	return safe + "." + strconv.FormatUint(uint64(h.Sum32()), 36)
+	sum := strconv.FormatUint(uint64(h.Sum32()), 36)
+	if len(safe)+1+len(sum) > maxIDPart {
+		safe = safe[:maxIDPart-1-len(sum)]
+	}
+	return safe + "." + sum
 }
 
 // objectExts are the extensions the sink writes.

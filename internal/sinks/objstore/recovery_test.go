@@ -102,6 +102,18 @@ func TestStreamIDsNeverCollide(t *testing.T) {
 	if got := StreamID("app", "shardId-000000000001"); got != "app+shardId-000000000001" {
 		t.Errorf("safe partition changed: %q", got)
 	}
+	// Long names are cut, keeping a hash of the whole: a file name of 247
+	// bytes made object names over a file system's 255.
+	long := strings.Repeat("a", 247)
+	for _, tt := range [][2]string{{"src", long + ".ndjson"}, {"src", "in/" + long}, {long, "f"}, {"src", long + "b"}} {
+		id := StreamID(tt[0], tt[1])
+		if len(id) > 2*maxIDPart+1 || strings.Count(id, "+") != 1 {
+			t.Errorf("StreamID(%d bytes, %d bytes) = %q (%d bytes)", len(tt[0]), len(tt[1]), id, len(id))
+		}
+	}
+	if StreamID("src", long+"b") == StreamID("src", long+"c") {
+		t.Error("two long partitions share a stream id")
+	}
 }
 
 // memStore is a Lister in memory: the crash tests write thousands of

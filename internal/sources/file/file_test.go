@@ -642,3 +642,34 @@ func TestBatchBoundedByBytes(t *testing.T) {
 		t.Errorf("%d lines read, want 10", lines)
 	}
 }
+
+// errAfter is a context whose Err turns to Canceled after its first n
+// calls: the moment a reader looks again, without timing.
+type errAfter struct {
+	context.Context
+	n int
+}
+
+func (c *errAfter) Err() error {
+	if c.n > 0 {
+		c.n--
+		return nil
+	}
+	return context.Canceled
+}
+
+// TestBlankLinesDoNotHoldShutdown: a file of blank lines is read with an
+// eye on ctx. 2 GiB of "\n" in a .gz once held SIGTERM for 70 s, past
+// shutdown_timeout, because only non-blank lines end a batch.
+func TestBlankLinesDoNotHoldShutdown(t *testing.T) {
+	dir := t.TempDir()
+	write(t, filepath.Join(dir, "a.ndjson.gz"), strings.Repeat("\n", 1<<20)+`{"a":1}`+"\n", true)
+	s, err := New("src", []string{filepath.Join(dir, "a.ndjson.gz")}, 10, 100)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _, err := s.ReadBatch(&errAfter{Context: context.Background(), n: 1})
+	if !errors.Is(err, context.Canceled) || len(b.Messages) != 0 {
+		t.Fatalf("ReadBatch after ctx ended = %d messages, %v; want context.Canceled", len(b.Messages), err)
+	}
+}
