@@ -130,10 +130,17 @@ func safeID(s string) string {
 	h := fnv.New32a()
 	h.Write([]byte(s))
 	sum := strconv.FormatUint(uint64(h.Sum32()), 36)
-	if len(safe)+1+len(sum) > maxIDPart {
-		safe = safe[:maxIDPart-1-len(sum)]
+	if len(safe)+1+len(sum) <= maxIDPart {
+		return safe + "." + sum
 	}
-	return safe + "." + sum
+	// Cut names share their first bytes, so the hash alone tells them
+	// apart: 64 bits of it, so that two partitions of one source (whose
+	// ranges may overlap, as line numbers do) never share a name, which
+	// recovery would take for the other's durable records.
+	h64 := fnv.New64a()
+	h64.Write([]byte(s))
+	sum = strconv.FormatUint(h64.Sum64(), 36)
+	return safe[:maxIDPart-1-len(sum)] + "." + sum
 }
 
 // objectExts are the extensions the sink writes.
