@@ -11,6 +11,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"go.uber.org/zap"
 
@@ -33,6 +34,9 @@ type fakeSpec struct {
 	openErr, readErr, closeErr, flushErr, runErr error
 	// endless makes a source read nothing until it is closed.
 	endless bool
+	// deaf makes a source's read block until the test ends, whatever its
+	// context says: a read stuck in the kernel (a hung NFS mount, say).
+	deaf chan struct{}
 }
 
 var (
@@ -98,6 +102,10 @@ type fakeSource struct {
 func (s *fakeSource) ReadBatch(ctx context.Context) (record.Batch, record.AckFunc, error) {
 	if s.spec.readErr != nil {
 		return record.Batch{}, nil, s.spec.readErr
+	}
+	if s.spec.deaf != nil {
+		<-s.spec.deaf
+		return record.Batch{}, nil, io.EOF
 	}
 	if s.spec.endless {
 		<-ctx.Done()
@@ -399,5 +407,43 @@ func TestRunnersLiveAsLongAsRun(t *testing.T) {
 				t.Errorf("Run ended %v, want %v", got, tt.want)
 			}
 		})
+	}
+}
+
+// TestShutdownDoesNotWaitForADeafRead: a source whose read ignores its
+// context (stuck in the kernel) does not keep Run alive past
+// shutdown_timeout and a short grace: Run returns the timeout, with the
+// read's batch never acked, so nothing is checkpointed past it.
+func TestShutdownDoesNotWaitForADeafRead(t *testing.T) {
+	registerFakes(t)
+	cfg := fakeConfig(t)
+	cfg.Service.ShutdownTimeout = config.Duration(50 * time.Millisecond)
+	deaf := make(chan struct{})
+	t.Cleanup(func() { close(deaf) })
+	fakeMu.Lock()
+	fakeSpecs["a"] = fakeSpec{deaf: deaf}
+	fakeSpecs["b"] = fakeSpec{endless: true}
+	fakeMu.Unlock()
+	p, err := New(cfg, zap.NewNop())
+	if err != nil {
+		t.Fatal(err)
+	}
+	p.stuckGrace = 50 * time.Millisecond
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- p.Run(ctx) }()
+	for !strings.Contains(p.stuckReads(), "source a") {
+		time.Sleep(time.Millisecond)
+	}
+	cancel()
+	// Not a timing assertion: a hang detector, far above the 100 ms Run
+	// takes, so the test fails instead of running into go test's timeout.
+	select {
+	case err := <-done:
+		if err == nil || !strings.Contains(err.Error(), "shutdown_timeout 50ms exceeded") || !strings.Contains(err.Error(), "source a") {
+			t.Errorf("Run: %v, want shutdown_timeout exceeded naming source a", err)
+		}
+	case <-time.After(time.Minute):
+		t.Fatal("Run still waits for a read that ignores its context")
 	}
 }

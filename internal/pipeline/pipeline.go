@@ -41,6 +41,7 @@ import (
 	"runtime"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -86,6 +87,13 @@ var ErrNotRunning = errors.New("the pipeline is not running")
 type Pipeline struct {
 	log  *zap.Logger
 	opts options
+	// stuckGrace is how long Run waits, once shutdown_timeout has passed,
+	// for source reads that ignore their context, before it returns
+	// without them (see Run).
+	stuckGrace time.Duration
+	// readingMu guards reading: the sources inside ReadBatch, by name.
+	readingMu sync.Mutex
+	reading   map[string]int
 	// cur is the plan new batches are admitted under; a reload swaps it.
 	cur     atomic.Pointer[plan]
 	workers int
@@ -263,7 +271,7 @@ type RouteStats struct {
 // any failure it closes everything it opened.
 func New(cfg *config.Config, log *zap.Logger, opts ...Option) (*Pipeline, error) {
 	registerKinds()
-	p := &Pipeline{log: log, workers: cfg.Service.Workers, reloads: make(chan reloadReq), stopped: make(chan struct{}),
+	p := &Pipeline{log: log, stuckGrace: 5 * time.Second, workers: cfg.Service.Workers, reloads: make(chan reloadReq), stopped: make(chan struct{}),
 		srcStats: map[string]*SourceStats{}, srcLatest: map[string]*sourceRun{}, routeStats: map[string]*RouteStats{},
 		sinkStats: map[string]*SinkStats{}, sinkInst: map[string][]sinks.Sink{}}
 	for _, opt := range opts {
@@ -772,7 +780,21 @@ func (p *Pipeline) Run(ctx context.Context) (err error) {
 		}
 	}()
 	p.ready.Store(true)
-	err = g.Wait()
+	waited := make(chan error, 1)
+	go func() { waited <- g.Wait() }()
+	select {
+	case err = <-waited:
+	case <-afterDone(work, p.stuckGrace):
+		// The pipeline went down hard (shutdown_timeout passed, or a stage
+		// failed), and still a read has not returned: a source stuck in a
+		// call that ignores its context (a hung file system). Waiting for
+		// it would hold the process past shutdown_timeout for as long as
+		// the call hangs. Nothing it read was acked, so no checkpoint
+		// passes it; the process ends and the next run reads it again.
+		p.ready.Store(false)
+		return fmt.Errorf("%w; %s did not return within %s of it: its batch is not acked and is read again on the next run",
+			context.Cause(work), p.stuckReads(), p.stuckGrace)
+	}
 	p.ready.Store(false)
 	pl = p.cur.Load()
 	if err != nil {
@@ -804,6 +826,42 @@ func (p *Pipeline) Run(ctx context.Context) (err error) {
 // control starts a reader per source and, while any reads, applies the
 // reloads asked for. A reader's failure stops every read; control returns
 // it once the last reader has stopped.
+// afterDone returns a channel closed d after ctx is done.
+func afterDone(ctx context.Context, d time.Duration) <-chan struct{} {
+	ch := make(chan struct{})
+	context.AfterFunc(ctx, func() {
+		time.AfterFunc(d, func() { close(ch) })
+	})
+	return ch
+}
+
+// markReading counts a source in (+1) or out (-1) of ReadBatch.
+func (p *Pipeline) markReading(name string, d int) {
+	p.readingMu.Lock()
+	defer p.readingMu.Unlock()
+	if p.reading == nil {
+		p.reading = map[string]int{}
+	}
+	if p.reading[name] += d; p.reading[name] == 0 {
+		delete(p.reading, name)
+	}
+}
+
+// stuckReads names the sources inside ReadBatch, for Run's error.
+func (p *Pipeline) stuckReads() string {
+	p.readingMu.Lock()
+	defer p.readingMu.Unlock()
+	if len(p.reading) == 0 {
+		return "the pipeline's stages"
+	}
+	names := make([]string, 0, len(p.reading))
+	for n := range p.reading {
+		names = append(names, "source "+n)
+	}
+	slices.Sort(names)
+	return "a read of " + strings.Join(names, ", ")
+}
+
 func (p *Pipeline) control(rn *running, stopAll context.CancelFunc) error {
 	defer close(p.stopped)
 	exited := make(chan error)
@@ -852,7 +910,9 @@ func (p *Pipeline) readSource(rn *running, run *sourceRun) error {
 		if rn.stop.Err() != nil {
 			return nil
 		}
+		p.markReading(run.cfg.Name, 1)
 		b, ack, err := run.src.ReadBatch(run.readCtx)
+		p.markReading(run.cfg.Name, -1)
 		if errors.Is(err, io.EOF) {
 			p.log.Info("source finished", zap.String("source", run.cfg.Name))
 			return nil
